@@ -1,0 +1,1 @@
+"""Jobs: the resource model, the pure heterogeneous scheduler, workload kinds and the launcher shell."""

@@ -1,0 +1,1 @@
+"""Streaming runtime: pipeline specs, transforms, and engine adapters for PyFlink and Spark."""

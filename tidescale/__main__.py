@@ -1,0 +1,5 @@
+import sys
+
+from tidescale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""The `tidescale` command: explicit wiring of every package's subcommands in one place.
+
+Each package exposes `add_commands(subparsers)` (and `add_benchmarks(bench_subparsers)` where it has
+benchmarks); every leaf parser sets `func`, a handler `(argparse.Namespace) -> int` exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from autoscaler.exporter import cli as exporter_cli
+from tidescale import local_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidescale",
+        description="Event-driven autoscaler, streaming runtime and GPU scheduler for AI/ML on Kubernetes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench = sub.add_parser("bench", help="benchmarks; the last line printed with --json is one JSON object")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+
+    local_cli.add_commands(sub)
+    exporter_cli.add_commands(sub)
+    del bench_sub  # filled by the packages as their benchmarks land
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Apache Kafka 4.x, one KRaft node (broker and controller in one JVM), from the Maven Central jars.
+
+Storage is formatted, then the server started; also the broker's own perf tools (kafka-tools) as the
+throughput ceiling that streaming benchmarks are quoted against.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernel import artefacts
+from kernel.errors import PermanentError
+from tidescale.local.process import (
+    ComponentError,
+    Spawned,
+    ensure_port_free,
+    free_port,
+    port_open,
+    spawn,
+    wait_until,
+)
+
+COMPONENT = "kafka"
+HEAP = ["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"]
+LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+@dataclass(frozen=True)
+class KafkaPorts:
+    broker: int
+    controller: int
+
+
+def cluster_id() -> str:
+    """A KRaft cluster id as `StorageTool random-uuid` prints it: 22 chars of URL-safe base64."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def server_properties(ports: KafkaPorts, log_dir: Path, partitions: int = 1) -> str:
+    return f"""\
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:{ports.broker},CONTROLLER://127.0.0.1:{ports.controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{ports.broker}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.quorum.bootstrap.servers=127.0.0.1:{ports.controller}
+inter.broker.listener.name=PLAINTEXT
+log.dirs={log_dir}
+num.partitions={partitions}
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+log.segment.bytes=67108864
+num.network.threads=2
+num.io.threads=2
+"""
+
+
+def java_command(main_class: str, *args: str, heap: list[str] | None = None, log4j: Path | None = None) -> list[str]:
+    classpath = os.pathsep.join(str(p) for p in artefacts.jars("kafka"))
+    command = [str(artefacts.java_binary()), *(heap or HEAP), "-cp", classpath]
+    if log4j is not None:
+        command.append(f"-Dlog4j2.configurationFile=file:{log4j}")
+    return [*command, main_class, *args]
+
+
+def start(state_dir: Path, ports: KafkaPorts | None = None, timeout: float = 90) -> tuple[Spawned, str]:
+    """Format storage and start the broker; returns the process and `127.0.0.1:<port>` once it serves."""
+    home = state_dir / COMPONENT
+    home.mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "logs" / "kafka.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        jars_ok = artefacts.jars("kafka")
+        artefacts.java_binary()
+    except PermanentError as exc:
+        raise ComponentError(COMPONENT, str(exc)) from exc
+    del jars_ok
+    ports = ports or KafkaPorts(free_port(), free_port())
+    ensure_port_free(COMPONENT, ports.broker)
+    ensure_port_free(COMPONENT, ports.controller)
+
+    config = home / "server.properties"
+    config.write_text(server_properties(ports, home / "data"))
+    log4j = home / "log4j2.properties"
+    log4j.write_text(LOG4J2)
+
+    # 1. Format the storage (once per state directory; a restart keeps its topics).
+    if not (home / "data" / "meta.properties").exists():
+        fmt = java_command(
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id(),
+            "-c",
+            str(config),
+            heap=["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+            log4j=log4j,
+        )
+        with log_file.open("ab") as log:
+            try:
+                done = subprocess.run(fmt, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise ComponentError(COMPONENT, "formatting storage timed out after 120 s", log_file) from exc
+        if done.returncode != 0:
+            raise ComponentError(COMPONENT, f"formatting storage failed with code {done.returncode}", log_file)
+
+    # 2. Start the server and wait until a client gets metadata from it.
+    process = spawn(COMPONENT, java_command("kafka.Kafka", str(config), log4j=log4j), log_file)
+    bootstrap = f"127.0.0.1:{ports.broker}"
+    wait_until(process, lambda: broker_ready(bootstrap), timeout, f"serving on {bootstrap}")
+    return process, bootstrap
+
+
+def broker_ready(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    if not port_open(int(bootstrap.rsplit(":", 1)[1])):
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+    metadata = admin.list_topics(timeout=2)
+    return len(metadata.brokers) > 0
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    records: int
+    records_per_second: float
+    mib_per_second: float
+
+
+_PRODUCER_LINE = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
+
+
+def producer_perf(
+    bootstrap: str, topic: str, records: int, record_size: int = 100, timeout: float = 300
+) -> PerfResult:
+    """Kafka's own `ProducerPerformance`, unthrottled: the broker's produce ceiling on this machine."""
+    command = java_command(
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        "acks=1",
+        "linger.ms=5",
+        "batch.size=262144",
+    )
+    out = _run_tool(command, timeout)
+    matches = _PRODUCER_LINE.findall(out)
+    if not matches:
+        raise ComponentError(COMPONENT, f"ProducerPerformance printed no summary:\n{out[-2000:]}")
+    sent, rate, mib = matches[-1]
+    return PerfResult(int(sent), float(rate), float(mib))
+
+
+def consumer_perf(bootstrap: str, topic: str, records: int, timeout: float = 300) -> PerfResult:
+    """Kafka's own `ConsumerPerformance`: the broker's consume ceiling on this machine."""
+    command = java_command(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(records),
+        "--group",
+        f"perf-{uuid.uuid4().hex[:8]}",
+        "--hide-header",
+    )
+    out = _run_tool(command, timeout)
+    # CSV: start, end, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+    for line in reversed(out.strip().splitlines()):
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) >= 6:
+            try:
+                return PerfResult(int(cells[4]), float(cells[5]), float(cells[3]))
+            except ValueError:
+                continue
+    raise ComponentError(COMPONENT, f"ConsumerPerformance printed no summary:\n{out[-2000:]}")
+
+
+def _run_tool(command: list[str], timeout: float) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ComponentError(COMPONENT, f"{command[-1]} timed out after {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise ComponentError(COMPONENT, f"perf tool failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout

@@ -1,0 +1,170 @@
+"""Background processes the harness starts: spawn with a log file, wait until ready, stop cleanly.
+
+Every wait has a deadline; a process that exits or never becomes ready raises `ComponentError`
+naming the component, the reason and the log file (with its last lines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
+from kernel.errors import TidescaleError
+
+LOG_TAIL_LINES = 15
+
+
+class ComponentError(TidescaleError):
+    """A component could not start or stop: `<component>: <reason> (log: <file>)`."""
+
+    def __init__(self, component: str, reason: str, log_file: Path | None = None) -> None:
+        self.component = component
+        self.reason = reason
+        self.log_file = log_file
+        message = f"{component}: {reason}"
+        if log_file is not None:
+            message += f" (log: {log_file})"
+            tail = log_tail(log_file)
+            if tail:
+                message += "\n  last lines of the log:\n" + "\n".join(f"    {line}" for line in tail)
+        super().__init__(message)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_port_free(component: str, port: int, host: str = "127.0.0.1") -> None:
+    """Fail fast, with the port in the message, instead of letting a server die on bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ComponentError(component, f"port {host}:{port} is already in use ({exc.strerror})") from exc
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+@dataclass
+class Spawned:
+    """A started process: its pid (also its process-group id) and where it logs."""
+
+    component: str
+    pid: int
+    log_file: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return pid_alive(self.pid)
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+
+def spawn(
+    component: str,
+    argv: Sequence[str],
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Spawned:
+    """Start `argv` in its own session (so `stop` can signal the whole group), output to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log_file.open("ab") as log:
+            popen = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        raise ComponentError(component, f"cannot execute {argv[0]}: {exc.strerror}", log_file) from exc
+    return Spawned(component, popen.pid, log_file, popen)
+
+
+def wait_until(
+    process: Spawned,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    clock: Clock = SYSTEM_CLOCK,
+    poll: float = 0.2,
+) -> None:
+    """Poll `ready()` until it is true; raise if the process dies or the deadline passes."""
+    deadline = Deadline(timeout, clock)
+    while True:
+        if not process.alive():
+            code = process.exit_code()
+            status = f" with code {code}" if code is not None else ""
+            raise ComponentError(process.component, f"exited{status} before {what}", process.log_file)
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        if deadline.expired():
+            stop(process.pid, process.component, timeout=5)
+            raise ComponentError(process.component, f"not {what} after {timeout:.0f} s", process.log_file)
+        clock.sleep(poll)
+
+
+def stop(pid: int, component: str, timeout: float = 15, clock: Clock = SYSTEM_CLOCK) -> bool:
+    """SIGTERM the process group, then SIGKILL after `timeout`. True if it was running."""
+    if not pid_alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = Deadline(timeout, clock)
+    while pid_alive(pid):
+        if deadline.expired():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            kill_deadline = Deadline(5, clock)
+            while pid_alive(pid) and not kill_deadline.expired():
+                clock.sleep(0.05)
+            break
+        clock.sleep(0.05)
+    return True
