@@ -159,5 +159,7 @@ def status(state_dir: Path) -> list[ComponentStatus]:
     for name, c in env.components.items():
         port = int(c.endpoint.rsplit(":", 1)[1])
         running = pid_alive(c.pid)
-        result.append(ComponentStatus(name, c.pid, running, running and port_open(port), c.endpoint, c.log_file))
+        result.append(
+            ComponentStatus(name, c.pid, running, running and port_open(port), c.endpoint, c.log_file)
+        )
     return result

@@ -14,7 +14,9 @@ COMPONENT = "exporter"
 DEFAULT_SPEC = Path(__file__).with_name("gpus.yaml")
 
 
-def start(state_dir: Path, spec: Path | None = None, port: int | None = None, timeout: float = 30) -> tuple[Spawned, str]:
+def start(
+    state_dir: Path, spec: Path | None = None, port: int | None = None, timeout: float = 30
+) -> tuple[Spawned, str]:
     """Start the exporter on 127.0.0.1 with the given (or the embedded) GPU spec; returns its URL."""
     spec = spec or DEFAULT_SPEC
     log_file = state_dir / "logs" / "exporter.log"
@@ -47,6 +49,8 @@ def set_load(exporter_url: str, load: float, **selector: str) -> dict[str, objec
     """Set the simulated load (0–1) on all GPUs or on those matching node/uuid/namespace+pod/deployment."""
     response = httpx.put(f"{exporter_url}/load", json={"load": load, **selector}, timeout=5)
     if response.status_code != 200:
-        raise ComponentError(COMPONENT, f"PUT /load {selector or 'all'} → {response.status_code}: {response.text}")
+        raise ComponentError(
+            COMPONENT, f"PUT /load {selector or 'all'} → {response.status_code}: {response.text}"
+        )
     body: dict[str, object] = response.json()
     return body

@@ -85,7 +85,9 @@ num.io.threads=2
 """
 
 
-def java_command(main_class: str, *args: str, heap: list[str] | None = None, log4j: Path | None = None) -> list[str]:
+def java_command(
+    main_class: str, *args: str, heap: list[str] | None = None, log4j: Path | None = None
+) -> list[str]:
     classpath = os.pathsep.join(str(p) for p in artefacts.jars("kafka"))
     command = [str(artefacts.java_binary()), *(heap or HEAP), "-cp", classpath]
     if log4j is not None:
@@ -133,7 +135,9 @@ def start(state_dir: Path, ports: KafkaPorts | None = None, timeout: float = 90)
             except subprocess.TimeoutExpired as exc:
                 raise ComponentError(COMPONENT, "formatting storage timed out after 120 s", log_file) from exc
         if done.returncode != 0:
-            raise ComponentError(COMPONENT, f"formatting storage failed with code {done.returncode}", log_file)
+            raise ComponentError(
+                COMPONENT, f"formatting storage failed with code {done.returncode}", log_file
+            )
 
     # 2. Start the server and wait until a client gets metadata from it.
     process = spawn(COMPONENT, java_command("kafka.Kafka", str(config), log4j=log4j), log_file)

@@ -1,0 +1,76 @@
+"""Session fixtures: the real local environment (Kafka, the simulated exporter, Prometheus), started
+once by the same harness as `tidescale local up`, and stopped at the end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from kernel.clock import Deadline
+from tidescale.local import environment
+
+
+@pytest.fixture(scope="session")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
+    state_dir = tmp_path_factory.mktemp("local-env")
+    env = environment.up(["kafka", "exporter", "prometheus"], state_dir)
+    try:
+        yield env
+    finally:
+        environment.down(state_dir)
+
+
+@pytest.fixture
+def topic() -> Callable[[str], str]:
+    """A fresh topic name per test, so tests never read each other's records."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list[bytes]:
+    """Read up to `count` values from the start of `topic` (stops early at the deadline)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = Deadline(timeout)
+    try:
+        while len(values) < count and not deadline.expired():
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def write_topic(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, value)
+    remaining = producer.flush(15)
+    assert remaining == 0, f"{remaining} records not delivered to {topic}"
+
+
+@pytest.fixture
+def kafka_io() -> tuple[Callable[..., list[bytes]], Callable[[str, str, list[bytes]], None]]:
+    """(read_topic, write_topic) against a real broker."""
+    return read_topic, write_topic
