@@ -34,7 +34,9 @@ def jars(name: str) -> list[Path]:
 def prometheus_binary() -> Path:
     """Prometheus from Debian's package, unpacked into the cache (or `TIDESCALE_PROMETHEUS`)."""
     configured = os.environ.get("TIDESCALE_PROMETHEUS")
-    path = Path(configured) if configured else cache_dir() / "deb" / "prometheus" / "usr" / "bin" / "prometheus"
+    path = (
+        Path(configured) if configured else cache_dir() / "deb" / "prometheus" / "usr" / "bin" / "prometheus"
+    )
     if not path.is_file() or not os.access(path, os.X_OK):
         raise PermanentError(f"prometheus binary not found at {path}: run `make setup`")
     return path

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from autoscaler.exporter import cli as exporter_cli
-from tidescale import local_cli
+from tidescale import demo, local_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks; the last line printed with --json is one JSON object")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
 
+    demo.add_commands(sub)
     local_cli.add_commands(sub)
     exporter_cli.add_commands(sub)
     del bench_sub  # filled by the packages as their benchmarks land
