@@ -51,3 +51,13 @@ def java_binary() -> Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise PermanentError("java not found (set JAVA_HOME or put java 17+ on PATH)")
+
+
+def cached_binary(name: str) -> Path:
+    """A binary `make setup` built from a Go module into `<cache>/bin` (etcd, kube-apiserver, kwok, helm…)."""
+    path = cache_dir() / "bin" / name
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise PermanentError(
+            f"{name} not found at {path}: run `make setup` (builds it from the Go module proxy)"
+        )
+    return path

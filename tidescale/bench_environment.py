@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"benchmark": "environment", "requests": args.requests}
     try:
         env = environment.up(["kafka", "exporter", "prometheus"], state_dir)
-        roots = [c.pid for c in env.components.values()]
+        roots = [p.pid for c in env.components.values() for p in c.processes]
         result["idle_rss_mib"] = round(rss_mib(tree(roots)), 1)
         with PeakSampler(roots) as sampler:
             for engine in ("flink", "spark"):

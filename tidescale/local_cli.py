@@ -93,5 +93,6 @@ def _status(args: argparse.Namespace) -> int:
         print("no components recorded in", _state_dir(args))
     for row in rows:
         state = "up" if row.reachable else ("running, not answering" if row.running else "stopped")
-        print(f"{row.name:11} {state:24} pid {row.pid:<8} {row.endpoint:28} log {row.log_file}")
+        pids = ",".join(str(p) for p in row.pids)
+        print(f"{row.name:11} {state:24} pid {pids:<12} {row.endpoint:40} logs {', '.join(row.log_files)}")
     return 0 if all(r.reachable for r in rows) else 1

@@ -85,7 +85,7 @@ def test_a_failed_start_stops_the_components_already_started(
 
 def test_an_unknown_component_is_refused_with_the_known_ones() -> None:
     with pytest.raises(
-        ComponentError, match=r"^zookeeper: no such component \(known: kafka, exporter, prometheus\)"
+        ComponentError, match=r"^zookeeper: no such component \(known: kubernetes, kafka, exporter, prometheus\)"
     ):
         environment.parse_components("kafka,zookeeper")
 
@@ -126,5 +126,5 @@ def test_local_up_with_an_unknown_component_exits_non_zero_with_the_error_on_std
     assert result.returncode == 1
     assert (
         result.stderr.strip()
-        == "tidescale local up: zookeeper: no such component (known: kafka, exporter, prometheus)"
+        == "tidescale local up: zookeeper: no such component (known: kubernetes, kafka, exporter, prometheus)"
     )

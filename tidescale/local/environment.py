@@ -12,10 +12,16 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tidescale.local import exporter, kafka, prometheus
+from tidescale.local import exporter, kafka, kubernetes, prometheus
 from tidescale.local.process import ComponentError, Spawned, pid_alive, port_open, stop
 
-COMPONENTS = ("kafka", "exporter", "prometheus")
+COMPONENTS = ("kubernetes", "kafka", "exporter", "prometheus")
+ENDPOINT_KEYS = {
+    "kafka": "kafka_bootstrap",
+    "prometheus": "prometheus_url",
+    "exporter": "exporter_url",
+    "kubernetes": "kubeconfig",
+}
 STATE_FILE = "state.json"
 
 
@@ -24,11 +30,23 @@ def default_state_dir() -> Path:
 
 
 @dataclass
-class RunningComponent:
+class RunningProcess:
     name: str
     pid: int
     log_file: str
+
+
+@dataclass
+class RunningComponent:
+    """One component: its processes (in start order), what users connect to, and the port that answers."""
+
+    name: str
+    processes: list[RunningProcess]
     endpoint: str
+    port: int
+
+    def alive(self) -> bool:
+        return all(pid_alive(p.pid) for p in self.processes)
 
 
 @dataclass
@@ -37,8 +55,7 @@ class Environment:
     components: dict[str, RunningComponent] = field(default_factory=dict)
 
     def endpoints(self) -> dict[str, str]:
-        keys = {"kafka": "kafka_bootstrap", "prometheus": "prometheus_url", "exporter": "exporter_url"}
-        return {keys[name]: c.endpoint for name, c in self.components.items()}
+        return {ENDPOINT_KEYS[name]: c.endpoint for name, c in self.components.items()}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -51,6 +68,10 @@ class Environment:
     @property
     def exporter_url(self) -> str:
         return self._endpoint("exporter")
+
+    @property
+    def kubeconfig(self) -> str:
+        return self._endpoint("kubernetes")
 
     def _endpoint(self, name: str) -> str:
         if name not in self.components:
@@ -70,7 +91,13 @@ class Environment:
         if not path.exists():
             return cls(state_dir)
         data = json.loads(path.read_text())
-        return cls(state_dir, {n: RunningComponent(**c) for n, c in data["components"].items()})
+        components = {
+            name: RunningComponent(
+                name, [RunningProcess(**p) for p in c["processes"]], c["endpoint"], int(c["port"])
+            )
+            for name, c in data["components"].items()
+        }
+        return cls(state_dir, components)
 
 
 def parse_components(text: str) -> list[str]:
@@ -78,7 +105,7 @@ def parse_components(text: str) -> list[str]:
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
         raise ComponentError(unknown[0], f"no such component (known: {', '.join(COMPONENTS)})")
-    return [n for n in COMPONENTS if n in names]  # dependency order
+    return [n for n in COMPONENTS if n in names]  # start order
 
 
 def up(
@@ -91,24 +118,35 @@ def up(
     """Start the components not yet running in `state_dir`; on any failure stop what this call started."""
     env = Environment.load(state_dir)
     for name, running in list(env.components.items()):
-        if not pid_alive(running.pid):
+        if not running.alive():
+            for process in reversed(running.processes):
+                stop(process.pid, process.name)
             del env.components[name]
-    started: list[Spawned] = []
+    started: list[str] = []
     try:
         for name in components:
             if name in env.components:
                 continue
-            process, endpoint = _start_one(name, env, gpu_spec, scrape or [], scrape_interval_s)
-            started.append(process)
-            env.components[name] = RunningComponent(name, process.pid, str(process.log_file), endpoint)
+            env.components[name] = _start_one(name, env, gpu_spec, scrape or [], scrape_interval_s)
+            started.append(name)
             env.save()
     except BaseException:
-        for process in reversed(started):
-            stop(process.pid, process.component)
-            env.components.pop(process.component, None)
+        for name in reversed(started):
+            for process in reversed(env.components.pop(name).processes):
+                stop(process.pid, process.name)
         env.save()
         raise
     return env
+
+
+def _record(name: str, processes: list[Spawned], endpoint: str, port: int) -> RunningComponent:
+    return RunningComponent(
+        name, [RunningProcess(p.component, p.pid, str(p.log_file)) for p in processes], endpoint, port
+    )
+
+
+def _port(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
 
 
 def _start_one(
@@ -117,17 +155,23 @@ def _start_one(
     gpu_spec: Path | None,
     scrape: list[prometheus.ScrapeTarget],
     interval_s: float,
-) -> tuple[Spawned, str]:
+) -> RunningComponent:
+    if name == "kubernetes":
+        plane = kubernetes.start(env.state_dir)
+        return _record(name, list(plane.processes), str(plane.kubeconfig), _port(plane.server))
     if name == "kafka":
-        return kafka.start(env.state_dir)
+        process, bootstrap = kafka.start(env.state_dir)
+        return _record(name, [process], bootstrap, _port(bootstrap))
     if name == "exporter":
-        return exporter.start(env.state_dir, gpu_spec)
+        process, url = exporter.start(env.state_dir, gpu_spec)
+        return _record(name, [process], url, _port(url))
     if name == "prometheus":
         targets = list(scrape)
         if "exporter" in env.components:
             address = env.components["exporter"].endpoint.removeprefix("http://")
             targets.insert(0, prometheus.ScrapeTarget("dcgm-exporter", address))
-        return prometheus.start(env.state_dir, targets, interval_s=interval_s)
+        process, url = prometheus.start(env.state_dir, targets, interval_s=interval_s)
+        return _record(name, [process], url, _port(url))
     raise ComponentError(name, f"no such component (known: {', '.join(COMPONENTS)})")
 
 
@@ -136,7 +180,8 @@ def down(state_dir: Path) -> list[str]:
     env = Environment.load(state_dir)
     stopped = []
     for name in reversed(list(env.components)):
-        if stop(env.components[name].pid, name):
+        was_running = [stop(p.pid, p.name) for p in reversed(env.components[name].processes)]
+        if any(was_running):
             stopped.append(name)
         del env.components[name]
     env.save()
@@ -146,20 +191,26 @@ def down(state_dir: Path) -> list[str]:
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
-    pid: int
+    pids: list[int]
     running: bool
     reachable: bool
     endpoint: str
-    log_file: str
+    log_files: list[str]
 
 
 def status(state_dir: Path) -> list[ComponentStatus]:
     env = Environment.load(state_dir)
     result = []
     for name, c in env.components.items():
-        port = int(c.endpoint.rsplit(":", 1)[1])
-        running = pid_alive(c.pid)
+        running = c.alive()
         result.append(
-            ComponentStatus(name, c.pid, running, running and port_open(port), c.endpoint, c.log_file)
+            ComponentStatus(
+                name,
+                [p.pid for p in c.processes],
+                running,
+                running and port_open(c.port),
+                c.endpoint,
+                [p.log_file for p in c.processes],
+            )
         )
     return result
