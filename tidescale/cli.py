@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from autoscaler.exporter import cli as exporter_cli
+from jobs import cli as jobs_cli
 from tidescale import bench_environment, demo, local_cli
 
 
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_commands(sub)
     local_cli.add_commands(sub)
     exporter_cli.add_commands(sub)
+    jobs_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
+    jobs_cli.add_benchmarks(bench_sub)
     return parser
 
 

@@ -1,0 +1,139 @@
+"""The `jobs` commands and the `scheduler` benchmark of the `tidescale` CLI.
+
+`add_commands` registers `tidescale jobs explain FILE --snapshot SNAPSHOT`; `add_benchmarks`
+registers `tidescale bench scheduler`. Handlers take the parsed arguments and return the exit code:
+0 done (explain: every pod placed), 1 explain: not every pod placed, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jobs.bench import BenchConfig, format_table, run_bench
+from jobs.explain import explain
+from jobs.scorers import POLICY_NAMES
+from jobs.snapshot import read_snapshot
+from jobs.workload import read_pod_group
+from kernel.errors import InvalidSpec
+
+DEFAULT_TRACES = Path("../shared/traces/openb")
+DEFAULT_NODES = "openb_node_list_gpu_node.csv"
+DEFAULT_PODS = "openb_pod_list_default.csv"
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jobs = sub.add_parser("jobs", help="pod groups: explain where they would go")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    ex = jobs_sub.add_parser(
+        "explain",
+        help="where a pod group would be placed on a cluster snapshot, and why (or why not)",
+    )
+    ex.add_argument("file", type=Path, help="pod group (YAML or JSON)")
+    ex.add_argument("--snapshot", type=Path, required=True, help="cluster snapshot (YAML or JSON)")
+    ex.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ex.set_defaults(func=explain_command)
+
+
+def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = bench_sub.add_parser(
+        "scheduler",
+        help="the FGD paper's experiment on the openb trace: unallocated GPUs, decisions/s, peak RSS",
+    )
+    b.add_argument(
+        "--traces",
+        type=Path,
+        default=DEFAULT_TRACES,
+        help=f"folder that relative --nodes/--pods names are read from (default {DEFAULT_TRACES})",
+    )
+    b.add_argument("--nodes", default=DEFAULT_NODES, help=f"node list CSV (default {DEFAULT_NODES})")
+    b.add_argument("--pods", default=DEFAULT_PODS, help=f"pod list CSV (default {DEFAULT_PODS})")
+    b.add_argument(
+        "--arrival",
+        type=float,
+        default=1.0,
+        help="arrival level as a ratio of cluster GPUs (default 1.0 = 100%%)",
+    )
+    b.add_argument(
+        "--report-arrivals",
+        default="",
+        help="more arrival levels to report from the same runs, comma-separated (e.g. 0.9,0.95,1.05)",
+    )
+    b.add_argument(
+        "--policy", default="tidescale", choices=POLICY_NAMES, help="placement policy (default tidescale)"
+    )
+    b.add_argument("--seeds", type=int, default=10, help="number of seeds, from --first-seed on (default 10)")
+    b.add_argument("--first-seed", type=int, default=42, help="first seed (default 42, as in the paper)")
+    b.add_argument(
+        "--tune", type=float, default=1.3, help="workload tuned up to this x cluster GPUs (default 1.3)"
+    )
+    b.add_argument(
+        "--synthetic-nodes",
+        type=int,
+        default=0,
+        help="replace the cluster by N nodes cycling the trace's node shapes",
+    )
+    b.add_argument(
+        "--limit-pods", type=int, default=0, help="place only the first N submitted pods (timing runs)"
+    )
+    b.add_argument("--json", action="store_true", help="print the summary as one JSON object (last line)")
+    b.set_defaults(func=bench_command)
+
+
+def _trace(folder: Path, name: str) -> Path:
+    p = Path(name)
+    return p if p.is_absolute() or p.exists() else folder / p
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    try:
+        arrivals = [float(a) for a in args.report_arrivals.split(",") if a.strip()]
+    except ValueError:
+        print(f"--report-arrivals: not a list of numbers: {args.report_arrivals!r}", file=sys.stderr)
+        return 2
+    if args.seeds < 1:
+        print("--seeds: at least 1", file=sys.stderr)
+        return 2
+    cfg = BenchConfig(
+        nodes_path=_trace(args.traces, args.nodes),
+        pods_path=_trace(args.traces, args.pods),
+        policy=args.policy,
+        arrival=args.arrival,
+        seeds=args.seeds,
+        first_seed=args.first_seed,
+        tune=args.tune,
+        report_arrivals=tuple(arrivals),
+        synthetic_nodes=args.synthetic_nodes,
+        limit_pods=args.limit_pods,
+    )
+    try:
+        result = run_bench(cfg)
+    except InvalidSpec as e:
+        print(f"tidescale bench scheduler: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    try:
+        group = read_pod_group(args.file)
+        snapshot = read_snapshot(args.snapshot)
+    except InvalidSpec as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    try:
+        result = explain(group, snapshot)
+    except KeyError as e:
+        print(f"{args.file}: {e.args[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print("\n".join(result.lines()))
+    return 0 if result.complete else 1

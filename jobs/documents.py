@@ -1,0 +1,103 @@
+"""Loading YAML or JSON documents into pydantic models, with errors that name file, line, field, reason.
+
+Validation happens once, here, at the edge; a failure raises `kernel.errors.InvalidSpec` whose lines
+read `file:LINE: field.path: reason`. The base `Spec` model is what every edge model derives from:
+frozen, unknown fields rejected, camelCase aliases.
+
+Pure apart from `read_document`, which reads one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from kernel.errors import InvalidSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Spec(BaseModel):
+    """Base of the edge models: frozen, strict about unknown fields, camelCase in documents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
+    """The 1-based line of the deepest node along `path` that exists in the composed document."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next(
+                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None
+            )
+            if nxt is None:
+                # a missing field: point at the mapping that should hold it
+                return line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def _document_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """The error location as a path in the document, without the union tags pydantic inserts."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]  # the index types differ, so mypy wants two branches
+        elif isinstance(cur, dict) and isinstance(part, str) and (part[:1].isupper() or "[" in part):
+            continue  # a discriminated-union tag such as `Gang`, not a key of the document
+        else:
+            cur = None
+        out.append(part)
+    return tuple(out)
+
+
+def parse_document(text: str, model: type[M], source: str) -> M:
+    """Parse YAML (JSON is YAML) into `model`, or raise InvalidSpec naming line, field and reason."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise InvalidSpec(
+            source, [f"{line}: (document): not valid YAML: {getattr(e, 'problem', e)}"]
+        ) from None
+    if data is None:
+        raise InvalidSpec(source, ["1: (document): empty"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = _document_path(err["loc"], data)
+            field = ".".join(str(p) for p in loc) or "(document)"
+            problems.append(f"{_line_of(node, loc)}: {field}: {err['msg']}")
+        raise InvalidSpec(source, problems) from None
+
+
+def read_document(path: Path, model: type[M]) -> M:
+    if not path.is_file():
+        raise InvalidSpec(str(path), ["0: (document): file not found"])
+    return parse_document(path.read_text(encoding="utf-8"), model, str(path))
+
+
+def locate(text: str, path: tuple[str | int, ...]) -> int:
+    """The 1-based line of `path` in a YAML document (0 when the text does not parse)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return 0
+    return _line_of(node, path)
