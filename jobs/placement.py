@@ -316,13 +316,13 @@ class Tidescale(FGD):
         return out
 
 
-def _domains(state: ClusterState, nodes: Sequence[int], key: str) -> tuple[dict[str, list[int]], int]:
+def _domains(state: ClusterState, nodes: Sequence[int], key: str) -> tuple[dict[str, list[int]], list[int]]:
     out: dict[str, list[int]] = {}
-    missing = 0
+    missing: list[int] = []
     for i in nodes:
         d = state.nodes[i].domain(key)
         if d is None:
-            missing += 1
+            missing.append(i)
         else:
             out.setdefault(d, []).append(i)
     return out, missing
@@ -356,11 +356,11 @@ class Topology:
             rollback(state, result)
             if best is None or placed > best[0]:
                 best = (placed, name, result)
-        if not self.hard and len(domains) > 1:
-            return self._soft(group, state, domains)
+        if not self.hard:
+            return self._soft(group, state, domains, missing)
         reasons: Counter[str] = Counter()
         if missing:
-            reasons[f"no {self.key} topology"] += missing
+            reasons[f"no {self.key} topology"] += len(missing)
         if best is None:
             return Unschedulable(dict(reasons), f"no {self.key} domain to place {group.name} in")
         placed, name, result = best
@@ -372,12 +372,19 @@ class Topology:
             f" (best: {self.key} {name} holds {placed})",
         )
 
-    def _soft(self, group: PodGroup, state: ClusterState, domains: dict[str, list[int]]) -> Result:
+    def _soft(
+        self, group: PodGroup, state: ClusterState, domains: dict[str, list[int]], loose: list[int]
+    ) -> Result:
+        """Roomiest domains first, then the nodes that have no value for the key."""
+
         def roomiest(d: str) -> tuple[int, int, str]:
             gpu, cpu = _tightness(state, domains[d])
             return (-gpu, -cpu, d)
 
         order = sorted(domains, key=roomiest)
+        domains = {**domains, "": loose} if loose else domains
+        if loose:
+            order.append("")
         left = list(group.pods)
         bindings: list[Binding] = []
         receipts: list[Receipt] = []
