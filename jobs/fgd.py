@@ -207,33 +207,66 @@ def slot_values(gpus_sorted_row: I64, mask: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Scored:
-    """Per input state: the best score (-inf when the task does not fit) and, for shared tasks, a
-    bitmask of the sorted GPU slots that reach it (the caller takes the lowest-index GPU whose free
-    milli equals one of those slots')."""
+    """Per input state: the best score (-inf when the task does not fit), for shared tasks a bitmask
+    of the sorted GPU slots that reach it (the caller takes the lowest-index GPU whose free milli
+    equals one of those slots'), and the states' own fragmentation when the scorer measured it."""
 
     score: F64
     best_slots: I64
+    frag: F64 | None = None
 
 
-def best_per_state(k: int, cand_score: F64, after: AfterStates) -> Scored:
+def best_per_state(k: int, cand_score: F64, after: AfterStates, frag: F64 | None = None) -> Scored:
+    if k and len(after.owner) == k and after.slot[0] < 0:
+        # one candidate per state, in order (whole-GPU and CPU-only tasks on fitting states)
+        return Scored(cand_score, np.zeros(k, dtype=np.int64), frag)
     score = np.full(k, -np.inf)
     np.maximum.at(score, after.owner, cand_score)
     mask = np.zeros(k, dtype=np.int64)
     if len(after.owner) and after.slot[0] >= 0:
         winners = cand_score >= score[after.owner]
         np.bitwise_or.at(mask, after.owner[winners], np.left_shift(1, after.slot[winners]))
-    return Scored(score, mask)
+    return Scored(score, mask, frag)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """The fragmentation of K states and of every candidate placement on them, measured together."""
+
+    after: AfterStates
+    before: F64  # per state
+    delta: F64  # per candidate: fragmentation before minus after (positive: the placement helps)
+
+
+def gradient(
+    frag: FragModel, shape: TaskShape, cpu: I64, gpus_sorted: I64, model: I64, ok: NDArray[np.bool_]
+) -> Gradient:
+    """One fragmentation evaluation over the states and their candidate after-states."""
+    after = after_states(shape, cpu, gpus_sorted, ok)
+    k = len(cpu)
+    both = frag.fragmentation(
+        np.concatenate([cpu, after.cpu]),
+        np.concatenate([gpus_sorted, after.gpus]),
+        np.concatenate([model, model[after.owner]]),
+    )
+    before = both[:k]
+    return Gradient(after, before, before[after.owner] - both[k:])
 
 
 def fgd_scores(
-    frag: FragModel, shape: TaskShape, cpu: I64, gpus_sorted: I64, model: I64, before: F64
+    frag: FragModel,
+    shape: TaskShape,
+    cpu: I64,
+    gpus_sorted: I64,
+    model: I64,
+    ok: NDArray[np.bool_] | None = None,
 ) -> Scored:
-    """FGD's score of placing `shape` on each of K sorted node states whose fragmentation is `before`."""
-    ok = fits(shape, cpu, gpus_sorted, model, frag.models)
-    after = after_states(shape, cpu, gpus_sorted, ok)
-    f_after = frag.fragmentation(after.cpu, after.gpus, model[after.owner])
-    cand = sigmoid_score(before[after.owner] - f_after).astype(np.float64)
-    return best_per_state(len(cpu), cand, after)
+    """FGD's score of placing `shape` on each of K sorted node states (`ok`: which fit, if known)."""
+    if ok is None:
+        ok = fits(shape, cpu, gpus_sorted, model, frag.models)
+    g = gradient(frag, shape, cpu, gpus_sorted, model, ok)
+    cand = sigmoid_score(g.delta).astype(np.float64)
+    return best_per_state(len(cpu), cand, g.after, g.before)
 
 
 def stranded(cpu: F64, gpu: F64, ratio: float) -> F64:
@@ -245,7 +278,10 @@ def stranded(cpu: F64, gpu: F64, ratio: float) -> F64:
     return out
 
 
-def balance_gain(cpu_b: F64 | float, gpu_b: F64 | float, cpu_a: F64, gpu_a: F64, ratio: float) -> F64:
+Num = F64 | I64 | float
+
+
+def balance_gain(cpu_b: Num, gpu_b: Num, cpu_a: Num, gpu_a: Num, ratio: float) -> F64:
     """How much a placement reduces stranded GPU milli (negative when it strands more)."""
     b = stranded(np.asarray(cpu_b, dtype=np.float64), np.asarray(gpu_b, dtype=np.float64), ratio)
     out: F64 = b - stranded(np.asarray(cpu_a, dtype=np.float64), np.asarray(gpu_a, dtype=np.float64), ratio)

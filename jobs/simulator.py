@@ -78,13 +78,12 @@ def node_order(nodes: NodeList, rng: np.random.Generator) -> I64:
 
 @dataclass
 class ClassView:
-    """K node classes in a contiguous id range: their shared state and current fragmentation."""
+    """K node classes: their shared state (GPU rows sorted by free milli, descending)."""
 
     cpu: I64
     gpus: I64  # sorted descending per row
     model: I64
     ngpu: I64
-    frag: F64
 
 
 CHUNK = 4096  # classes evaluated per numpy batch (bounds temporary memory on big clusters)
@@ -108,7 +107,7 @@ class ClassTable:
         self.ngpu = np.zeros(cap, dtype=np.int64)
         self.count = np.zeros(cap, dtype=np.int64)
         self.frag = np.zeros(cap, dtype=np.float64)
-        self.frag_upto = 0
+        self.known = np.zeros(cap, dtype=np.bool_)  # frag measured (by a scorer or `ensure_frag`)
         self.n = 0
 
     def _grow(self) -> None:
@@ -118,6 +117,9 @@ class ClassTable:
         self.ngpu = np.resize(self.ngpu, cap)
         self.count = np.resize(self.count, cap)
         self.frag = np.resize(self.frag, cap)
+        known = np.zeros(cap, dtype=np.bool_)
+        known[: self.n] = self.known[: self.n]
+        self.known = known
         gpus = np.zeros((cap, self.width), dtype=np.int64)
         gpus[: self.n] = self.gpus[: self.n]
         self.gpus = gpus
@@ -146,16 +148,15 @@ class ClassTable:
         self.count[k] -= 1
 
     def ensure_frag(self) -> None:
-        for lo in range(self.frag_upto, self.n, CHUNK):
-            hi = min(lo + CHUNK, self.n)
-            self.frag[lo:hi] = self.frag_model.fragmentation(
-                self.cpu[lo:hi], self.gpus[lo:hi], self.model[lo:hi]
-            )
-        self.frag_upto = self.n
+        """Measure the classes no scorer has measured (for the event log)."""
+        todo = np.flatnonzero(~self.known[: self.n])
+        for c in range(0, len(todo), CHUNK):
+            ids = todo[c : c + CHUNK]
+            self.frag[ids] = self.frag_model.fragmentation(self.cpu[ids], self.gpus[ids], self.model[ids])
+        self.known[todo] = True
 
     def view(self, ids: I64) -> ClassView:
-        self.ensure_frag()
-        return ClassView(self.cpu[ids], self.gpus[ids], self.model[ids], self.ngpu[ids], self.frag[ids])
+        return ClassView(self.cpu[ids], self.gpus[ids], self.model[ids], self.ngpu[ids])
 
 
 @dataclass
@@ -271,6 +272,7 @@ class Simulation:
         for i in range(n):
             self.state.cls[i] = self._intern(i)
         self._caches: dict[TaskShape, _ShapeCache] = {}
+        self.max_pods = 0
 
     def _intern(self, i: int) -> int:
         s = self.state
@@ -296,6 +298,9 @@ class Simulation:
             scored = self.policy.class_scores(view, shape, ok)
             cache.score[ids] = np.where(ok, scored.score, -np.inf)
             cache.slots[ids] = scored.best_slots
+            if scored.frag is not None:
+                self.classes.frag[ids] = scored.frag
+                self.classes.known[ids] = True
         cache.upto = hi
 
     def scores(self, shape: TaskShape, memory_mib: int) -> F64:
@@ -309,7 +314,7 @@ class Simulation:
         out = cache.score[s.cls]
         if memory_mib > 0:
             out = np.where(s.mem_left >= memory_mib, out, -np.inf)
-        if int(s.pods.max()) >= self.pod_cap:
+        if self.max_pods >= self.pod_cap:
             out = np.where(s.pods < self.pod_cap, out, -np.inf)
         return self.policy.node_scores(s, shape, out)
 
@@ -324,6 +329,7 @@ class Simulation:
         s.cpu_left[node] -= shape.cpu_milli
         s.mem_left[node] -= memory_mib
         s.pods[node] += 1
+        self.max_pods = max(self.max_pods, int(s.pods[node]))
         if shape.num_gpu > 0:
             take = shape.gpu_milli if shape.is_shared else MILLI
             for g in gpus:

@@ -70,18 +70,16 @@ def test_fgd_scores_each_gpu_choice_and_keeps_the_best_slots() -> None:
     model = a_model({HALF: 3, WHOLE: 1})
     cpu = np.array([10_000])
     gpus = np.array([[1000, 600]])
-    before = model.fragmentation(cpu, gpus, np.array([1]))
-    scored = fgd_scores(model, HALF, cpu, gpus, np.array([1]), before)
+    scored = fgd_scores(model, HALF, cpu, gpus, np.array([1]))
     # taking the share from the 600 GPU leaves 100 fragment; from the whole GPU it strands a whole slot
     assert scored.score[0] == int(100 / (1 + np.exp(-50 / 1000)))
     assert slot_values(gpus[0], int(scored.best_slots[0])) == (600,)
+    assert scored.frag is not None and scored.frag.tolist() == [0.25 * 600]
 
 
 def test_a_state_that_cannot_host_the_task_scores_minus_infinity() -> None:
     model = a_model({HALF: 1})
-    scored = fgd_scores(
-        model, WHOLE, np.array([10_000]), np.array([[600, 600]]), np.array([1]), np.array([0.0])
-    )
+    scored = fgd_scores(model, WHOLE, np.array([10_000]), np.array([[600, 600]]), np.array([1]))
     assert scored.score[0] == -np.inf
 
 

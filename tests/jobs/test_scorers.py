@@ -28,7 +28,6 @@ def classes(*states: tuple[int, list[int]]) -> ClassView:
         gpus,
         np.zeros(len(states), dtype=np.int64),
         ngpu,
-        np.zeros(len(states)),
     )
 
 
@@ -128,7 +127,6 @@ def test_fgd_takes_the_lowest_index_gpu_among_the_best_values() -> None:
 def test_tidescale_prefers_a_node_that_keeps_cpu_for_its_free_gpus() -> None:
     frag = FragModel(TypicalTasks((TaskShape(12_000, 1000, 1),), (1.0,)), ("",))
     view = classes((96_000, [1000] * 8), (100_000, [1000] * 2))
-    view.frag[:] = frag.fragmentation(view.cpu, view.gpus, view.model)
     cpu_heavy = TaskShape(30_000, 0, 0)
     got = scores(Tidescale(frag), view, cpu_heavy)
     assert got[1] > got[0]
