@@ -12,9 +12,12 @@ Pure: no I/O, no clock, no randomness.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 from numpy.typing import NDArray
@@ -127,9 +130,38 @@ class FragModel:
         self.allowed = np.asarray(
             [[model_allowed(spec, m) for m in self.models] for (_, _, spec) in groups], dtype=np.float64
         ).reshape(len(groups), len(self.models))
+        # the same tables as Python lists, for the scalar path (a few states: no numpy call overhead)
+        self._u = self.shares_u.tolist()
+        self._steps = self.cpu_steps.tolist()
+        self._groups = [
+            (int(self.group_u[g]), int(self.group_num[g]), self.weight[g].tolist(), self.allowed[g].tolist())
+            for g in range(len(groups))
+        ]
 
     def model_id(self, model: str) -> int:
         return self.models.index(model)
+
+    def fragmentation_one(self, cpu: int, gpus: Sequence[int], model: int) -> float:
+        """F of one state, in plain Python; `gpus` sorted by free milli, descending."""
+        prefix = list(accumulate(gpus, initial=0))
+        total = float(prefix[-1])
+        if not self._groups:
+            return total
+        # shares ascending against GPUs descending: one merge pass gives, per share, how many GPUs
+        # can take it (p) and their free milli (prefix[p])
+        count = []
+        p = len(gpus)
+        for u in self._u:
+            while p and gpus[p - 1] < u:
+                p -= 1
+            count.append(p)
+        step = bisect_right(self._steps, cpu)
+        relief = 0.0
+        for ui, num, weights, allowed in self._groups:
+            c = count[ui]
+            if c >= num:
+                relief += weights[step] * allowed[model] * prefix[c]
+        return total - relief
 
     def fragmentation(self, cpu: I64, gpus: I64, model: I64) -> F64:
         """F for K node states: `cpu` (K,), `gpus` (K, G) free milli per GPU (0 pads), `model` (K,) ids."""
@@ -293,3 +325,66 @@ def workload_ratio(tasks: TypicalTasks) -> float:
     cpu = sum(p * s.cpu_milli for s, p in zip(tasks.shapes, tasks.shares, strict=True))
     gpu = sum(p * s.num_gpu * s.gpu_milli for s, p in zip(tasks.shapes, tasks.shares, strict=True))
     return cpu / gpu if gpu else 0.0
+
+
+SMALL_BATCH = 32  # up to this many states, the scalar path beats numpy's per-call overhead
+
+# gain(delta, cpu_before, gpu_before, cpu_after, gpu_after) -> candidate score (higher wins)
+Gain = Callable[[float, int, int, int, int], float]
+
+
+def fgd_gain(delta: float, cpu_b: int, gpu_b: int, cpu_a: int, gpu_a: int) -> float:
+    return float(int(1.0 / (1.0 + math.exp(-delta / 1000.0)) * 100.0))
+
+
+def scalar_scores(
+    frag: FragModel,
+    shape: TaskShape,
+    cpu: Sequence[int],
+    gpus: Sequence[Sequence[int]],
+    model: Sequence[int],
+    ok: Sequence[bool],
+    gain: Gain,
+) -> Scored:
+    """`best_per_state` over the candidate placements of a few sorted states, in plain Python."""
+    k = len(cpu)
+    score = [-math.inf] * k
+    slots = [0] * k
+    before = [0.0] * k
+    milli = shape.gpu_milli
+    for i in range(k):
+        row = list(gpus[i])
+        f0 = frag.fragmentation_one(cpu[i], row, model[i])
+        before[i] = f0
+        if not ok[i]:
+            continue
+        c_after = cpu[i] - shape.cpu_milli
+        total = sum(row)
+        if shape.is_shared:
+            options = []
+            for j, v in enumerate(row):
+                if v < milli:
+                    break
+                if j == 0 or v != row[j - 1]:
+                    after = list(row)
+                    after[j] = v - milli
+                    after.sort(reverse=True)
+                    options.append((j, after, total - milli))
+        elif shape.num_gpu > 0:
+            after = [0] * shape.num_gpu + row[shape.num_gpu :]
+            after.sort(reverse=True)
+            options = [(-1, after, total - MILLI * shape.num_gpu)]
+        else:
+            options = [(-1, row, total)]
+        for j, after, g_after in options:
+            s = gain(f0 - frag.fragmentation_one(c_after, after, model[i]), cpu[i], total, c_after, g_after)
+            if s > score[i]:
+                score[i] = s
+                slots[i] = 1 << j if j >= 0 else 0
+            elif s == score[i] and j >= 0:
+                slots[i] |= 1 << j
+    return Scored(np.asarray(score), np.asarray(slots, dtype=np.int64), np.asarray(before))
+
+
+def stranded_one(cpu: int, gpu: int, ratio: float) -> float:
+    return max(0.0, gpu - cpu / ratio) if ratio > 0 else 0.0

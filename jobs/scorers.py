@@ -10,6 +10,7 @@ Pure: no I/O, no clock; randomness only from the Generator the simulator passes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,14 +21,19 @@ from jobs.fgd import (
     F64,
     I64,
     MILLI,
+    SMALL_BATCH,
     FragModel,
+    Gain,
     Scored,
     TaskShape,
     balance_gain,
     best_per_state,
+    fgd_gain,
     fgd_scores,
     gradient,
+    scalar_scores,
     sigmoid_score,
+    stranded_one,
     workload_ratio,
 )
 from jobs.simulator import ClassView, NodeState, SimPolicy, pick_first_best, tightest_gpu, whole_gpus
@@ -162,7 +168,14 @@ class FGD(_Policy):
         self.frag = frag
 
     def class_scores(self, view: ClassView, shape: TaskShape, ok: NDArray[np.bool_]) -> Scored:
+        if len(view.cpu) <= SMALL_BATCH:
+            return self._scalar(view, shape, ok, fgd_gain)
         return fgd_scores(self.frag, shape, view.cpu, view.gpus, view.model, ok)
+
+    def _scalar(self, view: ClassView, shape: TaskShape, ok: NDArray[np.bool_], gain: Gain) -> Scored:
+        return scalar_scores(
+            self.frag, shape, view.cpu.tolist(), view.gpus.tolist(), view.model.tolist(), ok.tolist(), gain
+        )
 
     def choose_gpus(
         self, free: I64, shape: TaskShape, hint: tuple[int, ...], rng: np.random.Generator
@@ -178,7 +191,7 @@ class FGD(_Policy):
 class TidescaleWeights:
     """Knobs of our policy; the defaults are what the benchmark reports."""
 
-    balance: float = 1.0  # weight of the stranded-GPU term, in GPU milli per GPU milli
+    balance: float = 0.5  # weight of the stranded-GPU term, in GPU milli per GPU milli
     scale: float = 2000.0  # sigmoid scale of the bucketed score (FGD's is 1000)
 
 
@@ -201,10 +214,24 @@ class Tidescale(FGD):
         self.weights = weights or TidescaleWeights()
         self.ratio = workload_ratio(frag.tasks)
 
+    def gain(self, whole: bool) -> Gain:
+        balance = 0.0 if whole else self.weights.balance
+        ratio = self.ratio
+        scale = 1000.0 / self.weights.scale
+
+        def score(delta: float, cpu_b: int, gpu_b: int, cpu_a: int, gpu_a: int) -> float:
+            if balance:
+                delta += balance * (stranded_one(cpu_b, gpu_b, ratio) - stranded_one(cpu_a, gpu_a, ratio))
+            return float(int(1.0 / (1.0 + math.exp(-delta * scale / 1000.0)) * 100.0))
+
+        return score
+
     def class_scores(self, view: ClassView, shape: TaskShape, ok: NDArray[np.bool_]) -> Scored:
+        whole = shape.num_gpu > 0 and not shape.is_shared
+        if len(view.cpu) <= SMALL_BATCH:
+            return self._scalar(view, shape, ok, self.gain(whole))
         g = gradient(self.frag, shape, view.cpu, view.gpus, view.model, ok)
         delta = g.delta
-        whole = shape.num_gpu > 0 and not shape.is_shared
         if self.weights.balance and not whole:
             owner = g.after.owner
             gpu_before = view.gpus.sum(axis=1)[owner]

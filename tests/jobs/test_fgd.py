@@ -8,8 +8,11 @@ from jobs.fgd import (
     TaskShape,
     TypicalTasks,
     balance_gain,
+    fgd_gain,
     fgd_scores,
+    fits,
     model_allowed,
+    scalar_scores,
     sigmoid_score,
     slot_values,
     workload_ratio,
@@ -92,3 +95,25 @@ def test_the_balance_gain_rewards_placements_that_leave_cpu_for_the_free_gpus() 
     gain = balance_gain(64_000.0, 8000.0, np.array([63_000.0, 40_000.0]), np.array([7000.0, 7000.0]), 10.0)
     assert gain.tolist() == pytest.approx([1600 - 700, 1600 - 3000])
     assert workload_ratio(TypicalTasks((HALF, TaskShape(4000, 0, 0)), (0.5, 0.5))) == 10.0
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [HALF, WHOLE, TaskShape(2000, 1000, 2), TaskShape(3000, 0, 0), TaskShape(500, 230, 1)],
+    ids=["share", "one-gpu", "two-gpus", "cpu-only", "small-share"],
+)
+def test_the_scalar_path_scores_exactly_like_the_vectorised_one(shape: TaskShape) -> None:
+    rng = np.random.default_rng(11)
+    model = a_model(
+        {HALF: 5, WHOLE: 3, TaskShape(2000, 1000, 2): 1, TaskShape(500, 230, 1): 2, TaskShape(3000, 0, 0): 2}
+    )
+    gpus = -np.sort(-rng.choice([0, 100, 230, 470, 500, 770, 1000], size=(40, 4)), axis=1)
+    cpu = rng.integers(0, 8000, size=40)
+    node_model = np.ones(40, dtype=np.int64)
+    ok = fits(shape, cpu, gpus, node_model, model.models)
+    vec = fgd_scores(model, shape, cpu, gpus, node_model, ok)
+    one = scalar_scores(model, shape, cpu.tolist(), gpus.tolist(), node_model.tolist(), ok.tolist(), fgd_gain)
+    assert one.score.tolist() == vec.score.tolist()
+    assert one.best_slots.tolist() == vec.best_slots.tolist()
+    assert one.frag is not None and vec.frag is not None
+    assert one.frag.tolist() == pytest.approx(vec.frag.tolist())
