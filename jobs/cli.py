@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from jobs.bench import BenchConfig, format_table, run_bench
 from jobs.explain import explain
@@ -87,6 +89,17 @@ def _trace(folder: Path, name: str) -> Path:
     return p if p.is_absolute() or p.exists() else folder / p
 
 
+def _finite(value: Any) -> Any:
+    """NaN (a level no event reached) as null, so the output is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def bench_command(args: argparse.Namespace) -> int:
     try:
         arrivals = [float(a) for a in args.report_arrivals.split(",") if a.strip()]
@@ -114,7 +127,7 @@ def bench_command(args: argparse.Namespace) -> int:
         print(f"tidescale bench scheduler: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result, sort_keys=False))
+        print(json.dumps(_finite(result), allow_nan=False))
     else:
         print(format_table(result))
     return 0
