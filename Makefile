@@ -1,7 +1,8 @@
 # tidescale — one-command set-up. `make demo` and `make test` install everything they need, once,
 # into .venv/ and into the cache directory below, and reuse it when present.
 
-# Every downloaded or built artefact lives here (pip wheels, the Maven repository, jars, Debian packages).
+# Every downloaded or built artefact lives here (pip wheels, the Maven repository, jars, Debian packages,
+# the Go module and build caches and the binaries built from them).
 CACHE ?= $(HOME)/.cache/tidescale
 export TIDESCALE_CACHE := $(abspath $(CACHE))
 
@@ -13,13 +14,13 @@ PYTEST_ARGS ?=
 
 PROMETHEUS := $(TIDESCALE_CACHE)/deb/prometheus/usr/bin/prometheus
 
-.PHONY: setup jars demo test lint unit integration bench clean-env help
+.PHONY: setup jars kubernetes demo test lint unit integration bench clean-env help
 help:
 	@echo "make demo   — set up, then run the end-to-end demo on the embedded default"
 	@echo "make test   — set up, then lint, type-check, check layers and run every test"
 	@echo "make setup  — only the set-up (venv, Python packages, jars, Prometheus) into $(TIDESCALE_CACHE)"
 
-setup: $(VENV)/.installed jars $(PROMETHEUS)
+setup: $(VENV)/.installed jars $(PROMETHEUS) kubernetes
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ $(VENV)/.installed: pyproject.toml
 # Jars from Maven Central, resolved with mvn from the pinned poms under deps/maven/ (skipped when cached).
 jars:
 	deps/fetch-jars.sh kafka flink spark
+
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, KWOK and helm, built from the Go module proxy
+# (deps/go/); each is reused when present with the pinned version.
+kubernetes:
+	deps/build-kubernetes.sh
 
 # Prometheus from Debian's package, unpacked into the cache (no system service is installed or started).
 $(PROMETHEUS):

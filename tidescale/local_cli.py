@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.errors import TidescaleError
-from tidescale.local import environment
+from tidescale.local import environment, nodes
 from tidescale.local.prometheus import ScrapeTarget
 
 
@@ -34,12 +34,38 @@ def add_commands(sub: Any) -> None:
         help="an extra Prometheus scrape target (repeatable)",
     )
     up.add_argument("--scrape-interval", type=float, default=1.0, help="seconds (default 1)")
+    up.add_argument("--gpu-nodes", type=int, default=0, help="KWOK nodes with 8 H100s each, in pool 'gpu'")
+    up.add_argument(
+        "--nodes", type=Path, default=None, metavar="SPEC", help="KWOK node pools (LocalNodes YAML)"
+    )
     up.add_argument("--json", action="store_true", help="print the endpoints as one JSON object, last")
     up.set_defaults(func=_up)
 
     down = local_sub.add_parser("down", help="stop every component of a state directory")
     down.add_argument("--state-dir", type=Path, default=None)
     down.set_defaults(func=_down)
+
+    node_cmd = local_sub.add_parser(
+        "nodes", help="list, add or delete KWOK nodes while the control plane runs"
+    )
+    node_sub = node_cmd.add_subparsers(dest="nodes_command", required=True, metavar="ACTION")
+    node_list = node_sub.add_parser("list", help="nodes by pool")
+    node_list.add_argument("--state-dir", type=Path, default=None)
+    node_list.set_defaults(func=_nodes_list)
+    node_add = node_sub.add_parser(
+        "add", help="add nodes to a pool of a LocalNodes spec, or to the 'gpu' pool"
+    )
+    node_add.add_argument("--state-dir", type=Path, default=None)
+    node_add.add_argument(
+        "--spec", type=Path, default=None, help="LocalNodes YAML (default: the --gpu-nodes pool)"
+    )
+    node_add.add_argument("--pool", default="gpu")
+    node_add.add_argument("--count", type=int, default=1)
+    node_add.set_defaults(func=_nodes_add)
+    node_delete = node_sub.add_parser("delete", help="delete nodes by name")
+    node_delete.add_argument("names", nargs="+")
+    node_delete.add_argument("--state-dir", type=Path, default=None)
+    node_delete.set_defaults(func=_nodes_delete)
 
     status = local_sub.add_parser("status", help="show the components and whether they answer")
     status.add_argument("--state-dir", type=Path, default=None)
@@ -55,6 +81,46 @@ def parse_scrape(text: str) -> ScrapeTarget:
     return ScrapeTarget(job, address, "/" + path if slash else "/metrics")
 
 
+def node_pools(args: argparse.Namespace) -> list[nodes.NodePoolSpec]:
+    pools = list(nodes.load(args.nodes).pools) if args.nodes else []
+    if args.gpu_nodes:
+        pools.append(nodes.gpu_pool(args.gpu_nodes))
+    return pools
+
+
+def _kubeconfig(args: argparse.Namespace) -> str:
+    return environment.Environment.load(_state_dir(args)).kubeconfig
+
+
+def _nodes_list(args: argparse.Namespace) -> int:
+    for name in nodes.existing(_kubeconfig(args)):
+        print(name)
+    return 0
+
+
+def _nodes_add(args: argparse.Namespace) -> int:
+    try:
+        if args.spec:
+            pools = {p.name: p for p in nodes.load(args.spec).pools}
+            if args.pool not in pools:
+                raise TidescaleError(f"{args.spec}: no pool {args.pool!r} (known: {', '.join(pools)})")
+            pool = pools[args.pool]
+        else:
+            pool = nodes.gpu_pool(args.count, args.pool)
+        added = nodes.add(_kubeconfig(args), pool, args.count)
+    except (TidescaleError, TimeoutError) as exc:
+        print(f"tidescale local nodes add: {exc}", file=sys.stderr)
+        return 1
+    print("added:", ", ".join(added))
+    return 0
+
+
+def _nodes_delete(args: argparse.Namespace) -> int:
+    nodes.delete(_kubeconfig(args), args.names)
+    print("deleted:", ", ".join(args.names))
+    return 0
+
+
 def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir).absolute() if args.state_dir else environment.default_state_dir()
 
@@ -64,8 +130,11 @@ def _up(args: argparse.Namespace) -> int:
     try:
         names = environment.parse_components(args.components)
         scrape = [parse_scrape(s) for s in args.scrape]
-        env = environment.up(names, state_dir, args.gpu_spec, scrape, args.scrape_interval)
-    except TidescaleError as exc:
+        pools = node_pools(args)
+        if pools and "kubernetes" not in names:
+            raise TidescaleError("--gpu-nodes/--nodes need the kubernetes component")
+        env = environment.up(names, state_dir, args.gpu_spec, scrape, args.scrape_interval, pools)
+    except (TidescaleError, TimeoutError) as exc:
         print(f"tidescale local up: {exc}", file=sys.stderr)
         return 1
     endpoints = {**env.endpoints(), "state_dir": str(state_dir)}

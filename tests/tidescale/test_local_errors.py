@@ -85,7 +85,8 @@ def test_a_failed_start_stops_the_components_already_started(
 
 def test_an_unknown_component_is_refused_with_the_known_ones() -> None:
     with pytest.raises(
-        ComponentError, match=r"^zookeeper: no such component \(known: kubernetes, kafka, exporter, prometheus\)"
+        ComponentError,
+        match=r"^zookeeper: no such component \(known: kubernetes, kafka, exporter, prometheus\)",
     ):
         environment.parse_components("kafka,zookeeper")
 

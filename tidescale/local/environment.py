@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tidescale.local import exporter, kafka, kubernetes, prometheus
+from tidescale.local import exporter, kafka, kubernetes, nodes, prometheus
 from tidescale.local.process import ComponentError, Spawned, pid_alive, port_open, stop
 
 COMPONENTS = ("kubernetes", "kafka", "exporter", "prometheus")
@@ -114,8 +114,10 @@ def up(
     gpu_spec: Path | None = None,
     scrape: list[prometheus.ScrapeTarget] | None = None,
     scrape_interval_s: float = 1.0,
+    node_pools: list[nodes.NodePoolSpec] | None = None,
 ) -> Environment:
-    """Start the components not yet running in `state_dir`; on any failure stop what this call started."""
+    """Start the components not yet running in `state_dir` and create the KWOK node pools; on any
+    failure stop what this call started."""
     env = Environment.load(state_dir)
     for name, running in list(env.components.items()):
         if not running.alive():
@@ -130,6 +132,12 @@ def up(
             env.components[name] = _start_one(name, env, gpu_spec, scrape or [], scrape_interval_s)
             started.append(name)
             env.save()
+        if node_pools:
+            kubeconfig = env.kubeconfig
+            for pool in node_pools:
+                missing = pool.count - len(nodes.existing(kubeconfig, pool.name))
+                if missing > 0:
+                    nodes.add(kubeconfig, pool, missing)
     except BaseException:
         for name in reversed(started):
             for process in reversed(env.components.pop(name).processes):

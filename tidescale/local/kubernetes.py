@@ -42,6 +42,39 @@ class ControlPlane:
     kubeconfig: Path
 
 
+# KWOK's default "fast" stages (what kwokctl passes it): nodes become Ready and renew leases; pods run,
+# Job pods complete, deletions finish. Read from the KWOK module the build downloaded.
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+
+
+def built_versions() -> dict[str, str]:
+    """`<cache>/bin/VERSIONS`, written by deps/build-kubernetes.sh: binary name → version."""
+    path = artefacts.cache_dir() / "bin" / "VERSIONS"
+    if not path.exists():
+        return {}
+    return dict(line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip())
+
+
+def kwok_stages(destination: Path) -> Path:
+    version = built_versions().get("kwok")
+    if version is None:
+        raise ComponentError("kwok", "no kwok version in <cache>/bin/VERSIONS: run `make setup`")
+    root = artefacts.cache_dir() / "go" / "mod" / "sigs.k8s.io" / f"kwok@{version}" / "kustomize" / "stage"
+    missing = [s for s in KWOK_STAGES if not (root / s).is_file()]
+    if missing:
+        raise ComponentError(
+            "kwok", f"stage files {', '.join(missing)} missing under {root}: run `make setup`"
+        )
+    destination.write_text("\n---\n".join((root / s).read_text().strip() for s in KWOK_STAGES) + "\n")
+    return destination
+
+
 def _binary(name: str) -> Path:
     try:
         return artefacts.cached_binary(name)
@@ -150,7 +183,7 @@ def start(state_dir: Path, timeout: float = 120) -> ControlPlane:
                 "--use-service-account-credentials=true",
                 f"--cluster-signing-cert-file={certs.ca_cert}",
                 f"--cluster-signing-key-file={certs.ca_key}",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--controllers=*",
                 "--concurrent-deployment-syncs=2",
                 "--concurrent-replicaset-syncs=2",
                 "--v=1",
@@ -178,11 +211,13 @@ def start(state_dir: Path, timeout: float = 120) -> ControlPlane:
 
         # 4. KWOK: keeps annotated Nodes Ready and moves their pods through the default stages.
         kwok_port = free_port()
+        stages = kwok_stages(home / "kwok-stages.yaml")
         kwok = spawn(
             "kwok",
             [
                 str(binaries["kwok"]),
                 f"--kubeconfig={kubeconfig}",
+                f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_SELECTOR}",
                 "--manage-nodes-with-label-selector=",

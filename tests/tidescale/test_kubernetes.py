@@ -1,0 +1,287 @@
+"""The local Kubernetes control plane: real kube-apiserver, controller-manager, scheduler, etcd and KWOK
+nodes, driven through the official Python client."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from kernel import artefacts
+from kernel.clock import SYSTEM_CLOCK, Deadline
+from tidescale.local import environment, nodes
+
+pytestmark = pytest.mark.integration
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
+    state_dir = tmp_path_factory.mktemp("kubernetes")
+    env = environment.up(["kubernetes"], state_dir, node_pools=[nodes.gpu_pool(2)])
+    try:
+        yield env
+    finally:
+        environment.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def api(cluster: environment.Environment) -> client.ApiClient:
+    return config.new_client_from_config(config_file=cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount in place (pods need it)."""
+    core = client.CoreV1Api(api)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(
+        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
+        30,
+        f"default ServiceAccount in {name}",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = Deadline(timeout)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if deadline.expired():
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        SYSTEM_CLOCK.sleep(0.25)
+
+
+def a_deployment(name: str, replicas: int, gpus: int = 0) -> dict[str, Any]:
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "server", "image": "vllm/vllm-openai:v0.11.0", "resources": resources}
+                    ]
+                },
+            },
+        },
+    }
+
+
+def a_pod(name: str, gpus: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [
+                {
+                    "name": "trainer",
+                    "image": "pytorch/pytorch:2.5.1",
+                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                }
+            ]
+        },
+    }
+
+
+def running_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[Any]:
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in pods if p.status.phase == "Running" and p.spec.node_name]
+
+
+def test_the_api_server_reports_the_pinned_kubernetes_version(api: client.ApiClient) -> None:
+    version = client.VersionApi(api).get_code()
+    assert version.git_version == "v1.37.2"
+    assert (version.major, version.minor) == ("1", "37")
+
+
+def test_a_deployments_pods_become_running_on_kwok_gpu_nodes(
+    api: client.ApiClient, namespace: str, cluster: environment.Environment
+) -> None:
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, a_deployment("llm", replicas=3, gpus=2))
+    core = client.CoreV1Api(api)
+    pods = wait_for(
+        lambda: (
+            len(running_pods(core, namespace, "app=llm")) == 3 and running_pods(core, namespace, "app=llm")
+        ),
+        90,
+        "3 running llm pods",
+    )
+    assert {p.spec.node_name for p in pods} <= set(nodes.existing(cluster.kubeconfig, "gpu"))
+
+
+def test_replicas_are_read_and_patched_through_the_scale_subresource(
+    api: client.ApiClient, namespace: str
+) -> None:
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(namespace, a_deployment("embed", replicas=1))
+    assert apps.read_namespaced_deployment_scale("embed", namespace).spec.replicas == 1
+
+    apps.patch_namespaced_deployment_scale("embed", namespace, {"spec": {"replicas": 4}})
+
+    assert apps.read_namespaced_deployment_scale("embed", namespace).spec.replicas == 4
+    core = client.CoreV1Api(api)
+    wait_for(lambda: len(running_pods(core, namespace, "app=embed")) == 4, 90, "4 running embed pods")
+    scale = wait_for(
+        lambda: (s := apps.read_namespaced_deployment_scale("embed", namespace)).status.replicas == 4 and s,
+        30,
+        "scale status 4",
+    )
+    assert scale.status.selector == "app=embed"
+
+
+def test_a_pod_wanting_more_gpus_than_any_node_has_waits_unschedulable_until_a_fitting_node_is_added(
+    api: client.ApiClient, namespace: str, cluster: environment.Environment
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, a_pod("big-trainer", gpus=16))
+
+    def unschedulable() -> Any:
+        pod = core.read_namespaced_pod("big-trainer", namespace)
+        return next(
+            (
+                c
+                for c in pod.status.conditions or []
+                if c.type == "PodScheduled" and c.reason == "Unschedulable"
+            ),
+            None,
+        )
+
+    condition = wait_for(unschedulable, 60, "PodScheduled=False Unschedulable")
+    assert condition.status == "False"
+    assert "Insufficient nvidia.com/gpu" in condition.message
+
+    big = nodes.NodePoolSpec(
+        name=f"b200-{namespace}", count=1, capacity={"nvidia.com/gpu": "16", "cpu": "224", "memory": "2Ti"}
+    )
+    added = nodes.add(cluster.kubeconfig, big)
+    try:
+        pod = wait_for(
+            lambda: (p := core.read_namespaced_pod("big-trainer", namespace)).status.phase == "Running" and p,
+            90,
+            "big-trainer Running",
+        )
+        assert pod.spec.node_name == added[0]
+    finally:
+        core.delete_namespaced_pod("big-trainer", namespace, grace_period_seconds=0)
+        nodes.delete(cluster.kubeconfig, added)
+
+
+def test_a_watch_delivers_the_events_of_a_pod_from_creation_to_running(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, a_pod("watched", gpus=1))
+    seen: list[tuple[str, str]] = []
+    stream = watch.Watch()
+    for event in stream.stream(core.list_namespaced_pod, namespace, timeout_seconds=60):
+        pod = event["object"]
+        seen.append((event["type"], pod.status.phase))
+        if pod.status.phase == "Running":
+            stream.stop()
+    assert seen[0][0] == "ADDED"
+    assert ("MODIFIED", "Running") in seen
+
+
+def test_a_service_account_without_a_role_is_refused_and_allowed_once_bound(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
+    token = core.create_namespaced_service_account_token(
+        "reader", namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
+    configuration = client.Configuration()
+    configuration.host = api.configuration.host
+    configuration.ssl_ca_cert = api.configuration.ssl_ca_cert
+    configuration.api_key = {"BearerToken": token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    as_reader = client.CoreV1Api(client.ApiClient(configuration))
+
+    with pytest.raises(ApiException) as refused:
+        as_reader.list_namespaced_pod(namespace)
+    assert refused.value.status == 403
+    assert f"system:serviceaccount:{namespace}:reader" in str(refused.value.body)
+
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "reader-reads-pods"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
+    assert wait_for(lambda: _allowed(as_reader, namespace), 30, "RBAC to allow the bound reader")
+
+
+def _allowed(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.list_namespaced_pod(namespace)
+    except ApiException as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True
+
+
+def test_kwok_nodes_can_be_added_and_removed_while_the_control_plane_runs(
+    cluster: environment.Environment,
+) -> None:
+    pool = nodes.NodePoolSpec(
+        name="l40s",
+        count=2,
+        zone="zone-b",
+        racks=["r1", "r2"],
+        capacity={"nvidia.com/gpu": "4", "nvidia.com/gpumem": "184272", "huawei.com/Ascend910": "0"},
+        taints=[nodes.Taint(key="gpu", value="l40s", effect="NoSchedule")],
+    )
+    added = nodes.add(cluster.kubeconfig, pool)
+    assert added == ["l40s-0", "l40s-1"]
+    core = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+    node = core.read_node("l40s-1")
+    assert node.metadata.labels[nodes.RACK_LABEL] == "r2"
+    assert node.metadata.labels[nodes.ZONE_LABEL] == "zone-b"
+    assert node.status.allocatable["nvidia.com/gpu"] == "4"
+    assert node.spec.taints[0].key == "gpu"
+
+    nodes.delete(cluster.kubeconfig, ["l40s-0"])
+    assert wait_for(lambda: nodes.existing(cluster.kubeconfig, "l40s") == ["l40s-1"], 30, "l40s-0 gone")
+    assert nodes.add(cluster.kubeconfig, pool, count=1) == ["l40s-0"]
+    nodes.delete(cluster.kubeconfig, ["l40s-0", "l40s-1"])
+
+
+@pytest.mark.parametrize("command", [["lint"], ["template", "demo"]], ids=["lint", "template"])
+def test_helm_works_on_the_chart(command: list[str]) -> None:
+    helm = artefacts.cached_binary("helm")
+    result = subprocess.run(
+        [str(helm), *command, str(CHART)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    if command[0] == "template":
+        assert "kind: Deployment" in result.stdout
+        assert "name: demo-tidescale-controller" in result.stdout
