@@ -1,15 +1,92 @@
-"""Python functions pipelines may call by name from their expressions, on either engine.
+"""Python functions pipelines may call by name (`Map.function`), on every engine.
 
-Pure: each is a plain scalar function. They live in an importable module (not in a job's script)
-because both engines ship functions to separate Python workers by reference.
+Pure: each is a plain scalar function of field values (and keyword `params`). They live in an
+importable module, not in a job's script, because both engines ship functions to separate Python
+workers by reference; a function defined in a test module cannot be loaded there.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from streaming.transform import PythonFunction
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A function a `Map` may name, with the schema type of what it returns."""
+
+    function: Callable[..., Any]
+    result_type: str  # one of spec.FIELD_TYPES
+    arity: int
+
+
+_SPACE = re.compile(r"\s+")
+# A simple, deterministic tokenizer: runs of letters/digits, and each other non-space character.
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+# A few very common function words per language; enough to tell short prompts apart.
+_STOPWORDS: dict[str, frozenset[str]] = {
+    "en": frozenset("the and is are of to in that it for with what how you this on be can please".split()),
+    "de": frozenset("der die das und ist nicht ich sie es mit zu ein eine wie was auf für bitte".split()),
+    "fr": frozenset("le la les et est une un des que qui dans pour pas vous je comment quoi".split()),
+    "es": frozenset("el la los las y es un una que de en por para con qué cómo no se".split()),
+    "it": frozenset("il lo la gli le e è un una che di per non con come cosa sono".split()),
+    "nl": frozenset("de het een en is van niet dat ik je met wat hoe zijn voor".split()),
+    "pt": frozenset("o a os as e é um uma que de em para com não como você".split()),
+}
+# Unicode script → language, for scripts that name (nearly) one language.
+_SCRIPTS = (
+    ("HIRAGANA", "ja"),
+    ("KATAKANA", "ja"),
+    ("HANGUL", "ko"),
+    ("CJK", "zh"),
+    ("CYRILLIC", "ru"),
+    ("ARABIC", "ar"),
+    ("HEBREW", "he"),
+    ("GREEK", "el"),
+    ("DEVANAGARI", "hi"),
+    ("THAI", "th"),
+)
+
+
+def normalise_text(text: str | None) -> str:
+    """Unicode NFKC, control characters dropped, whitespace collapsed, trimmed."""
+    if not text:
+        return ""
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(c if c.isprintable() or c.isspace() else " " for c in folded)
+    return _SPACE.sub(" ", visible).strip()
+
+
+def detect_language(text: str | None) -> str:
+    """An ISO 639-1 code from the script (non-Latin) or from stop words (Latin); `und` when unsure."""
+    if not text:
+        return "und"
+    counts: dict[str, int] = {}
+    for char in text:
+        if char.isalpha() and ord(char) > 0x24F:
+            name = unicodedata.name(char, "")
+            for script, language in _SCRIPTS:
+                if name.startswith(script):
+                    counts[language] = counts.get(language, 0) + 1
+                    break
+    if counts:
+        # Japanese mixes kana with CJK ideographs; any kana decides.
+        return "ja" if "ja" in counts else max(sorted(counts), key=lambda k: counts[k])
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
+    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
+    best = max(sorted(scores), key=lambda k: scores[k])
+    return best if scores[best] > 0 else "und"
+
+
+def count_tokens(text: str | None) -> int:
+    """Word pieces and punctuation marks, the way a simple pre-tokenizer splits them."""
+    return len(_TOKEN.findall(text)) if text else 0
 
 
 def word_count(text: str | None) -> int:
@@ -17,9 +94,33 @@ def word_count(text: str | None) -> int:
     return len(text.split()) if text else 0
 
 
-BUILTINS: dict[str, tuple[Callable[..., Any], str]] = {
-    "word_count": (word_count, "long"),
+def lowercase(text: str | None) -> str | None:
+    return text.lower() if text is not None else None
+
+
+def truncate(text: str | None, *, max_chars: int = 4096) -> str | None:
+    return text[:max_chars] if text is not None else None
+
+
+REGISTRY: dict[str, Registered] = {
+    "normalise_text": Registered(normalise_text, "string", 1),
+    "detect_language": Registered(detect_language, "string", 1),
+    "count_tokens": Registered(count_tokens, "long", 1),
+    "word_count": Registered(word_count, "long", 1),
+    "lowercase": Registered(lowercase, "string", 1),
+    "truncate": Registered(truncate, "string", 1),
 }
+
+
+def registered(name: str) -> Registered:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no function {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
+
+
+# The engines' legacy scalar-UDF path (`streaming.transform.KafkaJsonTransform`, used by the demo).
+BUILTINS: dict[str, tuple[Callable[..., Any], str]] = {"word_count": (word_count, "long")}
 
 
 def builtin(name: str) -> PythonFunction:

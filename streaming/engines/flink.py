@@ -1,4 +1,5 @@
-"""PyFlink adapter: runs a `KafkaJsonTransform` in a local mini-cluster with the Kafka SQL connector.
+"""PyFlink adapter: runs a pipeline `Plan` (and the older `KafkaJsonTransform`) in a local mini-cluster
+with the Kafka SQL connector.
 
 Shell: starts a JVM through PyFlink. The connector jar comes from the cache `make setup` filled.
 """
@@ -6,9 +7,13 @@ Shell: starts a JVM through PyFlink. The connector jar comes from the cache `mak
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from kernel import artefacts
+from kernel.clock import SYSTEM_CLOCK
+from streaming.engine import Rendered, RunOptions, RunReport
+from streaming.plan import Plan
 from streaming.transform import KafkaJsonTransform
 
 FLINK_VERSION = "2.2.0"
@@ -85,3 +90,186 @@ def run(job: KafkaJsonTransform, timeout_s: float | None = None) -> None:
     table_result = result.execute_insert("dst")
     if job.bounded:
         table_result.wait(int(timeout_s * 1000) if timeout_s else None)
+
+
+# ---- Pipelines (`streaming.plan.Plan`) -------------------------------------------------------------
+
+SQL_TYPES = {"string": "STRING", "long": "BIGINT", "int": "INT", "double": "DOUBLE", "boolean": "BOOLEAN"}
+UDF_NAME = "tidescale_process"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _with(options: dict[str, str]) -> str:
+    return ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in options.items())
+
+
+def _interval_seconds(ms: int) -> str:
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND"
+
+
+def source_options(plan: Plan, bootstrap: str, bounded: bool) -> dict[str, str]:
+    options = {
+        "connector": "kafka",
+        "topic": plan.source.topic,
+        "properties.bootstrap.servers": bootstrap,
+        "properties.group.id": plan.source.group,
+        # Resume where the group committed (on each checkpoint); a new group starts at startFrom.
+        "scan.startup.mode": "group-offsets",
+        "properties.auto.offset.reset": plan.source.start_from,
+        "properties.isolation.level": "read_committed",
+        "value.format": "raw",
+    }
+    if bounded:
+        options["scan.bounded.mode"] = "latest-offset"
+    return options
+
+
+def sink_options(plan: Plan, bootstrap: str, value_format: str) -> dict[str, str]:
+    options = {
+        "connector": "kafka",
+        "properties.bootstrap.servers": bootstrap,
+        "key.format": "raw",
+        "key.fields": "_k",
+        "value.format": value_format,
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": plan.delivery.guarantee,
+    }
+    if plan.delivery.guarantee == "exactly-once":
+        # Stable per pipeline and sink, so a restart from a checkpoint aborts the old transactions.
+        options["sink.transactional-id-prefix"] = f"tidescale-{plan.name}-{plan.sink.topic}"
+        options["properties.transaction.timeout.ms"] = "900000"
+    if value_format == "json":
+        options["json.encode.decimal-as-plain-number"] = "true"
+    return options
+
+
+def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
+    """The DDL and the INSERTs (one statement set) that run `plan`; the UDF is `UDF_NAME`."""
+    from streaming.engines.frames import result_columns
+
+    columns = ["`value` BYTES"]
+    if plan.window is not None:
+        assert plan.source.event_time is not None
+        event = plan.source.event_time
+        # Event time read straight from the raw JSON (the planner checked the field reaches the Window
+        # unchanged); a record without it gets 0, is routed to the dead letters and never reaches a window.
+        columns.append(
+            "rt AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), "
+            f"'$.{event.field}') AS BIGINT), 0), 3)"
+        )
+        columns.append(f"WATERMARK FOR rt AS rt - {_interval_seconds(event.watermark_delay)}")
+    if plan.dedupe is not None:
+        columns.append("pt AS PROCTIME()")
+    statements = [
+        f"CREATE TEMPORARY TABLE src ({', '.join(columns)}) WITH ({_with(source_options(plan, bootstrap, bounded))})",
+        "CREATE TEMPORARY TABLE dst (`_k` STRING, `v` STRING, `_topic` STRING METADATA FROM 'topic') "
+        f"WITH ({_with(sink_options(plan, bootstrap, 'raw'))})",
+    ]
+    extra = [c for c in ("rt", "pt") if (c == "rt" and plan.window) or (c == "pt" and plan.dedupe)]
+    carried = "".join(f"{c}, " for c in extra)
+    fields = ", ".join(f"r.{_quote(c)} AS {_quote(c)}" for c, _ in result_columns(plan))
+    statements.append(
+        f"CREATE TEMPORARY VIEW processed AS SELECT {carried}{fields} "
+        f"FROM (SELECT {carried}{UDF_NAME}(`value`) AS r FROM src)"
+    )
+    if not plan.stateful:
+        statements.append("INSERT INTO dst SELECT `key`, `value`, `topic` FROM processed WHERE kind IS NOT NULL")
+        return statements
+    statements.append("INSERT INTO dst SELECT `key`, `value`, `topic` FROM processed WHERE kind = 'dead'")
+    if plan.dedupe is not None:
+        keys = ", ".join(_quote("f_" + k) for k in plan.dedupe.key)
+        statements.append(
+            "INSERT INTO dst SELECT `key`, `value`, `topic` FROM (SELECT *, ROW_NUMBER() OVER "
+            f"(PARTITION BY {keys} ORDER BY pt ASC) AS rn FROM processed WHERE kind = 'out') WHERE rn = 1"
+        )
+        return statements
+    window = plan.window
+    assert window is not None
+    out_columns = ", ".join(f"{_quote(n)} {SQL_TYPES[t]}" for n, t in plan.output_fields)
+    statements.append(
+        f"CREATE TEMPORARY TABLE dst_window (`_k` STRING, {out_columns}, `_topic` STRING METADATA FROM 'topic') "
+        f"WITH ({_with(sink_options(plan, bootstrap, 'json'))})"
+    )
+    if window.kind == "tumbling":
+        tvf = f"TUMBLE(TABLE good, DESCRIPTOR(rt), {_interval_seconds(window.size)})"
+    else:
+        assert window.slide is not None
+        tvf = f"HOP(TABLE good, DESCRIPTOR(rt), {_interval_seconds(window.slide)}, {_interval_seconds(window.size)})"
+    good_fields = ", ".join(f"{_quote('f_' + n)} AS {_quote(n)}" for n, _ in plan.fields)
+    statements.append(f"CREATE TEMPORARY VIEW good AS SELECT rt, {good_fields} FROM processed WHERE kind = 'out'")
+    epoch = "TIMESTAMP '1970-01-01 00:00:00'"
+    select = [_quote(g) for g in window.group_by]
+    select += [
+        f"CAST(TIMESTAMPDIFF(SECOND, {epoch}, window_start) AS BIGINT) * 1000 AS windowStart",
+        f"CAST(TIMESTAMPDIFF(SECOND, {epoch}, window_end) AS BIGINT) * 1000 AS windowEnd",
+    ]
+    for aggregate in window.aggregates:
+        target = _quote(aggregate.field) if aggregate.field else "*"
+        if aggregate.fn == "avg":
+            target = f"CAST({target} AS DOUBLE)"
+        select.append(f"{aggregate.fn.upper()}({target}) AS {_quote(aggregate.name)}")
+    group = ", ".join(["window_start", "window_end", *(_quote(g) for g in window.group_by)])
+    aggregated = f"SELECT {', '.join(select)} FROM TABLE({tvf}) GROUP BY {group}"
+    key = f"CAST({_quote(plan.sink.key)} AS STRING)" if plan.sink.key else "CAST(NULL AS STRING)"
+    topic = f"'{plan.sink.topic}'"
+    if plan.sink.route_by:
+        topic = f"CONCAT({topic}, '.', CAST({_quote(plan.sink.route_by)} AS STRING))"
+    names = ", ".join(_quote(n) for n, _ in plan.output_fields)
+    statements.append(f"INSERT INTO dst_window SELECT {key}, {names}, {topic} FROM ({aggregated})")
+    return statements
+
+
+class FlinkEngine:
+    """PyFlink Table API on a local mini-cluster; the stateless prefix is one pandas UDF."""
+
+    name = "flink"
+    delivery = ("at-least-once", "exactly-once")
+
+    def run(self, plan: Plan, options: RunOptions) -> RunReport:
+        from pyflink.table import DataTypes
+        from pyflink.table.udf import udf
+
+        from streaming.engines.frames import VectorProcess, result_columns
+
+        started = SYSTEM_CLOCK.monotonic()
+        bounded = options.bounded or options.max_records is not None
+        env = table_environment(plan.parallelism)
+        config = env.get_config()
+        config.set("table.local-time-zone", "UTC")
+        config.set("execution.checkpointing.interval", f"{plan.delivery.checkpoint_interval} ms")
+        checkpoints = options.checkpoint_dir or (
+            Path(plan.delivery.checkpoint_dir) if plan.delivery.checkpoint_dir else None
+        )
+        if checkpoints is not None:
+            config.set("execution.checkpointing.dir", checkpoints.absolute().as_uri())
+            config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        if options.restore_from is not None:
+            config.set("execution.state-recovery.path", options.restore_from.absolute().as_uri())
+        row = DataTypes.ROW(
+            [DataTypes.FIELD(c, _data_type(t)) for c, t in result_columns(plan)]
+        )
+        env.create_temporary_function(
+            UDF_NAME, udf(VectorProcess(plan), result_type=row, func_type="pandas", name=UDF_NAME)
+        )
+        statements = pipeline_statements(plan, options.bootstrap, bounded)
+        statement_set = env.create_statement_set()
+        for statement in statements:
+            if statement.startswith("INSERT"):
+                statement_set.add_insert_sql(statement)
+            else:
+                env.execute_sql(statement)
+        result = statement_set.execute()
+        self.last_job = result.get_job_client()
+        if bounded:
+            result.wait(int(options.timeout_s * 1000) if options.timeout_s else None)
+        else:
+            result.wait()
+        return RunReport(self.name, SYSTEM_CLOCK.monotonic() - started)
+
+    def render(self, plan: Plan, target: str = "kubernetes", *, spark_submit: bool = False) -> Rendered:
+        from streaming import render
+
+        return render.flink(plan, target)

@@ -1,0 +1,43 @@
+"""The vectorised UDF body both JVM engines call: a pandas Series of raw Kafka values → a DataFrame of
+`kind`, `topic`, `key`, `value` (and the typed fields of a stateful plan), computed by the plan's
+`stateless.Processor`.
+
+Imported inside the engines' Python workers (by reference), so it must stay importable and cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from streaming.plan import Plan
+from streaming.stateless import FIELD_PREFIX, RESULT_COLUMNS, Processor
+
+# pandas nullable dtypes, so a null long stays a null (not NaN) on its way into Arrow.
+_DTYPES = {"string": "object", "long": "Int64", "int": "Int32", "double": "Float64", "boolean": "boolean"}
+
+
+def result_columns(plan: Plan) -> list[tuple[str, str]]:
+    """(column, schema type) of what the UDF returns, in order."""
+    typed = [(FIELD_PREFIX + n, t) for n, t in plan.fields] if plan.stateful else []
+    return [(c, "string") for c in RESULT_COLUMNS] + typed
+
+
+class VectorProcess:
+    """Picklable: carries the plan; builds its `Processor` once per worker."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._processor: Processor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"plan": self.plan, "_processor": None}
+
+    def __call__(self, values: pd.Series) -> pd.DataFrame:
+        if self._processor is None:
+            self._processor = Processor(self.plan)
+        columns = self._processor.columns(values.tolist())
+        return pd.DataFrame(
+            {name: pd.array(columns[name], dtype=_DTYPES[kind]) for name, kind in result_columns(self.plan)}
+        )

@@ -1,0 +1,400 @@
+"""The `Pipeline` document (`tidescale.io/v1alpha1`): a Kafka source with a declared JSON schema, an
+ordered list of transforms, a Kafka sink, a dead-letter topic, the delivery guarantee and the resources.
+
+Pure: pydantic models and `load`, which reads one YAML file and reports every problem with its file,
+line, field and reason (`kernel.errors.InvalidSpec`). No network, no engine, no clock.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from kernel.errors import InvalidSpec
+
+API_VERSION = "tidescale.io/v1alpha1"
+KIND = "Pipeline"
+
+# Field types a schema may declare; a trailing `?` makes the field optional (null when absent).
+FIELD_TYPES = ("string", "long", "int", "double", "boolean")
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h)\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_TOPIC = r"^[A-Za-z0-9._-]{1,200}$"
+
+
+def duration_ms(value: Any) -> int:
+    """`"10s"`, `"500ms"`, `"5m"`, `"1h"` (or a number of milliseconds) → milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string like '10s', '500ms', '5m' or '1h'")
+    if isinstance(value, int):
+        return value
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (like '10s', '500ms', '5m' or '1h')")
+    return int(match.group(1)) * _DURATION_MS[match.group(2)]
+
+
+Duration = Annotated[int, BeforeValidator(duration_ms)]
+FieldName = Annotated[str, Field(pattern=_NAME)]
+Topic = Annotated[str, Field(pattern=_TOPIC)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+def field_type(declared: str) -> tuple[str, bool]:
+    """`"long?"` → `("long", True)`: the base type and whether the field may be missing or null."""
+    optional = declared.endswith("?")
+    return declared.rstrip("?"), optional
+
+
+class EventTime(Model):
+    """Event time: a `long` field holding epoch milliseconds, and how late records may arrive."""
+
+    field: FieldName
+    watermark_delay: Duration = 5000
+
+
+class Source(Model):
+    topic: Topic
+    group: Annotated[str, Field(min_length=1)]
+    format: Literal["json"] = "json"
+    schema_: dict[FieldName, str] = Field(alias="schema", min_length=1)
+    start_from: Literal["earliest", "latest"] = "earliest"
+    event_time: EventTime | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _known_types(cls, schema: dict[str, str]) -> dict[str, str]:
+        for name, declared in schema.items():
+            if field_type(declared)[0] not in FIELD_TYPES:
+                raise ValueError(
+                    f"field {name!r}: unknown type {declared!r} (known: {', '.join(FIELD_TYPES)}, "
+                    "each optionally ending in '?')"
+                )
+        return schema
+
+    @model_validator(mode="after")
+    def _event_time_is_a_long(self) -> Source:
+        if self.event_time is not None:
+            declared = self.schema_.get(self.event_time.field)
+            if declared is None:
+                raise ValueError(f"eventTime.field {self.event_time.field!r} is not in the schema")
+            if field_type(declared)[0] != "long":
+                raise ValueError(
+                    f"eventTime.field {self.event_time.field!r} must be a long (epoch milliseconds), "
+                    f"not {declared!r}"
+                )
+        return self
+
+
+Scalar = str | int | float | bool | None
+Operator = Literal["==", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "startswith", "is null", "not null"]
+
+
+class Comparison(Model):
+    """`{field: tokens, op: ">", value: 0}`; `value` is a list for `in`/`not in`, absent for null tests."""
+
+    field: FieldName
+    op: Operator
+    value: Scalar | list[Scalar] = None
+
+    @model_validator(mode="after")
+    def _value_fits_the_operator(self) -> Comparison:
+        if self.op in ("in", "not in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list value")
+        if self.op not in ("in", "not in") and isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} takes a single value, not a list")
+        return self
+
+
+class AllOf(Model):
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyOf(Model):
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotOf(Model):
+    not_: Condition = Field(alias="not")
+
+
+Condition = Comparison | AllOf | AnyOf | NotOf
+for _model in (AllOf, AnyOf, NotOf):
+    _model.model_rebuild()
+
+
+class Filter(Model):
+    """Keeps the records for which `condition` holds; the others are dropped (not dead letters)."""
+
+    type: Literal["Filter"]
+    name: str | None = None
+    condition: Condition
+
+
+class Project(Model):
+    """Keeps only `fields`: output name → input field (so it also renames)."""
+
+    type: Literal["Project"]
+    name: str | None = None
+    fields: dict[FieldName, FieldName] = Field(min_length=1)
+
+
+class Map(Model):
+    """Sets `output` to a registered Python function (`streaming.functions`) of `args` (field names)."""
+
+    type: Literal["Map"]
+    name: str | None = None
+    function: str
+    args: list[FieldName] = Field(default_factory=list)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    output: FieldName
+
+
+class Aggregate(Model):
+    name: FieldName
+    fn: Literal["count", "sum", "avg", "min", "max"]
+    field: FieldName | None = None
+
+    @model_validator(mode="after")
+    def _field_unless_count(self) -> Aggregate:
+        if self.fn != "count" and self.field is None:
+            raise ValueError(f"aggregate {self.name!r}: {self.fn} needs a field")
+        return self
+
+
+class Window(Model):
+    """Event-time window per `groupBy` key; emits `groupBy`, `windowStart`, `windowEnd` (epoch ms) and
+    the aggregates when the watermark passes the window's end."""
+
+    type: Literal["Window"]
+    name: str | None = None
+    kind: Literal["tumbling", "sliding"]
+    size: Duration
+    slide: Duration | None = None
+    group_by: list[FieldName] = Field(default_factory=list)
+    aggregates: list[Aggregate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _slide_fits_the_kind(self) -> Window:
+        if self.size <= 0 or self.size % 1000:
+            raise ValueError("size must be a positive whole number of seconds")
+        if self.kind == "sliding":
+            if self.slide is None:
+                raise ValueError("a sliding window needs a slide")
+            if self.slide <= 0 or self.slide % 1000 or self.size % self.slide:
+                raise ValueError("slide must be whole seconds and divide size")
+        elif self.slide is not None:
+            raise ValueError("a tumbling window takes no slide")
+        return self
+
+
+class Dedupe(Model):
+    """Drops every record whose `key` fields were seen before (keeps the first)."""
+
+    type: Literal["Dedupe"]
+    name: str | None = None
+    key: list[FieldName] = Field(min_length=1)
+
+
+class LookupTable(Model):
+    """Rows given inline, or a CSV (with a header) or JSON (a list of objects) file beside the spec."""
+
+    inline: list[dict[str, Scalar]] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LookupTable:
+        if (self.inline is None) == (self.file is None):
+            raise ValueError("give exactly one of inline or file")
+        return self
+
+
+class Enrich(Model):
+    """Adds `fields` from the `table` row whose `key` column equals the record's `key` field (null when
+    no row matches)."""
+
+    type: Literal["Enrich"]
+    name: str | None = None
+    table: LookupTable
+    key: FieldName
+    fields: list[FieldName] = Field(min_length=1)
+
+
+Transform = Annotated[Filter | Project | Map | Window | Dedupe | Enrich, Field(discriminator="type")]
+
+
+class Sink(Model):
+    topic: Topic
+    key: FieldName | None = None
+    route_by: FieldName | None = None
+
+
+class DeadLetter(Model):
+    topic: Topic
+
+
+class Delivery(Model):
+    guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    checkpoint_interval: Duration = 10_000
+    checkpoint_dir: str | None = None
+
+
+class Resources(Model):
+    cpu: Annotated[str, Field(pattern=r"^\d+(\.\d+)?m?$")] = "1"
+    memory: Annotated[str, Field(pattern=r"^\d+(Ki|Mi|Gi|Ti|k|M|G|T)?$")] = "2Gi"
+    gpus: Annotated[int, Field(ge=0)] = 0
+    gpu_resource: str = "nvidia.com/gpu"
+
+
+class Scheduling(Model):
+    scheduler_name: str | None = None
+    queue: str | None = None
+
+
+class PipelineSpec(Model):
+    source: Source
+    transforms: list[Transform] = Field(default_factory=list)
+    sink: Sink
+    dead_letter: DeadLetter
+    delivery: Delivery = Delivery()
+    parallelism: Annotated[int, Field(ge=1, le=1024)] = 1
+    resources: Resources = Resources()
+    scheduling: Scheduling = Scheduling()
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _topics_differ(self) -> PipelineSpec:
+        if self.dead_letter.topic in (self.source.topic, self.sink.topic):
+            raise ValueError("deadLetter.topic must differ from the source and sink topics")
+        if self.sink.topic == self.source.topic:
+            raise ValueError("sink.topic must differ from source.topic")
+        return self
+
+
+class Metadata(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")]
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Pipeline(Model):
+    api_version: Literal["tidescale.io/v1alpha1"]
+    kind: Literal["Pipeline"]
+    metadata: Metadata
+    spec: PipelineSpec
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[(*path, key.value)] = key.start_mark.line + 1
+            _line_index(value, (*path, key.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), lines)
+
+
+def _locate(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[int, str]:
+    """The deepest YAML line for a pydantic error location, skipping union tags the document lacks."""
+    path: tuple[Any, ...] = ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+    field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")
+    return lines.get(path, 1), field or "(document)"
+
+
+def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Pipeline:
+    """Validate one Pipeline document; `InvalidSpec` lists `line N: field: reason` for each problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise InvalidSpec(file, [f"{line}: (document): not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict) or root is None:
+        raise InvalidSpec(file, ["1: (document): expected a mapping with apiVersion, kind, metadata, spec"])
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_index(root, (), lines)
+    table_problems = _inline_tables(data, base_dir or Path.cwd())
+    if table_problems:
+        raise InvalidSpec(file, [f"{lines.get(p, 1)}: {_locate(p, lines)[1]}: {r}" for p, r in table_problems])
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            line, field = _locate(tuple(error["loc"]), lines)
+            problems.append(f"{line}: {field}: {error['msg']}")
+        raise InvalidSpec(file, problems) from exc
+    from streaming import plan  # the planner checks what spans transforms (types, order, functions)
+
+    problems = [
+        f"{lines.get(p.path, 1)}: {_locate(p.path, lines)[1]}: {p.reason}"
+        for p in plan.check(pipeline)
+    ]
+    if problems:
+        raise InvalidSpec(file, problems)
+    return pipeline
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".csv":
+        with path.open(newline="") as handle:
+            return [dict(row) for row in csv.DictReader(handle)]
+    rows = json.loads(path.read_text())
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("a JSON lookup table is a list of objects")
+    return rows
+
+
+def _inline_tables(data: dict[str, Any], base_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+    """Replace each Enrich `table.file` by its rows (`inline`), so the plan and the rendered job carry
+    the table itself; a file is read relative to the spec's directory."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    spec = data.get("spec")
+    transforms = spec.get("transforms") if isinstance(spec, dict) else None
+    for i, step in enumerate(transforms if isinstance(transforms, list) else []):
+        table = step.get("table") if isinstance(step, dict) else None
+        if not isinstance(table, dict) or not isinstance(table.get("file"), str) or "inline" in table:
+            continue
+        path = base_dir / table["file"]
+        try:
+            rows = _read_table(path)
+        except (OSError, ValueError, csv.Error) as exc:
+            problems.append((("spec", "transforms", i, "table", "file"), f"cannot read {path}: {exc}"))
+            continue
+        step["table"] = {"inline": rows}
+    return problems
+
+
+def load(path: Path | str) -> Pipeline:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidSpec(str(path), [f"1: (document): cannot read: {exc.strerror}"]) from exc
+    return parse(text, str(path), path.parent)
