@@ -6,6 +6,7 @@ Shell: starts a JVM through PyFlink. The connector jar comes from the cache `mak
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,12 @@ def source_options(plan: Plan, bootstrap: str, bounded: bool) -> dict[str, str]:
     return options
 
 
-def sink_options(plan: Plan, bootstrap: str, value_format: str) -> dict[str, str]:
+def sink_options(plan: Plan, bootstrap: str, value_format: str, role: str) -> dict[str, str]:
+    sink, dead = (re.escape(t) for t in (plan.sink.topic, plan.dead_letter.topic))
     options = {
         "connector": "kafka",
+        # A pattern, so the `topic` metadata column may name the sink, its per-route topics or the DLQ.
+        "topic-pattern": f"{sink}|{sink}\\..+|{dead}",
         "properties.bootstrap.servers": bootstrap,
         "key.format": "raw",
         "key.fields": "_k",
@@ -139,10 +143,8 @@ def sink_options(plan: Plan, bootstrap: str, value_format: str) -> dict[str, str
     }
     if plan.delivery.guarantee == "exactly-once":
         # Stable per pipeline and sink, so a restart from a checkpoint aborts the old transactions.
-        options["sink.transactional-id-prefix"] = f"tidescale-{plan.name}-{plan.sink.topic}"
+        options["sink.transactional-id-prefix"] = f"tidescale-{plan.name}-{plan.sink.topic}-{role}"
         options["properties.transaction.timeout.ms"] = "900000"
-    if value_format == "json":
-        options["json.encode.decimal-as-plain-number"] = "true"
     return options
 
 
@@ -166,7 +168,7 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
     statements = [
         f"CREATE TEMPORARY TABLE src ({', '.join(columns)}) WITH ({_with(source_options(plan, bootstrap, bounded))})",
         "CREATE TEMPORARY TABLE dst (`_k` STRING, `v` STRING, `_topic` STRING METADATA FROM 'topic') "
-        f"WITH ({_with(sink_options(plan, bootstrap, 'raw'))})",
+        f"WITH ({_with(sink_options(plan, bootstrap, 'raw', 'records'))})",
     ]
     extra = [c for c in ("rt", "pt") if (c == "rt" and plan.window) or (c == "pt" and plan.dedupe)]
     carried = "".join(f"{c}, " for c in extra)
@@ -191,7 +193,7 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
     out_columns = ", ".join(f"{_quote(n)} {SQL_TYPES[t]}" for n, t in plan.output_fields)
     statements.append(
         f"CREATE TEMPORARY TABLE dst_window (`_k` STRING, {out_columns}, `_topic` STRING METADATA FROM 'topic') "
-        f"WITH ({_with(sink_options(plan, bootstrap, 'json'))})"
+        f"WITH ({_with(sink_options(plan, bootstrap, 'json', 'windows'))})"
     )
     if window.kind == "tumbling":
         tvf = f"TUMBLE(TABLE good, DESCRIPTOR(rt), {_interval_seconds(window.size)})"
@@ -239,6 +241,10 @@ class FlinkEngine:
         env = table_environment(plan.parallelism)
         config = env.get_config()
         config.set("table.local-time-zone", "UTC")
+        # A failing job surfaces after a few tries instead of restarting forever.
+        config.set("restart-strategy.type", "fixed-delay")
+        config.set("restart-strategy.fixed-delay.attempts", "3")
+        config.set("restart-strategy.fixed-delay.delay", "2 s")
         config.set("execution.checkpointing.interval", f"{plan.delivery.checkpoint_interval} ms")
         checkpoints = options.checkpoint_dir or (
             Path(plan.delivery.checkpoint_dir) if plan.delivery.checkpoint_dir else None

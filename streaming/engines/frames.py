@@ -14,8 +14,6 @@ import pandas as pd
 from streaming.plan import Plan
 from streaming.stateless import FIELD_PREFIX, RESULT_COLUMNS, Processor
 
-# pandas nullable dtypes, so a null long stays a null (not NaN) on its way into Arrow.
-_DTYPES = {"string": "object", "long": "Int64", "int": "Int32", "double": "Float64", "boolean": "boolean"}
 
 
 def result_columns(plan: Plan) -> list[tuple[str, str]]:
@@ -38,6 +36,8 @@ class VectorProcess:
         if self._processor is None:
             self._processor = Processor(self.plan)
         columns = self._processor.columns(values.tolist())
+        # Object columns: a null long stays None (not NaN), and both engines convert them to Arrow with
+        # a null mask (pandas' nullable extension dtypes refuse one in PyFlink's converter).
         return pd.DataFrame(
-            {name: pd.array(columns[name], dtype=_DTYPES[kind]) for name, kind in result_columns(self.plan)}
+            {name: pd.Series(columns[name], dtype=object) for name, _ in result_columns(self.plan)}
         )
