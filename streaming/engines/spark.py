@@ -7,6 +7,7 @@ Shell: starts a JVM through PySpark. The Kafka jars come from the cache `make se
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def session(parallelism: int = 1, app_name: str = "tidescale") -> Any:
 
     # Executors and the block manager otherwise advertise the machine's external address.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers run this interpreter (the venv with pandas and pyarrow), not the system python3.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = ",".join(str(p) for p in artefacts.jars("spark"))
     return (
         SparkSession.builder.master(f"local[{parallelism}]")
@@ -148,7 +151,17 @@ class SparkEngine:
         started = SYSTEM_CLOCK.monotonic()
         bounded = options.bounded or options.max_records is not None
         spark = session(plan.parallelism, app_name=f"tidescale-{plan.name}")
-        process = pandas_udf(VectorProcess(plan), _udf_schema(plan))  # type: ignore[call-overload]
+        import pandas as pd
+
+        vector = VectorProcess(plan)
+
+        def process(values: pd.Series) -> pd.DataFrame:
+            return vector(values)
+
+        # Real classes, not the strings `from __future__ import annotations` leaves: Spark reads the
+        # hints to pick the Series → DataFrame (struct) flavour of pandas UDF.
+        process.__annotations__ = {"values": pd.Series, "return": pd.DataFrame}
+        process_udf = pandas_udf(process, _udf_schema(plan))  # type: ignore[call-overload]
         checkpoint = options.checkpoint_dir or (
             Path(plan.delivery.checkpoint_dir) if plan.delivery.checkpoint_dir
             else Path(tempfile.mkdtemp(prefix=f"tidescale-spark-{plan.name}-"))
@@ -165,7 +178,7 @@ class SparkEngine:
             .option("failOnDataLoss", "false")
             .load()
         )
-        processed = source.select(process(F.col("value")).alias("r"), "partition", "offset").select(
+        processed = source.select(process_udf(F.col("value")).alias("r"), "partition", "offset").select(
             "r.*", "partition", "offset"
         )
         outputs: list[tuple[str, Any]] = []

@@ -1,0 +1,149 @@
+"""`tidescale pipeline validate|render|run` and `tidescale bench streaming`.
+
+Shell: argument parsing and printing; each handler returns an exit code (2 for invalid specs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kernel.errors import InvalidSpec, PermanentError
+from streaming import render, spec
+from streaming.engine import RunOptions
+from streaming.plan import plan
+
+ENGINE_CHOICES = ("flink", "spark", "python")
+
+
+def default_bootstrap() -> str | None:
+    """`$TIDESCALE_KAFKA_BOOTSTRAP`, else the Kafka of the local environment (`tidescale local up`)."""
+    configured = os.environ.get("TIDESCALE_KAFKA_BOOTSTRAP")
+    if configured:
+        return configured
+    state = Path(os.environ.get("TIDESCALE_STATE_DIR", ".tidescale/local")) / "state.json"
+    try:
+        components = json.loads(state.read_text())["components"]
+        return str(components["kafka"]["endpoint"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def add_commands(sub: Any) -> None:
+    pipeline = sub.add_parser("pipeline", help="streaming pipelines: validate, render, run")
+    commands = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check pipeline files; exit 2 on any error")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=validate_command)
+
+    rendering = commands.add_parser("render", help="print what the Flink or Spark operator expects")
+    rendering.add_argument("file", metavar="FILE")
+    rendering.add_argument("--engine", choices=("flink", "spark"), required=True)
+    rendering.add_argument("--target", choices=("kubernetes",), default="kubernetes")
+    rendering.add_argument("--spark-submit", action="store_true", help="the spark-submit line instead")
+    rendering.add_argument("--bootstrap", default=render.DEFAULT_BOOTSTRAP, help="Kafka as the pods see it")
+    rendering.add_argument("--master", default=render.DEFAULT_MASTER, help="for --spark-submit")
+    rendering.set_defaults(func=render_command)
+
+    running = commands.add_parser("run", help="run a pipeline locally against Kafka until stopped")
+    running.add_argument("file", metavar="FILE")
+    running.add_argument("--engine", choices=ENGINE_CHOICES, default="flink")
+    running.add_argument("--bootstrap", default=None, help="default: $TIDESCALE_KAFKA_BOOTSTRAP or the local environment")
+    running.add_argument("--max-records", type=int, default=None,
+                         help="stop after N records (python engine: exactly; flink/spark: at the end offsets seen at start)")  # fmt: skip
+    running.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start")
+    running.add_argument("--checkpoint-dir", type=Path, default=None)
+    running.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    running.add_argument("--timeout", type=float, default=None, help="seconds, for bounded runs")
+    running.set_defaults(func=run_command)
+
+
+def add_benchmarks(bench_sub: Any) -> None:
+    from streaming import benchmark
+
+    benchmark.add_benchmark(bench_sub)
+
+
+def _load(file: str) -> Any:
+    try:
+        return plan(spec.load(file))
+    except InvalidSpec as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    failed = False
+    for file in args.files:
+        if _load(file) is None:
+            failed = True
+        else:
+            print(f"{file}: ok")
+    return 2 if failed else 0
+
+
+def render_command(args: argparse.Namespace) -> int:
+    pipeline = _load(args.file)
+    if pipeline is None:
+        return 2
+    if args.engine == "flink":
+        if args.spark_submit:
+            print("--spark-submit goes with --engine spark", file=sys.stderr)
+            return 2
+        rendered = render.flink(pipeline, args.target, bootstrap=args.bootstrap)
+    else:
+        rendered = render.spark(
+            pipeline, args.target, spark_submit=args.spark_submit, bootstrap=args.bootstrap, master=args.master
+        )
+    for note in rendered.notes:
+        print(f"# note: {note}")
+    if rendered.command:
+        print(" \\\n  ".join(_shell_quote(part) for part in rendered.command))
+    else:
+        print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
+    return 0
+
+
+def _shell_quote(part: str) -> str:
+    import shlex
+
+    return shlex.quote(part)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from streaming import job
+
+    pipeline = _load(args.file)
+    if pipeline is None:
+        return 2
+    bootstrap = args.bootstrap or default_bootstrap()
+    if not bootstrap:
+        print("no Kafka: pass --bootstrap, set TIDESCALE_KAFKA_BOOTSTRAP or run `tidescale local up`", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        bootstrap,
+        bounded=args.bounded,
+        max_records=args.max_records,
+        checkpoint_dir=args.checkpoint_dir,
+        timeout_s=args.timeout,
+    )
+    try:
+        report = job.run(pipeline, args.engine, options, args.metrics_port)
+    except PermanentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    summary = {"engine": report.engine, "seconds": round(report.seconds, 2)}
+    for key in ("records_in", "records_out", "dead_letters"):
+        if getattr(report, key) is not None:
+            summary[key] = getattr(report, key)
+    print(json.dumps(summary))
+    return 0
