@@ -43,10 +43,14 @@ PROMPTS = (
 
 
 def add_benchmark(bench_sub: Any) -> None:
-    bench = bench_sub.add_parser("streaming", help="pipeline records/s vs the broker ceiling and two Python loops")
+    bench = bench_sub.add_parser(
+        "streaming", help="pipeline records/s vs the broker ceiling and two Python loops"
+    )
     bench.add_argument("--engine", choices=("flink", "spark", "python"), default="flink")
     bench.add_argument("--records", type=int, default=200_000)
-    bench.add_argument("--bootstrap", default=None, help="default: the local environment, else one started for the run")
+    bench.add_argument(
+        "--bootstrap", default=None, help="default: the local environment, else one started for the run"
+    )
     bench.add_argument("--parallelism", type=int, default=2)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=run)
@@ -100,16 +104,21 @@ def requests(n: int, seed: int = 3) -> list[bytes]:
     rng = random.Random(seed)
     return [
         json.dumps(
-            {"id": f"r{i}", "user": f"u{i % 1000}", "model": MODELS[i % 4],
-             "prompt": f"{PROMPTS[rng.randrange(len(PROMPTS))]} #{i}", "ts": 1_700_000_000_000 + i},
+            {
+                "id": f"r{i}",
+                "user": f"u{i % 1000}",
+                "model": MODELS[i % 4],
+                "prompt": f"{PROMPTS[rng.randrange(len(PROMPTS))]} #{i}",
+                "ts": 1_700_000_000_000 + i,
+            },
             ensure_ascii=False,
-        ).encode()  # fmt: skip
+        ).encode()
         for i in range(n)
     ]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
@@ -135,8 +144,14 @@ def output_span(bootstrap: str, topics: list[str]) -> tuple[int, float]:
     """(records in `topics`, seconds between the first and the last record's timestamp)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"span-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"span-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     count, first, last = 0, float("inf"), 0.0
     try:
         metadata = consumer.list_topics(timeout=10).topics
@@ -170,21 +185,57 @@ def perf_ceiling(bootstrap: str, records: int, record_size: int) -> dict[str, fl
     """Kafka's ProducerPerformance then ConsumerPerformance on a fresh topic of `PARTITIONS`."""
     topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic)
-    java = [str(artefacts.java_binary()), "-Xmx512m", "-XX:+UseSerialGC", "-cp",
-            os.pathsep.join(str(p) for p in artefacts.jars("kafka"))]  # fmt: skip
+    java = [
+        str(artefacts.java_binary()),
+        "-Xmx512m",
+        "-XX:+UseSerialGC",
+        "-cp",
+        os.pathsep.join(str(p) for p in artefacts.jars("kafka")),
+    ]
     produced = subprocess.run(
-        [*java, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-         "--record-size", str(record_size), "--throughput", "-1", "--producer-props",
-         f"bootstrap.servers={bootstrap}", "acks=1", "linger.ms=5", "batch.size=262144"],
-        capture_output=True, text=True, timeout=600, check=True,
-    ).stdout  # fmt: skip
+        [
+            *java,
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            str(record_size),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            f"bootstrap.servers={bootstrap}",
+            "acks=1",
+            "linger.ms=5",
+            "batch.size=262144",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     summary = [line for line in produced.splitlines() if "records sent" in line][-1]
     produce_rate = float(summary.split("records sent,")[1].split("records/sec")[0])
     consumed = subprocess.run(
-        [*java, "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic,
-         "--messages", str(records), "--group", f"perf-{uuid.uuid4().hex[:8]}", "--hide-header"],
-        capture_output=True, text=True, timeout=600, check=True,
-    ).stdout  # fmt: skip
+        [
+            *java,
+            "org.apache.kafka.tools.ConsumerPerformance",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--messages",
+            str(records),
+            "--group",
+            f"perf-{uuid.uuid4().hex[:8]}",
+            "--hide-header",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     cells = [c.strip() for c in consumed.strip().splitlines()[-1].split(",")]
     consume_rate = float(cells[5])
     # A pipeline consumes and produces every record on the same broker: the two costs add up.
@@ -204,7 +255,9 @@ def bench_plan(base: Plan, suffix: str, source: str, parallelism: int) -> Plan:
     return plan(spec.Pipeline.model_validate(data))
 
 
-def measure(engine: str, base: Plan, bootstrap: str, source: str, parallelism: int, client: str | None = None) -> dict[str, float]:
+def measure(
+    engine: str, base: Plan, bootstrap: str, source: str, parallelism: int, client: str | None = None
+) -> dict[str, float]:
     suffix = f"{engine if client is None else client}-{uuid.uuid4().hex[:6]}"
     pipeline = bench_plan(base, suffix, source, parallelism)
     started = SYSTEM_CLOCK.monotonic()
@@ -230,9 +283,23 @@ def _broker(args: argparse.Namespace) -> tuple[str, Path | None]:
         return bootstrap, None
     state = Path(tempfile.mkdtemp(prefix="tidescale-bench-streaming-"))
     done = subprocess.run(
-        [sys.executable, "-m", "tidescale", "local", "up", "--components", "kafka", "--state-dir", str(state), "--json"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tidescale",
+            "local",
+            "up",
+            "--components",
+            "kafka",
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])["kafka_bootstrap"], state
 
 
@@ -275,8 +342,12 @@ def run(args: argparse.Namespace) -> int:
         }
     finally:
         if started_state is not None:
-            subprocess.run([sys.executable, "-m", "tidescale", "local", "down", "--state-dir", str(started_state)],
-                           capture_output=True, timeout=120, check=False)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "tidescale", "local", "down", "--state-dir", str(started_state)],
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
     if not args.json:
         for key, value in result.items():
             print(f"{key:40} {value}")

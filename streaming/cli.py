@@ -55,12 +55,20 @@ def add_commands(sub: Any) -> None:
     running = commands.add_parser("run", help="run a pipeline locally against Kafka until stopped")
     running.add_argument("file", metavar="FILE")
     running.add_argument("--engine", choices=ENGINE_CHOICES, default="flink")
-    running.add_argument("--bootstrap", default=None, help="default: $TIDESCALE_KAFKA_BOOTSTRAP or the local environment")
-    running.add_argument("--max-records", type=int, default=None,
-                         help="stop after N records (python engine: exactly; flink/spark: at the end offsets seen at start)")  # fmt: skip
+    running.add_argument(
+        "--bootstrap", default=None, help="default: $TIDESCALE_KAFKA_BOOTSTRAP or the local environment"
+    )
+    running.add_argument(
+        "--max-records",
+        type=int,
+        default=None,
+        help="stop after N records (python engine: exactly; flink/spark: at the end offsets seen at start)",
+    )
     running.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start")
     running.add_argument("--checkpoint-dir", type=Path, default=None)
-    running.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    running.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
     running.add_argument("--timeout", type=float, default=None, help="seconds, for bounded runs")
     running.set_defaults(func=run_command)
 
@@ -100,21 +108,34 @@ def render_command(args: argparse.Namespace) -> int:
         rendered = render.flink(pipeline, args.target, bootstrap=args.bootstrap)
     else:
         rendered = render.spark(
-            pipeline, args.target, spark_submit=args.spark_submit, bootstrap=args.bootstrap, master=args.master
+            pipeline,
+            args.target,
+            spark_submit=args.spark_submit,
+            bootstrap=args.bootstrap,
+            master=args.master,
         )
     for note in rendered.notes:
         print(f"# note: {note}")
     if rendered.command:
-        print(" \\\n  ".join(_shell_quote(part) for part in rendered.command))
+        print(" \\\n  ".join(_command_lines(rendered.command)))
     else:
         print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
     return 0
 
 
-def _shell_quote(part: str) -> str:
+def _command_lines(command: tuple[str, ...]) -> list[str]:
+    """One line per flag and its value, for a readable `spark-submit`."""
     import shlex
 
-    return shlex.quote(part)
+    lines: list[str] = []
+    parts = list(command)
+    while parts:
+        part = parts.pop(0)
+        if part.startswith("--") and parts and not parts[0].startswith("--"):
+            lines.append(f"{part} {shlex.quote(parts.pop(0))}")
+        else:
+            lines.append(shlex.quote(part))
+    return lines
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -125,7 +146,10 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     bootstrap = args.bootstrap or default_bootstrap()
     if not bootstrap:
-        print("no Kafka: pass --bootstrap, set TIDESCALE_KAFKA_BOOTSTRAP or run `tidescale local up`", file=sys.stderr)
+        print(
+            "no Kafka: pass --bootstrap, set TIDESCALE_KAFKA_BOOTSTRAP or run `tidescale local up`",
+            file=sys.stderr,
+        )
         return 2
     options = RunOptions(
         bootstrap,

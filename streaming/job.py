@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from streaming import spec
 from streaming.engine import ENGINES, RunOptions, RunReport, delivery_note, register_builtins
 from streaming.plan import Plan, plan
@@ -68,7 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.pipeline or args.pipeline_b64):
         parser.error("give --pipeline FILE or --pipeline-b64")
     pipeline = load_plan(args.pipeline, args.pipeline_b64)
-    run(pipeline, args.engine, RunOptions(args.bootstrap, checkpoint_dir=args.checkpoint_dir), args.metrics_port)
+    run(
+        pipeline,
+        args.engine,
+        RunOptions(args.bootstrap, checkpoint_dir=args.checkpoint_dir),
+        args.metrics_port,
+    )
     return 0
 
 

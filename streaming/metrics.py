@@ -9,6 +9,7 @@ processes, so counting at the broker is the one view all engines share.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
@@ -29,11 +30,33 @@ class PipelineMetrics:
         self.registry = CollectorRegistry()
         labels = ["pipeline", "engine"]
         self.values = (plan.name, engine)
-        self.records_out = Counter(f"{PREFIX}_records_out", "Records written to the sink topics", labels, registry=self.registry)
-        self.dead_letters = Counter(f"{PREFIX}_dead_letters", "Records written to the dead-letter topic", labels, registry=self.registry)
-        self.throughput = Gauge(f"{PREFIX}_records_per_second", "Sink records per second over the last poll", labels, registry=self.registry)
-        self.lag = Gauge(f"{PREFIX}_consumer_lag", "Source records not yet committed by the pipeline's group", labels, registry=self.registry)
-        self.source_end = Gauge(f"{PREFIX}_source_end_offset", "Sum of the source partitions' end offsets", labels, registry=self.registry)  # fmt: skip
+        self.records_out = Counter(
+            f"{PREFIX}_records_out", "Records written to the sink topics", labels, registry=self.registry
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters",
+            "Records written to the dead-letter topic",
+            labels,
+            registry=self.registry,
+        )
+        self.throughput = Gauge(
+            f"{PREFIX}_records_per_second",
+            "Sink records per second over the last poll",
+            labels,
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            f"{PREFIX}_consumer_lag",
+            "Source records not yet committed by the pipeline's group",
+            labels,
+            registry=self.registry,
+        )
+        self.source_end = Gauge(
+            f"{PREFIX}_source_end_offset",
+            "Sum of the source partitions' end offsets",
+            labels,
+            registry=self.registry,
+        )
 
     def serve(self, port: int) -> Any:
         server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
@@ -43,8 +66,14 @@ class PipelineMetrics:
 class OffsetMonitor:
     """Polls the broker: sink and dead-letter end offsets (growth since start) and the group's lag."""
 
-    def __init__(self, plan: Plan, bootstrap: str, metrics: PipelineMetrics, interval_s: float = 2.0,
-                 clock: Clock = SYSTEM_CLOCK) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plan: Plan,
+        bootstrap: str,
+        metrics: PipelineMetrics,
+        interval_s: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         from confluent_kafka import Consumer
 
         self.plan = plan
@@ -52,9 +81,15 @@ class OffsetMonitor:
         self.interval_s = interval_s
         self.clock = clock
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"tidescale-monitor-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"tidescale-monitor-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
         )
-        self._group = Consumer({"bootstrap.servers": bootstrap, "group.id": plan.source.group, "enable.auto.commit": False})
+        self._group = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": plan.source.group, "enable.auto.commit": False}
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"metrics-{plan.name}", daemon=True)
         self._baseline: dict[str, int] = {}
@@ -105,10 +140,9 @@ class OffsetMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            # A broker hiccup must not kill the pipeline; the next poll retries.
+            with contextlib.suppress(Exception):
                 self.poll_once()
-            except Exception:  # a broker hiccup must not kill the pipeline; the next poll retries
-                pass
             self._stop.wait(self.interval_s)
 
     def start(self) -> OffsetMonitor:

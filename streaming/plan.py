@@ -21,8 +21,8 @@ from streaming.spec import (
     AnyOf,
     Comparison,
     Condition,
-    Dedupe,
     DeadLetter,
+    Dedupe,
     Delivery,
     Enrich,
     Filter,
@@ -120,7 +120,9 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
         path: tuple[Any, ...] = ("spec", "transforms", i)
         if isinstance(step, (Filter, Project, Map, Enrich)) and stateless_fields is not None:
             problems.append(
-                Problem((*path, "type"), f"{step.type} cannot follow Dedupe or Window: stateless steps come first")
+                Problem(
+                    (*path, "type"), f"{step.type} cannot follow Dedupe or Window: stateless steps come first"
+                )
             )
             continue
         if isinstance(step, Filter):
@@ -139,7 +141,10 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
             missing((*path, "args"), step.args)
             if len(step.args) != registered.arity:
                 problems.append(
-                    Problem((*path, "args"), f"{step.function} takes {registered.arity} field(s), got {len(step.args)}")
+                    Problem(
+                        (*path, "args"),
+                        f"{step.function} takes {registered.arity} field(s), got {len(step.args)}",
+                    )
                 )
             if step.output == event_field:
                 event_intact = False
@@ -154,11 +159,14 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
             for name in step.fields:
                 sample = next((row[name] for row in rows if row.get(name) is not None), "")
                 fields[name] = (
-                    "boolean" if isinstance(sample, bool)
-                    else "long" if isinstance(sample, int)
-                    else "double" if isinstance(sample, float)
+                    "boolean"
+                    if isinstance(sample, bool)
+                    else "long"
+                    if isinstance(sample, int)
+                    else "double"
+                    if isinstance(sample, float)
                     else "string"
-                )  # fmt: skip
+                )
         elif isinstance(step, Dedupe):
             if seen_dedupe or seen_window:
                 problems.append(Problem((*path, "type"), "one stateful step (Dedupe or Window) per pipeline"))
@@ -174,7 +182,10 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
                 problems.append(Problem((*path, "type"), "a Window needs spec.source.eventTime"))
             elif not event_intact or event_field not in fields:
                 problems.append(
-                    Problem((*path, "type"), f"the eventTime field {event_field!r} must reach the Window unchanged")
+                    Problem(
+                        (*path, "type"),
+                        f"the eventTime field {event_field!r} must reach the Window unchanged",
+                    )
                 )
             missing((*path, "groupBy"), step.group_by)
             for j, aggregate in enumerate(step.aggregates):
@@ -183,7 +194,10 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
                     kind = fields.get(aggregate.field)
                     if aggregate.fn in ("sum", "avg") and kind not in (None, "long", "int", "double"):
                         problems.append(
-                            Problem((*path, "aggregates", j, "fn"), f"{aggregate.fn} needs a number, {aggregate.field!r} is {kind}")
+                            Problem(
+                                (*path, "aggregates", j, "fn"),
+                                f"{aggregate.fn} needs a number, {aggregate.field!r} is {kind}",
+                            )
                         )
             out = {name: fields.get(name, "string") for name in step.group_by}
             out[WINDOW_START] = "long"
@@ -192,10 +206,13 @@ def _walk(pipeline: Pipeline) -> tuple[list[Problem], list[tuple[str, str]], lis
                 out[aggregate.name] = _aggregate_type(aggregate.fn, fields.get(aggregate.field or ""))
             fields = out
     sink = spec.sink
-    for attr, name in (("key", sink.key), ("routeBy", sink.route_by)):
-        if name is not None and name not in fields:
+    for attr, sink_field in (("key", sink.key), ("routeBy", sink.route_by)):
+        if sink_field is not None and sink_field not in fields:
             problems.append(
-                Problem(("spec", "sink", attr), f"no field {name!r} in the output (known: {', '.join(fields)})")
+                Problem(
+                    ("spec", "sink", attr),
+                    f"no field {sink_field!r} in the output (known: {', '.join(fields)})",
+                )
             )
     prefix = stateless_fields if stateless_fields is not None else fields
     return problems, list(prefix.items()), list(fields.items())

@@ -28,12 +28,22 @@ SPARK_VERSION = "4.1.1"
 SPARK_IMAGE = "tidescale/pipeline-spark:4.1.1"
 SPARK_KAFKA_JARS = "local:///opt/spark/extra/*"
 SPARK_ENTRY = "local:///opt/tidescale/streaming/job.py"
+GPU_DRIVER_FACTORY = "org.apache.flink.externalresource.gpu.GPUDriverFactory"
 GPU_DISCOVERY = "/opt/spark/examples/src/main/scripts/getGpusResources.sh"
 DEFAULT_BOOTSTRAP = "kafka.kafka.svc:9092"
 DEFAULT_MASTER = "k8s://https://kubernetes.default.svc"
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_MIB = {None: 1 / 2**20, "Ki": 1 / 1024, "k": 1000 / 2**20, "Mi": 1, "M": 10**6 / 2**20, "Gi": 1024,
-        "G": 10**9 / 2**20, "Ti": 2**20, "T": 10**12 / 2**20}  # fmt: skip
+_MIB = {
+    None: 1 / 2**20,
+    "Ki": 1 / 1024,
+    "k": 1000 / 2**20,
+    "Mi": 1,
+    "M": 10**6 / 2**20,
+    "Gi": 1024,
+    "G": 10**9 / 2**20,
+    "Ti": 2**20,
+    "T": 10**12 / 2**20,
+}
 
 
 def memory_mib(quantity: str) -> int:
@@ -58,7 +68,11 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "source": plan.source.model_dump(by_alias=True, exclude_none=True),
         "transforms": [
             s.model_dump(by_alias=True, exclude_none=True)
-            for s in (*plan.stateless, *((plan.dedupe,) if plan.dedupe else ()), *((plan.window,) if plan.window else ()))
+            for s in (
+                *plan.stateless,
+                *((plan.dedupe,) if plan.dedupe else ()),
+                *((plan.window,) if plan.window else ()),
+            )
         ],
         "sink": plan.sink.model_dump(by_alias=True, exclude_none=True),
         "deadLetter": plan.dead_letter.model_dump(by_alias=True),
@@ -128,7 +142,7 @@ def flink(plan: Plan, target: str = "kubernetes", *, bootstrap: str = DEFAULT_BO
         configuration |= {
             "external-resources": "gpu",
             "external-resource.gpu.amount": str(resources.gpus),
-            "external-resource.gpu.driver-factory.class": "org.apache.flink.externalresource.gpu.GPUDriverFactory",
+            "external-resource.gpu.driver-factory.class": GPU_DRIVER_FACTORY,
             "external-resource.gpu.kubernetes.config-key": resources.gpu_resource,
         }
         container["resources"] = {"limits": {resources.gpu_resource: resources.gpus}}
@@ -158,8 +172,15 @@ def flink(plan: Plan, target: str = "kubernetes", *, bootstrap: str = DEFAULT_BO
                 "jarURI": FLINK_PYTHON_JAR,
                 "entryClass": "org.apache.flink.client.python.PythonDriver",
                 # Flink's Python options first, the job's own arguments last (reference §2.3).
-                "args": ["-pyclientexec", "python3", "-pyexec", "python3", "-pym", "streaming.job",
-                         *job_arguments(plan, "flink", bootstrap)],  # fmt: skip
+                "args": [
+                    "-pyclientexec",
+                    "python3",
+                    "-pyexec",
+                    "python3",
+                    "-pym",
+                    "streaming.job",
+                    *job_arguments(plan, "flink", bootstrap),
+                ],
                 "parallelism": plan.parallelism,
                 "upgradeMode": upgrade,
                 "state": "running",
@@ -171,6 +192,7 @@ def flink(plan: Plan, target: str = "kubernetes", *, bootstrap: str = DEFAULT_BO
 
 def spark_conf(plan: Plan) -> dict[str, str]:
     resources = plan.resources
+    cores = max(1, math.ceil(cpu_cores(resources.cpu)))
     conf = {
         "spark.jars": SPARK_KAFKA_JARS,
         "spark.sql.shuffle.partitions": str(plan.parallelism),
@@ -184,7 +206,8 @@ def spark_conf(plan: Plan) -> dict[str, str]:
             "spark.executor.resource.gpu.amount": str(resources.gpus),
             "spark.executor.resource.gpu.vendor": resources.gpu_resource.rsplit("/", 1)[0],
             "spark.executor.resource.gpu.discoveryScript": GPU_DISCOVERY,
-            "spark.task.resource.gpu.amount": f"{resources.gpus / max(1, math.ceil(cpu_cores(resources.cpu))):g}",
+            # The executor's cores share its GPUs.
+            "spark.task.resource.gpu.amount": f"{resources.gpus / cores:g}",
         }
     scheduler = plan.scheduling.scheduler_name
     if scheduler:
@@ -212,7 +235,9 @@ def spark(
     resources = plan.resources
     notes = []
     if plan.delivery.guarantee == "exactly-once":
-        notes.append("Spark's Kafka sink is at-least-once: this job runs at-least-once; deduplicate downstream by key.")
+        notes.append(
+            "Spark's Kafka sink is at-least-once: this job runs at-least-once; deduplicate downstream by key."
+        )
     cores = max(1, math.ceil(cpu_cores(resources.cpu)))
     memory = f"{memory_mib(resources.memory)}m"
     arguments = job_arguments(plan, "spark", bootstrap)

@@ -18,7 +18,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -56,9 +58,7 @@ Topic = Annotated[str, Field(pattern=_TOPIC)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
 def field_type(declared: str) -> tuple[str, bool]:
@@ -108,7 +108,9 @@ class Source(Model):
 
 
 Scalar = str | int | float | bool | None
-Operator = Literal["==", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "startswith", "is null", "not null"]
+Operator = Literal[
+    "==", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "startswith", "is null", "not null"
+]
 
 
 class Comparison(Model):
@@ -139,7 +141,23 @@ class NotOf(Model):
     not_: Condition = Field(alias="not")
 
 
-Condition = Comparison | AllOf | AnyOf | NotOf
+def _condition_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return next((k for k in ("all", "any", "not") if k in value), "compare")
+    return next(
+        (k for k, cls in (("all", AllOf), ("any", AnyOf), ("not", NotOf)) if isinstance(value, cls)),
+        "compare",
+    )
+
+
+# Told apart by their key, so a mistake is reported against the one form it was meant to be.
+Condition = Annotated[
+    Annotated[Comparison, Tag("compare")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotOf, Tag("not")],
+    Discriminator(_condition_kind),
+]
 for _model in (AllOf, AnyOf, NotOf):
     _model.model_rebuild()
 
@@ -341,20 +359,23 @@ def parse(text: str, file: str = "<string>", base_dir: Path | None = None) -> Pi
     _line_index(root, (), lines)
     table_problems = _inline_tables(data, base_dir or Path.cwd())
     if table_problems:
-        raise InvalidSpec(file, [f"{lines.get(p, 1)}: {_locate(p, lines)[1]}: {r}" for p, r in table_problems])
+        raise InvalidSpec(
+            file, [f"{lines.get(p, 1)}: {_locate(p, lines)[1]}: {r}" for p, r in table_problems]
+        )
     try:
         pipeline = Pipeline.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             line, field = _locate(tuple(error["loc"]), lines)
+            if error["type"] == "missing" and error["loc"]:
+                field = f"{field}.{error['loc'][-1]}" if field != "(document)" else str(error["loc"][-1])
             problems.append(f"{line}: {field}: {error['msg']}")
         raise InvalidSpec(file, problems) from exc
     from streaming import plan  # the planner checks what spans transforms (types, order, functions)
 
     problems = [
-        f"{lines.get(p.path, 1)}: {_locate(p.path, lines)[1]}: {p.reason}"
-        for p in plan.check(pipeline)
+        f"{lines.get(p.path, 1)}: {_locate(p.path, lines)[1]}: {p.reason}" for p in plan.check(pipeline)
     ]
     if problems:
         raise InvalidSpec(file, problems)

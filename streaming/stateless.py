@@ -124,7 +124,9 @@ def holds(condition: Condition, record: dict[str, Any]) -> bool:
     try:
         return _COMPARE[condition.op](value, condition.value)
     except TypeError as exc:
-        raise StepFailed("Filter", f"cannot compare {condition.field!r} {condition.op} {condition.value!r}: {exc}") from exc
+        raise StepFailed(
+            "Filter", f"cannot compare {condition.field!r} {condition.op} {condition.value!r}: {exc}"
+        ) from exc
 
 
 def _step_name(index: int, step: Filter | Project | Map | Enrich) -> str:

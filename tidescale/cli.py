@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
+from streaming import cli as streaming_cli
 from tidescale import bench_environment, demo, local_cli
 
 
@@ -28,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     local_cli.add_commands(sub)
     exporter_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
+    streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
     jobs_cli.add_benchmarks(bench_sub)
+    streaming_cli.add_benchmarks(bench_sub)
     return parser
 
 

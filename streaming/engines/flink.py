@@ -6,6 +6,7 @@ Shell: starts a JVM through PyFlink. The connector jar comes from the cache `mak
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -39,11 +40,13 @@ def table_environment(parallelism: int = 1) -> Any:
 
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = env.get_config()
-    jars = [p for p in artefacts.jars("flink") if p.name == CONNECTOR] or artefacts.jars("flink")
-    config.set("pipeline.jars", ";".join(p.as_uri() for p in jars))
     config.set("parallelism.default", str(parallelism))
     config.set("python.executable", sys.executable)
     config.set("python.client.executable", sys.executable)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return env  # in a FlinkDeployment pod: the image has the connector in lib/, the cluster its config
+    jars = [p for p in artefacts.jars("flink") if p.name == CONNECTOR] or artefacts.jars("flink")
+    config.set("pipeline.jars", ";".join(p.as_uri() for p in jars))
     config.set("taskmanager.memory.managed.size", "64m")
     config.set("taskmanager.numberOfTaskSlots", str(max(1, parallelism)))
     config.set("rest.bind-address", "127.0.0.1")
@@ -166,7 +169,8 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
     if plan.dedupe is not None:
         columns.append("pt AS PROCTIME()")
     statements = [
-        f"CREATE TEMPORARY TABLE src ({', '.join(columns)}) WITH ({_with(source_options(plan, bootstrap, bounded))})",
+        f"CREATE TEMPORARY TABLE src ({', '.join(columns)}) "
+        f"WITH ({_with(source_options(plan, bootstrap, bounded))})",
         "CREATE TEMPORARY TABLE dst (`_k` STRING, `v` STRING, `_topic` STRING METADATA FROM 'topic') "
         f"WITH ({_with(sink_options(plan, bootstrap, 'raw', 'records'))})",
     ]
@@ -178,7 +182,9 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
         f"FROM (SELECT {carried}{UDF_NAME}(`value`) AS r FROM src)"
     )
     if not plan.stateful:
-        statements.append("INSERT INTO dst SELECT `key`, `value`, `topic` FROM processed WHERE kind IS NOT NULL")
+        statements.append(
+            "INSERT INTO dst SELECT `key`, `value`, `topic` FROM processed WHERE kind IS NOT NULL"
+        )
         return statements
     statements.append("INSERT INTO dst SELECT `key`, `value`, `topic` FROM processed WHERE kind = 'dead'")
     if plan.dedupe is not None:
@@ -192,16 +198,20 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
     assert window is not None
     out_columns = ", ".join(f"{_quote(n)} {SQL_TYPES[t]}" for n, t in plan.output_fields)
     statements.append(
-        f"CREATE TEMPORARY TABLE dst_window (`_k` STRING, {out_columns}, `_topic` STRING METADATA FROM 'topic') "
+        f"CREATE TEMPORARY TABLE dst_window (`_k` STRING, {out_columns}, "
+        "`_topic` STRING METADATA FROM 'topic') "
         f"WITH ({_with(sink_options(plan, bootstrap, 'json', 'windows'))})"
     )
     if window.kind == "tumbling":
         tvf = f"TUMBLE(TABLE good, DESCRIPTOR(rt), {_interval_seconds(window.size)})"
     else:
         assert window.slide is not None
-        tvf = f"HOP(TABLE good, DESCRIPTOR(rt), {_interval_seconds(window.slide)}, {_interval_seconds(window.size)})"
+        slide, size = _interval_seconds(window.slide), _interval_seconds(window.size)
+        tvf = f"HOP(TABLE good, DESCRIPTOR(rt), {slide}, {size})"
     good_fields = ", ".join(f"{_quote('f_' + n)} AS {_quote(n)}" for n, _ in plan.fields)
-    statements.append(f"CREATE TEMPORARY VIEW good AS SELECT rt, {good_fields} FROM processed WHERE kind = 'out'")
+    statements.append(
+        f"CREATE TEMPORARY VIEW good AS SELECT rt, {good_fields} FROM processed WHERE kind = 'out'"
+    )
     epoch = "TIMESTAMP '1970-01-01 00:00:00'"
     select = [_quote(g) for g in window.group_by]
     select += [
@@ -227,8 +237,8 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
 class FlinkEngine:
     """PyFlink Table API on a local mini-cluster; the stateless prefix is one pandas UDF."""
 
-    name = "flink"
-    delivery = ("at-least-once", "exactly-once")
+    name: str = "flink"
+    delivery: tuple[str, ...] = ("at-least-once", "exactly-once")
 
     def run(self, plan: Plan, options: RunOptions) -> RunReport:
         from pyflink.table import DataTypes
@@ -254,9 +264,7 @@ class FlinkEngine:
             config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         if options.restore_from is not None:
             config.set("execution.state-recovery.path", options.restore_from.absolute().as_uri())
-        row = DataTypes.ROW(
-            [DataTypes.FIELD(c, _data_type(t)) for c, t in result_columns(plan)]
-        )
+        row = DataTypes.ROW([DataTypes.FIELD(c, _data_type(t)) for c, t in result_columns(plan)])
         env.create_temporary_function(
             UDF_NAME, udf(VectorProcess(plan), result_type=row, func_type="pandas", name=UDF_NAME)
         )

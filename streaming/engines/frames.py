@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from streaming.plan import Plan
 from streaming.stateless import FIELD_PREFIX, RESULT_COLUMNS, Processor
-
 
 
 def result_columns(plan: Plan) -> list[tuple[str, str]]:

@@ -51,13 +51,17 @@ def run_confluent(plan: Plan, options: RunOptions, progress: Progress, clock: Cl
             "fetch.wait.max.ms": 50,
         }
     )
-    producer = Producer({"bootstrap.servers": options.bootstrap, "linger.ms": 5, "batch.size": 262144, "acks": 1})
+    producer = Producer(
+        {"bootstrap.servers": options.bootstrap, "linger.ms": 5, "batch.size": 262144, "acks": 1}
+    )
     bounded = options.bounded or options.max_records is not None
     ends: dict[int, int] = {}
     if bounded:
         metadata = consumer.list_topics(plan.source.topic, timeout=10).topics[plan.source.topic]
         for partition in metadata.partitions:
-            ends[partition] = consumer.get_watermark_offsets(TopicPartition(plan.source.topic, partition), timeout=10)[1]
+            ends[partition] = consumer.get_watermark_offsets(
+                TopicPartition(plan.source.topic, partition), timeout=10
+            )[1]
     positions: dict[int, int] = {}
     consumer.subscribe([plan.source.topic])
     deadline = Deadline(options.timeout_s or float("inf"), clock)
@@ -72,12 +76,12 @@ def run_confluent(plan: Plan, options: RunOptions, progress: Progress, clock: Cl
             for message in messages:
                 if message.error() is not None:
                     continue
-                positions[message.partition()] = message.offset() + 1
+                positions[int(message.partition() or 0)] = int(message.offset() or 0) + 1
                 result = processor.process(message.value())
                 progress.records_in += 1
                 if result.kind is None:
                     continue
-                producer.produce(result.topic, result.value, result.key)
+                producer.produce(str(result.topic), result.value, result.key)
                 if result.kind == "out":
                     progress.records_out += 1
                 else:
@@ -99,7 +103,9 @@ def run_confluent(plan: Plan, options: RunOptions, progress: Progress, clock: Cl
         consumer.close()
 
 
-def run_kafka_python(plan: Plan, options: RunOptions, progress: Progress, clock: Clock = SYSTEM_CLOCK) -> None:
+def run_kafka_python(
+    plan: Plan, options: RunOptions, progress: Progress, clock: Clock = SYSTEM_CLOCK
+) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     processor = Processor(plan)
@@ -162,8 +168,8 @@ LOOPS = {"confluent-kafka": run_confluent, "kafka-python": run_kafka_python}
 class PythonEngine:
     """One Python process, no JVM: the reference executor and the benchmark's baselines."""
 
-    name = "python"
-    delivery = ("at-least-once",)
+    name: str = "python"
+    delivery: tuple[str, ...] = ("at-least-once",)
 
     def __init__(self, client: str = "confluent-kafka") -> None:
         self.loop = LOOPS[client]

@@ -127,7 +127,9 @@ def _window_output(plan: Plan, good: Any) -> Any:
     if plan.sink.route_by:
         topic = F.concat(topic, F.lit("."), F.col(f"`{plan.sink.route_by}`").cast("string"))
     key = F.col(f"`{plan.sink.key}`").cast("string") if plan.sink.key else F.lit(None).cast("string")
-    value = F.to_json(F.struct(*[F.col(f"`{n}`") for n, _ in plan.output_fields]), {"ignoreNullFields": "false"})
+    value = F.to_json(
+        F.struct(*[F.col(f"`{n}`") for n, _ in plan.output_fields]), {"ignoreNullFields": "false"}
+    )
     return out.select(topic.alias("topic"), key.alias("key"), value.alias("value"))
 
 
@@ -139,19 +141,19 @@ class SparkEngine:
     fires the last event-time windows without newer records to move its watermark.
     """
 
-    name = "spark"
-    delivery = ("at-least-once",)
+    name: str = "spark"
+    delivery: tuple[str, ...] = ("at-least-once",)
 
     def run(self, plan: Plan, options: RunOptions) -> RunReport:
         from pyspark.sql import functions as F
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.pandas.functions import pandas_udf
 
         from streaming.engines.frames import VectorProcess
 
         started = SYSTEM_CLOCK.monotonic()
         bounded = options.bounded or options.max_records is not None
         spark = session(plan.parallelism, app_name=f"tidescale-{plan.name}")
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
 
         vector = VectorProcess(plan)
 
@@ -163,9 +165,10 @@ class SparkEngine:
         process.__annotations__ = {"values": pd.Series, "return": pd.DataFrame}
         process_udf = pandas_udf(process, _udf_schema(plan))  # type: ignore[call-overload]
         checkpoint = options.checkpoint_dir or (
-            Path(plan.delivery.checkpoint_dir) if plan.delivery.checkpoint_dir
+            Path(plan.delivery.checkpoint_dir)
+            if plan.delivery.checkpoint_dir
             else Path(tempfile.mkdtemp(prefix=f"tidescale-spark-{plan.name}-"))
-        )  # fmt: skip
+        )
         batch = bounded and plan.stateful
         reader = spark.read if batch else spark.readStream
         source = (
@@ -183,11 +186,18 @@ class SparkEngine:
         )
         outputs: list[tuple[str, Any]] = []
         if not plan.stateful:
-            outputs.append(("all", processed.where(F.col("kind").isNotNull()).select("topic", "key", "value")))
+            outputs.append(
+                ("all", processed.where(F.col("kind").isNotNull()).select("topic", "key", "value"))
+            )
         else:
             outputs.append(("dead", processed.where(F.col("kind") == "dead").select("topic", "key", "value")))
             good = processed.where(F.col("kind") == "out").select(
-                *[F.col(f"f_{n}").alias(n) for n, _ in plan.fields], "partition", "offset", "topic", "key", "value"
+                *[F.col(f"f_{n}").alias(n) for n, _ in plan.fields],
+                "partition",
+                "offset",
+                "topic",
+                "key",
+                "value",
             )
             if plan.window is not None:
                 event = plan.source.event_time
@@ -223,13 +233,17 @@ class SparkEngine:
                 if bounded:
                     writer = writer.trigger(availableNow=True)
                 else:
-                    writer = writer.trigger(processingTime=f"{max(plan.delivery.checkpoint_interval // 10, 100)} milliseconds")
+                    writer = writer.trigger(
+                        processingTime=f"{max(plan.delivery.checkpoint_interval // 10, 100)} milliseconds"
+                    )
                 queries.append(writer.start())
             for query in queries:
                 query.awaitTermination(options.timeout_s if bounded else None)
                 if query.isActive:
                     query.stop()
-                    raise TimeoutError(f"spark pipeline {plan.name} still running after {options.timeout_s} s")
+                    raise TimeoutError(
+                        f"spark pipeline {plan.name} still running after {options.timeout_s} s"
+                    )
                 failure = query.exception()
                 if failure is not None:
                     raise RuntimeError(f"spark pipeline {plan.name} failed: {failure}")

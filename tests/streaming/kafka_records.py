@@ -96,7 +96,9 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def read_all(bootstrap: str, topics: list[str], count: int, timeout: float = 30) -> list[tuple[str, str | None, str]]:
+def read_all(
+    bootstrap: str, topics: list[str], count: int, timeout: float = 30
+) -> list[tuple[str, str | None, str]]:
     """Up to `count` (topic, key, value) from the start of `topics`, committed records only."""
     consumer = Consumer(
         {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,9 @@ def test_the_llm_preprocessor_gives_the_same_records_on_flink_and_spark_and_lose
     # Both engines read the one input topic.
     source = plans["flink"].source.topic
     plans["spark"] = example_plan(
-        "llm-preprocessor", f"{suffix}-spark", source={**plans["spark"].source.model_dump(by_alias=True), "topic": source}
+        "llm-preprocessor",
+        f"{suffix}-spark",
+        source={**plans["spark"].source.model_dump(by_alias=True), "topic": source},
     )
     write(bootstrap, source, values, kafka_io)
 
@@ -60,7 +61,7 @@ def test_the_llm_preprocessor_gives_the_same_records_on_flink_and_spark_and_lose
     for engine, plan in plans.items():
         out, dead = expected_stateless(plan, values)
         run_engine(engine, plan, bootstrap, tmp_path)
-        topics = sorted({t for t, _, _ in out}) + [plan.dead_letter.topic]
+        topics = [*sorted({t for t, _, _ in out}), plan.dead_letter.topic]
         received = read_all(bootstrap, topics, len(out) + len(dead) + 1, timeout=60)
         got[engine] = Counter(received)
         # Exactly the expected records, each once: valid ones on their model's topic, malformed ones
@@ -74,7 +75,8 @@ def test_the_llm_preprocessor_gives_the_same_records_on_flink_and_spark_and_lose
     def renamed(triples: Counter[Triple], engine: str) -> Counter[tuple[str, str | None, Any]]:
         sink, dlq = plans[engine].sink.topic, plans[engine].dead_letter.topic
         return Counter(
-            (t.replace(sink, "SINK").replace(dlq, "DLQ"), k, v.replace(plans[engine].name, "P")) for t, k, v in triples
+            (t.replace(sink, "SINK").replace(dlq, "DLQ"), k, v.replace(plans[engine].name, "P"))
+            for t, k, v in triples
         )
 
     assert renamed(got["flink"], "flink") == renamed(got["spark"], "spark")
@@ -148,7 +150,5 @@ def test_the_in_process_loops_give_the_reference_records(
     report = PythonEngine(client).run(plan, RunOptions(bootstrap, bounded=True, timeout_s=60))
 
     assert (report.records_in, report.records_out, report.dead_letters) == (300, len(out), len(dead))
-    topics = sorted({t for t, _, _ in out}) + [plan.dead_letter.topic]
+    topics = [*sorted({t for t, _, _ in out}), plan.dead_letter.topic]
     assert Counter(read_all(bootstrap, topics, len(values) + 1)) == Counter(out) + Counter(dead)
-
-

@@ -1,0 +1,204 @@
+"""The stateless prefix as one function: parsing against the schema, each transform, routing, keys, and
+a dead letter (with the step, the reason and the original record) for every record that fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from streaming import functions, spec
+from streaming.plan import Plan, plan
+from streaming.stateless import Processor, holds
+
+
+def a_plan(transforms: list[dict[str, Any]], schema: dict[str, str] | None = None, **sink: Any) -> Plan:
+    document = {
+        "apiVersion": "tidescale.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "p"},
+        "spec": {
+            "source": {
+                "topic": "in",
+                "group": "g",
+                "schema": schema or {"id": "string", "text": "string", "n": "long?"},
+            },
+            "transforms": transforms,
+            "sink": {"topic": "out", **sink},
+            "deadLetter": {"topic": "dlq"},
+        },
+    }
+    return plan(spec.Pipeline.model_validate(document))
+
+
+def run(p: Plan, record: Any) -> tuple[str | None, Any]:
+    raw = record if isinstance(record, bytes) else json.dumps(record).encode()
+    result = Processor(p).process(raw)
+    return result.kind, json.loads(result.value) if result.value else None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param(b"{not json", "not JSON", id="json"),
+        pytest.param(b"\xff\xfe", "not UTF-8", id="utf8"),
+        pytest.param(b"[1, 2]", "not a JSON object", id="array"),
+        pytest.param(b'{"text": "x"}', "field 'id' is missing or null", id="missing"),
+        pytest.param(b'{"id": 3, "text": "x"}', "field 'id': expected string", id="type"),
+        pytest.param(
+            b'{"id": "a", "text": "x", "n": true}', "field 'n': expected long", id="bool-is-not-long"
+        ),
+        pytest.param(
+            b'{"id": "a", "text": "x", "n": 1.5}', "field 'n': expected long", id="float-is-not-long"
+        ),
+    ],
+)
+def test_a_record_that_does_not_parse_becomes_a_dead_letter_with_the_original_and_the_reason(
+    raw: bytes, reason: str
+) -> None:
+    p = a_plan([])
+    result = Processor(p).process(raw)
+    letter = json.loads(result.value or "")
+    assert (result.kind, result.topic) == ("dead", "dlq")
+    assert reason in letter["reason"] and letter["step"] == "parse"
+    original = letter.get("record") or base64.b64decode(letter["recordBase64"]).decode("latin-1")
+    assert (
+        original == raw.decode("utf-8", errors="strict")
+        if "record" in letter
+        else raw == base64.b64decode(letter["recordBase64"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "record", "kept"),
+    [
+        pytest.param({"field": "n", "op": ">", "value": 2}, {"n": 3}, True, id="gt"),
+        pytest.param({"field": "n", "op": ">", "value": 2}, {"n": None}, False, id="null-compares-false"),
+        pytest.param({"field": "n", "op": "is null"}, {"n": None}, True, id="is-null"),
+        pytest.param({"field": "text", "op": "in", "value": ["a", "b"]}, {"text": "b"}, True, id="in"),
+        pytest.param(
+            {"field": "text", "op": "contains", "value": "ell"}, {"text": "hello"}, True, id="contains"
+        ),
+        pytest.param(
+            {"all": [{"field": "n", "op": ">=", "value": 1}, {"field": "n", "op": "<", "value": 2}]},
+            {"n": 1},
+            True,
+            id="all",
+        ),
+        pytest.param(
+            {
+                "any": [
+                    {"field": "n", "op": "==", "value": 5},
+                    {"field": "text", "op": "startswith", "value": "h"},
+                ]
+            },
+            {"n": 1, "text": "hi"},
+            True,
+            id="any",
+        ),
+        pytest.param({"not": {"field": "text", "op": "==", "value": "x"}}, {"text": "x"}, False, id="not"),
+    ],
+)
+def test_filter_conditions_are_evaluated_without_eval(
+    condition: dict[str, Any], record: dict[str, Any], kept: bool
+) -> None:
+    p = a_plan([{"type": "Filter", "condition": condition}])
+    step = p.stateless[0]
+    assert isinstance(step, spec.Filter)
+    assert holds(step.condition, record) is kept
+
+
+def test_a_filtered_out_record_goes_nowhere() -> None:
+    p = a_plan([{"type": "Filter", "condition": {"field": "n", "op": ">", "value": 0}}])
+    assert run(p, {"id": "a", "text": "x", "n": 0}) == (None, None)
+
+
+def test_map_project_and_enrich_run_in_order_and_the_output_keeps_the_declared_field_order() -> None:
+    p = a_plan(
+        [
+            {"type": "Map", "function": "normalise_text", "args": ["text"], "output": "text"},
+            {"type": "Map", "function": "count_tokens", "args": ["text"], "output": "tokens"},
+            {
+                "type": "Enrich",
+                "table": {"inline": [{"id": "a", "tier": "gold"}]},
+                "key": "id",
+                "fields": ["tier"],
+            },
+            {
+                "type": "Project",
+                "fields": {"request": "id", "tokens": "tokens", "tier": "tier", "text": "text"},
+            },
+        ],
+        key="request",
+    )
+    result = Processor(p).process(b'{"id": "a", "text": "  Hello,\\tworld!  "}')
+    assert result.kind == "out" and result.key == "a"
+    assert result.value == '{"request":"a","tokens":4,"tier":"gold","text":"Hello, world!"}'
+
+
+def test_an_enrichment_miss_gives_null_fields() -> None:
+    p = a_plan(
+        [
+            {
+                "type": "Enrich",
+                "table": {"inline": [{"id": "a", "tier": "gold"}]},
+                "key": "id",
+                "fields": ["tier"],
+            }
+        ]
+    )
+    assert run(p, {"id": "b", "text": "x"})[1]["tier"] is None
+
+
+@pytest.mark.parametrize(
+    ("model", "topic"),
+    [("llama-3-8b", "out.llama-3-8b"), ("org/model:v1", "out.org_model_v1")],
+    ids=["plain", "unsafe-characters"],
+)
+def test_route_by_sends_each_record_to_the_topic_of_its_value(model: str, topic: str) -> None:
+    p = a_plan([], schema={"id": "string", "model": "string"}, routeBy="model")
+    assert Processor(p).process(json.dumps({"id": "a", "model": model}).encode()).topic == topic
+
+
+def test_a_failing_function_makes_a_dead_letter_naming_its_step() -> None:
+    p = a_plan(
+        [
+            {
+                "type": "Map",
+                "function": "truncate",
+                "args": ["text"],
+                "params": {"max_chars": "x"},
+                "output": "t",
+            }
+        ]
+    )
+    kind, letter = run(p, {"id": "a", "text": "hello"})
+    assert kind == "dead" and letter["step"] == "Map[0] truncate" and "TypeError" in letter["reason"]
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("What is the weather like today?", "en"),
+        ("Wie ist das Wetter und was ist los?", "de"),
+        ("Quelle est la météo et comment vas-tu ?", "fr"),
+        ("¿Qué tiempo hace en la ciudad?", "es"),
+        ("東京で一番おいしいラーメンはどこですか", "ja"),
+        ("Объясни, как работает трансформер", "ru"),
+        ("12345", "und"),
+    ],
+    ids=["en", "de", "fr", "es", "ja", "ru", "digits"],
+)
+def test_the_language_heuristic_tells_common_languages_apart(text: str, language: str) -> None:
+    assert functions.detect_language(text) == language
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [("Hello, world!", 4), ("", 0), (None, 0), ("don't stop", 4)],
+    ids=["punct", "empty", "none", "apostrophe"],
+)
+def test_the_tokenizer_counts_words_and_punctuation(text: str | None, tokens: int) -> None:
+    assert functions.count_tokens(text) == tokens
