@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from autoscaler import cli as autoscaler_cli
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
 from streaming import cli as streaming_cli
@@ -28,10 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_commands(sub)
     local_cli.add_commands(sub)
     exporter_cli.add_commands(sub)
+    autoscaler_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
     jobs_cli.add_benchmarks(bench_sub)
+    autoscaler_cli.add_benchmarks(bench_sub)
     streaming_cli.add_benchmarks(bench_sub)
     return parser
 
