@@ -388,3 +388,26 @@ def scalar_scores(
 
 def stranded_one(cpu: int, gpu: int, ratio: float) -> float:
     return max(0.0, gpu - cpu / ratio) if ratio > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TidescaleWeights:
+    """Knobs of our policy; the defaults are what the benchmark reports."""
+
+    balance: float = 0.5  # weight of the stranded-GPU term, in GPU milli per GPU milli
+    scale: float = 2000.0  # sigmoid scale of the bucketed score (FGD's is 1000)
+
+
+def tidescale_gain(ratio: float, whole: bool, weights: TidescaleWeights | None = None) -> Gain:
+    """Our score of a placement: FGD's gradient plus the drop in projected stranded GPU milli (not
+    for whole-GPU tasks), bucketed by `int(100 sigmoid(. / scale))`."""
+    w = weights or TidescaleWeights()
+    balance = 0.0 if whole else w.balance
+    scale = w.scale
+
+    def score(delta: float, cpu_b: int, gpu_b: int, cpu_a: int, gpu_a: int) -> float:
+        if balance:
+            delta += balance * (stranded_one(cpu_b, gpu_b, ratio) - stranded_one(cpu_a, gpu_a, ratio))
+        return float(int(1.0 / (1.0 + math.exp(-delta / scale)) * 100.0))
+
+    return score

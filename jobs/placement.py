@@ -20,10 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import numpy as np
-
 from jobs.devices import MILLI, DeviceAssignment, GpuRequest
-from jobs.fgd import FragModel, TaskShape, TypicalTasks, balance_gain, sigmoid_score
+from jobs.fgd import FragModel, Gain, TaskShape, TypicalTasks, fgd_gain, tidescale_gain, workload_ratio
 from jobs.resources import CPU, PODS
 from jobs.snapshot import BoundPod, ClusterState, Receipt
 from jobs.workload import (
@@ -233,8 +231,6 @@ class FGD(NodeScorer):
     state is its free CPU and free GPU milli per device; shared pods try every candidate GPU.
     """
 
-    exact = False
-
     def prepare(self, group: PodGroup, state: ClusterState) -> None:
         self.gpu_memory = max((g.memory_mib for n in state.nodes for g in n.devices.gpus), default=0)
         counts: Counter[TaskShape] = Counter()
@@ -244,34 +240,13 @@ class FGD(NodeScorer):
             counts[self.shape_of(p.request.devices.gpu, p.request.resources[CPU])] += 1
         models = sorted({g.model for n in state.nodes for g in n.devices.gpus} | {""})
         self.frag = FragModel(TypicalTasks.from_counts(counts), models)
-        tasks = self.frag.tasks
-        cpu = sum(p * s.cpu_milli for s, p in zip(tasks.shapes, tasks.shares, strict=True))
-        gpu = sum(p * s.num_gpu * s.gpu_milli for s, p in zip(tasks.shapes, tasks.shares, strict=True))
-        self.ratio = cpu / gpu if gpu else 0.0
+        self.ratio = workload_ratio(self.frag.tasks)
 
     def shape_of(self, req: GpuRequest | None, cpu: int) -> TaskShape:
         return _shape(req, cpu, self.gpu_memory)
 
-    def _frag(
-        self, state: ClusterState, i: int, cpu: list[int], gpus: list[list[int]]
-    ) -> np.ndarray[Any, Any]:
-        model = self.frag.model_id(
-            state.nodes[i].devices.gpus[0].model if state.nodes[i].devices.gpus else ""
-        )
-        width = max(1, *(len(g) for g in gpus))
-        arr = np.zeros((len(gpus), width), dtype=np.int64)
-        for k, g in enumerate(gpus):
-            arr[k, : len(g)] = g
-        out: np.ndarray[Any, Any] = self.frag.fragmentation(
-            np.asarray(cpu, dtype=np.int64), arr, np.full(len(gpus), model, dtype=np.int64)
-        )
-        return out
-
-    def gain(
-        self, before: float, after: np.ndarray[Any, Any], cpu: list[int], gpus: list[list[int]]
-    ) -> np.ndarray[Any, Any]:
-        out: np.ndarray[Any, Any] = sigmoid_score(before - after).astype(np.float64)
-        return out
+    def gain(self, whole: bool) -> Gain:
+        return fgd_gain
 
     def evaluate(self, pod: Pod, state: ClusterState, i: int) -> tuple[float, DeviceAssignment] | str:
         got = check(pod, state, i)
@@ -285,35 +260,33 @@ class FGD(NodeScorer):
         options: list[tuple[int, ...]] = [got.gpus]
         if req is not None and req.shared == 1 and not req.count and not req.vgpus:
             options = [(c,) for c in dev.shared_candidates(req)]
-        afters = []
+        gpus = state.nodes[i].devices.gpus
+        model = self.frag.model_id(gpus[0].model if gpus else "")
+        before = self.frag.fragmentation_one(cpu_left, sorted(free, reverse=True), model)
+        gain = self.gain(req is not None and bool(req.count))
+        best: tuple[float, tuple[int, ...]] | None = None
         for opt in options:
             g = list(free)
             for c in opt:
                 g[c] -= min(g[c], shape.gpu_milli)  # a share, a vGPU slice, or the whole GPU
-            afters.append(g)
-        cpus = [cpu_left - shape.cpu_milli] * len(afters)
-        f = self._frag(state, i, [cpu_left, *cpus], [free, *afters])
-        gains = self.gain(float(f[0]), f[1:], [cpu_left, *cpus], [free, *afters])
-        k = int(np.argmax(gains))
-        if options[k] != got.gpus:
-            got2 = check(pod, state, i, prefer=list(options[k]))
-            if not isinstance(got2, str):
-                got = got2
-        return float(gains[k]), got
+            after = self.frag.fragmentation_one(cpu_left - shape.cpu_milli, sorted(g, reverse=True), model)
+            s = gain(before - after, cpu_left, sum(free), cpu_left - shape.cpu_milli, sum(g))
+            if best is None or s > best[0]:
+                best = (s, opt)
+        assert best is not None
+        if best[1] != got.gpus:
+            preferred = check(pod, state, i, prefer=list(best[1]))
+            if not isinstance(preferred, str):
+                got = preferred
+        return best[0], got
 
 
 class Tidescale(FGD):
-    """Ours: FGD's gradient measured exactly for shared pods, plus a CPU/GPU balance term that keeps
-    a node's free CPU in proportion to its free GPU (at the workload's CPU-per-GPU ratio)."""
+    """Ours (see `jobs.fgd.tidescale_gain`): FGD's gradient plus the drop in GPU capacity a node's
+    CPU could no longer feed, at the workload's CPU-per-GPU ratio."""
 
-    def gain(
-        self, before: float, after: np.ndarray[Any, Any], cpu: list[int], gpus: list[list[int]]
-    ) -> np.ndarray[Any, Any]:
-        c = np.asarray(cpu, dtype=np.float64)
-        g = np.asarray([sum(x) for x in gpus], dtype=np.float64)
-        delta = before - after + balance_gain(c[0], g[0], c[1:], g[1:], self.ratio)
-        out: np.ndarray[Any, Any] = sigmoid_score(delta).astype(np.float64) + delta * 1e-6
-        return out
+    def gain(self, whole: bool) -> Gain:
+        return tidescale_gain(self.ratio, whole)
 
 
 def _domains(state: ClusterState, nodes: Sequence[int], key: str) -> tuple[dict[str, list[int]], list[int]]:

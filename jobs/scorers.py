@@ -10,9 +10,7 @@ Pure: no I/O, no clock; randomness only from the Generator the simulator passes 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +24,7 @@ from jobs.fgd import (
     Gain,
     Scored,
     TaskShape,
+    TidescaleWeights,
     balance_gain,
     best_per_state,
     fgd_gain,
@@ -33,7 +32,7 @@ from jobs.fgd import (
     gradient,
     scalar_scores,
     sigmoid_score,
-    stranded_one,
+    tidescale_gain,
     workload_ratio,
 )
 from jobs.simulator import ClassView, NodeState, SimPolicy, pick_first_best, tightest_gpu, whole_gpus
@@ -187,14 +186,6 @@ class FGD(_Policy):
         return super().choose_gpus(free, shape, hint, rng)
 
 
-@dataclass(frozen=True)
-class TidescaleWeights:
-    """Knobs of our policy; the defaults are what the benchmark reports."""
-
-    balance: float = 0.5  # weight of the stranded-GPU term, in GPU milli per GPU milli
-    scale: float = 2000.0  # sigmoid scale of the bucketed score (FGD's is 1000)
-
-
 class Tidescale(FGD):
     """Ours: FGD's fragmentation gradient plus the GPU capacity a node's CPU can no longer feed.
 
@@ -215,16 +206,7 @@ class Tidescale(FGD):
         self.ratio = workload_ratio(frag.tasks)
 
     def gain(self, whole: bool) -> Gain:
-        balance = 0.0 if whole else self.weights.balance
-        ratio = self.ratio
-        scale = 1000.0 / self.weights.scale
-
-        def score(delta: float, cpu_b: int, gpu_b: int, cpu_a: int, gpu_a: int) -> float:
-            if balance:
-                delta += balance * (stranded_one(cpu_b, gpu_b, ratio) - stranded_one(cpu_a, gpu_a, ratio))
-            return float(int(1.0 / (1.0 + math.exp(-delta * scale / 1000.0)) * 100.0))
-
-        return score
+        return tidescale_gain(self.ratio, whole, self.weights)
 
     def class_scores(self, view: ClassView, shape: TaskShape, ok: NDArray[np.bool_]) -> Scored:
         whole = shape.num_gpu > 0 and not shape.is_shared

@@ -142,18 +142,6 @@ class PodGroup:
     queue: str = "default"
     priority: int = 0
 
-    @property
-    def request(self) -> PodRequest:
-        """The group's total scalar demand (devices summed by GPU milli are in `gpu_milli`)."""
-        total = self.pods[0].request.resources.scaled(0) if self.pods else PodRequest().resources
-        for p in self.pods:
-            total = total + p.request.resources
-        return PodRequest(total)
-
-    @property
-    def gpu_milli(self) -> int:
-        return sum(p.request.gpu_milli for p in self.pods)
-
 
 def pod_group(spec: PodGroupSpec) -> PodGroup:
     pods: list[Pod] = []

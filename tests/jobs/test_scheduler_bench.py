@@ -69,3 +69,10 @@ def test_published_anchors_are_looked_up_by_variant_level_and_policy() -> None:
     assert published("gpushare40", 100, "bestfit") == 8.53
     assert published("gpushare20", 100, "fgd") is None
     assert published("default", 100, "tidescale") is None
+
+
+def test_levels_no_event_reached_are_null_in_the_json() -> None:
+    from jobs.cli import _finite
+
+    nan = float("nan")
+    assert _finite({"a": [nan, 1.0], "b": {"c": nan}}) == {"a": [None, 1.0], "b": {"c": None}}
