@@ -73,12 +73,6 @@ def add_commands(sub: Any) -> None:
     running.set_defaults(func=run_command)
 
 
-def add_benchmarks(bench_sub: Any) -> None:
-    from streaming import benchmark
-
-    benchmark.add_benchmark(bench_sub)
-
-
 def _load(file: str) -> Any:
     try:
         return plan(spec.load(file))

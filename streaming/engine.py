@@ -80,16 +80,6 @@ class EngineRegistry:
 ENGINES = EngineRegistry()
 
 
-def register_builtins(registry: EngineRegistry = ENGINES) -> EngineRegistry:
-    from streaming.engines.flink import FlinkEngine
-    from streaming.engines.python import PythonEngine
-    from streaming.engines.spark import SparkEngine
-
-    for engine in (FlinkEngine(), SparkEngine(), PythonEngine()):
-        registry.register(engine)
-    return registry
-
-
 def delivery_note(engine: StreamEngine, plan: Plan) -> str | None:
     """A sentence when the engine keeps a weaker guarantee than the spec asks for (it then runs with
     the strongest it has: Spark's Kafka sink is at-least-once only)."""

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streaming.transform import PythonFunction
-
 
 @dataclass(frozen=True)
 class Registered:
@@ -241,15 +239,3 @@ def registered(name: str) -> Registered:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"no function {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
-
-
-# The engines' legacy scalar-UDF path (`streaming.transform.KafkaJsonTransform`, used by the demo).
-BUILTINS: dict[str, tuple[Callable[..., Any], str]] = {"word_count": (word_count, "long")}
-
-
-def builtin(name: str) -> PythonFunction:
-    try:
-        function, result_type = BUILTINS[name]
-    except KeyError:
-        raise KeyError(f"no function {name!r} (known: {', '.join(sorted(BUILTINS))})") from None
-    return PythonFunction(name, function, result_type)

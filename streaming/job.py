@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streaming import spec
-from streaming.engine import ENGINES, RunOptions, RunReport, delivery_note, register_builtins
+from streaming.engine import ENGINES, RunOptions, RunReport, delivery_note
+from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
 
 

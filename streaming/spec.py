@@ -419,3 +419,24 @@ def load(path: Path | str) -> Pipeline:
     except OSError as exc:
         raise InvalidSpec(str(path), [f"1: (document): cannot read: {exc.strerror}"]) from exc
     return parse(text, str(path), path.parent)
+
+
+def retarget(
+    pipeline: Pipeline,
+    *,
+    source: str,
+    group: str,
+    sink: str,
+    dead_letter: str,
+    parallelism: int | None = None,
+) -> Pipeline:
+    """The same pipeline reading and writing other topics (demos, benchmarks, tests on shared brokers)."""
+    data = pipeline.model_dump(by_alias=True, exclude_none=True)
+    body = data["spec"]
+    body["source"]["topic"] = source
+    body["source"]["group"] = group
+    body["sink"]["topic"] = sink
+    body["deadLetter"]["topic"] = dead_letter
+    if parallelism is not None:
+        body["parallelism"] = parallelism
+    return Pipeline.model_validate(data)

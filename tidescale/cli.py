@@ -14,7 +14,7 @@ from autoscaler import cli as autoscaler_cli
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
 from streaming import cli as streaming_cli
-from tidescale import bench_environment, demo, local_cli
+from tidescale import bench_environment, bench_streaming, demo, local_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_environment.add_benchmarks(bench_sub)
     jobs_cli.add_benchmarks(bench_sub)
     autoscaler_cli.add_benchmarks(bench_sub)
-    streaming_cli.add_benchmarks(bench_sub)
+    bench_streaming.add_benchmarks(bench_sub)
     return parser
 
 

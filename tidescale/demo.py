@@ -2,7 +2,8 @@
 
 1. the local environment: Kafka (KRaft), the simulated DCGM exporter, Prometheus scraping it;
 2. synthetic LLM requests produced to Kafka;
-3. a preprocessing job (PyFlink, or Spark) reading them and writing normalised records to another topic;
+3. the llm-preprocessor pipeline (examples/pipelines) on PyFlink, or Spark: normalised, language-tagged,
+   token-counted requests routed to one topic per model, malformed ones to the dead-letter topic;
 4. GPU load on the `llm` replicas following the request volume, seen through PromQL in Prometheus.
 """
 
@@ -10,36 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.errors import TidescaleError
-from streaming.engines import flink, spark
-from streaming.functions import builtin
-from streaming.transform import KafkaJsonTransform
+from streaming import spec
+from streaming.engine import ENGINES, RunOptions
+from streaming.engines import register_builtins
+from streaming.plan import plan
 from tidescale.local import environment, exporter, prometheus
+from tidescale.traffic import MODELS, llm_requests
 
-MODELS = ("llama-3-8b", "mistral-7b", "qwen-2-7b")
-WORDS = [
-    "the",
-    "a",
-    "GPU",
-    "model",
-    "token",
-    "batch",
-    "latency",
-    "queue",
-    "replica",
-    "node",
-    "stream",
-    "kafka",
-    "prompt",
-    "answer",
-    "fast",
-    "slow",
-]
+PIPELINE = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "llm-preprocessor.yaml"
 UTIL_QUERY = 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="demo", pod=~"llm-.*"})'
 POWER_QUERY = 'sum(DCGM_FI_DEV_POWER_USAGE{namespace="demo", pod=~"llm-.*"})'
 
@@ -51,18 +35,6 @@ def add_commands(sub: Any) -> None:
     demo.add_argument("--state-dir", type=Path, default=Path(".tidescale/demo"))
     demo.add_argument("--keep", action="store_true", help="leave the environment running at the end")
     demo.set_defaults(func=run)
-
-
-def synthetic_requests(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [
-        {
-            "id": i,
-            "model": MODELS[i % len(MODELS)],
-            "prompt": "  " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))).title() + " ",
-        }
-        for i in range(count)
-    ]
 
 
 def step(text: str) -> None:
@@ -90,33 +62,42 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         print(f"    {key:16} {value}")
 
     run_id = SYSTEM_CLOCK.now().strftime("%H%M%S")
-    source, sink = f"llm-requests-{run_id}", f"llm-requests-clean-{run_id}"
-    requests = synthetic_requests(args.requests)
-    step(f"producing {len(requests)} synthetic LLM requests to Kafka topic {source}")
+    source = f"llm-requests-{run_id}"
+    pipeline = plan(
+        spec.retarget(
+            spec.load(PIPELINE),
+            source=source,
+            group=f"demo-{run_id}",
+            sink=f"llm-requests-clean-{run_id}",
+            dead_letter=f"llm-requests-dlq-{run_id}",
+        )
+    )
+    requests = llm_requests(args.requests, malformed_every=100)
+    step(f"producing {len(requests)} synthetic LLM requests (1 % malformed) to Kafka topic {source}")
     producer = Producer({"bootstrap.servers": env.kafka_bootstrap, "linger.ms": 5})
-    for record in requests:
-        producer.produce(source, json.dumps(record).encode())
+    for payload in requests:
+        producer.produce(source, payload)
     producer.flush(30)
 
-    job = KafkaJsonTransform(
-        bootstrap=env.kafka_bootstrap,
-        source_topic=source,
-        sink_topic=sink,
-        schema={"id": "long", "model": "string", "prompt": "string"},
-        select={"id": "id", "model": "model", "prompt": "LOWER(TRIM(prompt))", "words": "word_count(prompt)"},
-        group_id=f"demo-{run_id}",
-        functions=(builtin("word_count"),),
-    )
-    step(f"running the preprocessing job on {args.engine}: {source} → {sink}")
+    step(f"running the {pipeline.name} pipeline on {args.engine}: {source} → one topic per model + DLQ")
     started = SYSTEM_CLOCK.monotonic()
-    if args.engine == "flink":
-        flink.run(job, timeout_s=300)
-    else:
-        spark.run(job, checkpoint_dir=state_dir / "spark-checkpoints" / run_id, timeout_s=300)
+    register_builtins()
+    checkpoints = state_dir / "checkpoints" / run_id
+    ENGINES.get(args.engine).run(
+        pipeline, RunOptions(env.kafka_bootstrap, bounded=True, checkpoint_dir=checkpoints, timeout_s=600)
+    )
     print(f"    done in {SYSTEM_CLOCK.monotonic() - started:.1f} s (including engine start-up)")
 
-    out = _read(env.kafka_bootstrap, sink, len(requests))
-    print(f"    {len(out)} of {len(requests)} records arrived; first: {json.dumps(out[0]) if out else '-'}")
+    per_model = {m: _read(env.kafka_bootstrap, f"{pipeline.sink.topic}.{m}") for m in MODELS}
+    dead = _read(env.kafka_bootstrap, pipeline.dead_letter.topic)
+    for model, records in per_model.items():
+        print(f"    {pipeline.sink.topic}.{model:14} {len(records):6} records")
+    print(f"    {pipeline.dead_letter.topic:33} {len(dead):6} dead letters")
+    first = next((r[0] for r in per_model.values() if r), None)
+    print(f"    first record: {json.dumps(first, ensure_ascii=False) if first else '-'}")
+    if dead:
+        print(f"    first dead letter's reason: {dead[0].get('reason')}")
+    arrived = sum(len(r) for r in per_model.values()) + len(dead)
 
     step("setting the simulated GPU load of the 2 llm replicas; Prometheus scrapes the exporter every second")
     for fraction in (0.1, 0.4, 0.7, 0.95, 0.3):
@@ -125,23 +106,30 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         print(f"    load set to {fraction:4.0%}  →  Prometheus: GPU util {util:5.1f} %, power {power:6.0f} W")
     if args.keep:
         step(f"left running; stop with: tidescale local down --state-dir {state_dir}")
-    return 0 if len(out) == len(requests) else 1
+    return 0 if arrived == len(requests) else 1
 
 
-def _read(bootstrap: str, topic: str, count: int) -> list[dict[str, Any]]:
+def _read(bootstrap: str, topic: str, idle_s: float = 5) -> list[dict[str, Any]]:
+    """Every record of `topic` from the start, until nothing new arrives for `idle_s`."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"demo-read-{topic}", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-read-{topic}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
     )
     consumer.subscribe([topic])
     values: list[dict[str, Any]] = []
-    deadline = Deadline(30)
+    deadline = Deadline(idle_s)
     try:
-        while len(values) < count and not deadline.expired():
+        while not deadline.expired():
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
                 values.append(json.loads(message.value() or b"null"))
+                deadline = Deadline(idle_s)
     finally:
         consumer.close()
     return values

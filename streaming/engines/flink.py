@@ -1,4 +1,4 @@
-"""PyFlink adapter: runs a pipeline `Plan` (and the older `KafkaJsonTransform`) in a local mini-cluster
+"""PyFlink adapter: runs a pipeline `Plan` in a local mini-cluster
 with the Kafka SQL connector.
 
 Shell: starts a JVM through PyFlink. The connector jar comes from the cache `make setup` filled.
@@ -16,7 +16,6 @@ from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
 from streaming.engine import Rendered, RunOptions, RunReport
 from streaming.plan import Plan
-from streaming.transform import KafkaJsonTransform
 
 FLINK_VERSION = "2.2.0"
 CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
@@ -52,48 +51,6 @@ def table_environment(parallelism: int = 1) -> Any:
     config.set("rest.bind-address", "127.0.0.1")
     config.set("rest.address", "127.0.0.1")
     return env
-
-
-def _kafka_options(job: KafkaJsonTransform, topic: str, *, source: bool) -> str:
-    options = {
-        "connector": "kafka",
-        "topic": topic,
-        "properties.bootstrap.servers": job.bootstrap,
-        "format": "json",
-    }
-    if source:
-        options |= {
-            "properties.group.id": job.group_id,
-            "scan.startup.mode": "earliest-offset",
-            "json.ignore-parse-errors": "false",
-        }
-        if job.bounded:
-            options["scan.bounded.mode"] = "latest-offset"
-    else:
-        options["sink.delivery-guarantee"] = "at-least-once"
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
-
-
-def run(job: KafkaJsonTransform, timeout_s: float | None = None) -> None:
-    """Run the transform; with `bounded`, returns when every record present at start was written."""
-    from pyflink.table.udf import udf
-
-    env = table_environment(job.parallelism)
-    for fn in job.functions:
-        env.create_temporary_function(fn.name, udf(fn.function, result_type=_data_type(fn.result_type)))
-    source_options = _kafka_options(job, job.source_topic, source=True)
-    env.execute_sql(f"CREATE TEMPORARY TABLE src ({job.schema_ddl()}) WITH ({source_options})")
-    result = env.sql_query(f"SELECT {job.select_sql()} FROM src")
-    schema = result.get_schema()
-    columns = ", ".join(
-        f"`{n}` {t}" for n, t in zip(schema.get_field_names(), schema.get_field_data_types(), strict=True)
-    )
-    env.execute_sql(
-        f"CREATE TEMPORARY TABLE dst ({columns}) WITH ({_kafka_options(job, job.sink_topic, source=False)})"
-    )
-    table_result = result.execute_insert("dst")
-    if job.bounded:
-        table_result.wait(int(timeout_s * 1000) if timeout_s else None)
 
 
 # ---- Pipelines (`streaming.plan.Plan`) -------------------------------------------------------------

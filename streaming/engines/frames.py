@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 from streaming.plan import Plan
 from streaming.stateless import FIELD_PREFIX, RESULT_COLUMNS, Processor

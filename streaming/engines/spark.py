@@ -1,4 +1,4 @@
-"""Spark Structured Streaming adapter: runs a pipeline `Plan` (and the older `KafkaJsonTransform`) in
+"""Spark Structured Streaming adapter: runs a pipeline `Plan` in
 local mode with spark-sql-kafka.
 
 Shell: starts a JVM through PySpark. The Kafka jars come from the cache `make setup` filled.
@@ -16,7 +16,6 @@ from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
 from streaming.engine import Rendered, RunOptions, RunReport
 from streaming.plan import Plan
-from streaming.transform import KafkaJsonTransform
 
 SPARK_VERSION = "4.1.1"
 
@@ -42,52 +41,6 @@ def session(parallelism: int = 1, app_name: str = "tidescale") -> Any:
         .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
         .getOrCreate()
     )
-
-
-def run(job: KafkaJsonTransform, checkpoint_dir: Path | None = None, timeout_s: float | None = None) -> None:
-    """Run the transform; with `bounded`, processes what is in the topic now (availableNow) and returns."""
-    from pyspark.sql import functions as F
-
-    spark = session(job.parallelism)
-    for fn in job.functions:
-        spark.udf.register(
-            fn.name, fn.function, fn.result_type.upper() if fn.result_type != "long" else "bigint"
-        )
-    checkpoint = checkpoint_dir or Path(tempfile.mkdtemp(prefix="tidescale-spark-"))
-    source = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", job.bootstrap)
-        .option("subscribe", job.source_topic)
-        .option("startingOffsets", "earliest")
-        .option("groupIdPrefix", job.group_id)
-        .load()
-    )
-    parsed = source.select(
-        F.from_json(F.col("value").cast("string"), job.schema_ddl().replace("`", "")).alias("r")
-    )
-    parsed.select("r.*").createOrReplaceTempView("src")
-    result = spark.sql(f"SELECT {job.select_sql()} FROM src")
-    writer = (
-        result.select(F.to_json(F.struct(*[F.col(f"`{c}`") for c in result.columns])).alias("value"))
-        .writeStream.format("kafka")
-        .option("kafka.bootstrap.servers", job.bootstrap)
-        .option("topic", job.sink_topic)
-        .option("checkpointLocation", str(checkpoint))
-    )
-    if job.bounded:
-        writer = writer.trigger(availableNow=True)
-    query = writer.start()
-    if job.bounded:
-        query.awaitTermination(timeout_s)
-        if query.isActive:
-            query.stop()
-            raise TimeoutError(
-                f"spark job {job.source_topic} → {job.sink_topic} still running after {timeout_s} s"
-            )
-        failure = query.exception()
-        spark.stop()  # a bounded run owns its session; this also closes the cached Kafka producers
-        if failure is not None:
-            raise RuntimeError(f"spark job {job.source_topic} → {job.sink_topic} failed: {failure}")
 
 
 # ---- Pipelines (`streaming.plan.Plan`) -------------------------------------------------------------
@@ -153,7 +106,7 @@ class SparkEngine:
         started = SYSTEM_CLOCK.monotonic()
         bounded = options.bounded or options.max_records is not None
         spark = session(plan.parallelism, app_name=f"tidescale-{plan.name}")
-        import pandas as pd  # type: ignore[import-untyped]
+        import pandas as pd
 
         vector = VectorProcess(plan)
 

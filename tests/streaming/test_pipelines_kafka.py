@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from streaming.engine import ENGINES, RunOptions, register_builtins
+from streaming.engine import ENGINES, RunOptions
+from streaming.engines import register_builtins
 from streaming.plan import Plan
 from streaming.stateless import Processor
 from tests.streaming.kafka_records import example_plan, feature_events, llm_requests, read_all, unique

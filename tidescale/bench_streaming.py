@@ -6,8 +6,8 @@ Each pipeline run reads the same N input records (2 partitions) into its own out
 N over the span between the first and the last record it wrote (Kafka CreateTime), so engine start-up
 (a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in.
 
-Shell: Kafka clients, subprocesses (the perf tools; `tidescale local up` when no broker is given), the
-clock and /proc for the peak RSS.
+Lives in the composition root because it orchestrates the local environment (a broker when none is
+given), Kafka's perf tools from the harness and the RSS sampler, around the streaming engines.
 """
 
 from __future__ import annotations
@@ -15,34 +15,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import subprocess
-import sys
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
-from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
 from streaming import spec
-from streaming.engine import ENGINES, RunOptions, register_builtins
+from streaming.cli import default_bootstrap
+from streaming.engine import ENGINES, RunOptions
+from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
+from tidescale.local import environment, kafka
+from tidescale.memory import PeakSampler
+from tidescale.traffic import MODELS, llm_requests
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "llm-preprocessor.yaml"
 PARTITIONS = 2
-MODELS = ("llama-3-8b", "llama-3-70b", "mistral-7b", "mixtral-8x22b")
-PROMPTS = (
-    "  What is the   capital of France? Answer in one word.  ",
-    "Wie spät ist es und wo ist der Bahnhof?",
-    "Quelle est la meilleure façon de faire du pain ?",
-    "東京で一番おいしいラーメンはどこですか",
-    "Summarise\tthis\n\ndocument, please: the quarterly results were strong.",
-)
 
 
-def add_benchmark(bench_sub: Any) -> None:
+def add_benchmarks(bench_sub: Any) -> None:
     bench = bench_sub.add_parser(
         "streaming", help="pipeline records/s vs the broker ceiling and two Python loops"
     )
@@ -54,67 +46,6 @@ def add_benchmark(bench_sub: Any) -> None:
     bench.add_argument("--parallelism", type=int, default=2)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=run)
-
-
-class PeakRss:
-    """Sums the RSS of this process and its descendants every half second; `peak_mib` is the max."""
-
-    def __init__(self) -> None:
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def current_mib() -> float:
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-        tree, grew = {os.getpid()}, True
-        while grew:
-            added = {p for p, parent in parents.items() if parent in tree and p not in tree}
-            tree |= added
-            grew = bool(added)
-        pages = 0
-        for pid in tree:
-            try:
-                pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mib = max(self.peak_mib, self.current_mib())
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def requests(n: int, seed: int = 3) -> list[bytes]:
-    rng = random.Random(seed)
-    return [
-        json.dumps(
-            {
-                "id": f"r{i}",
-                "user": f"u{i % 1000}",
-                "model": MODELS[i % 4],
-                "prompt": f"{PROMPTS[rng.randrange(len(PROMPTS))]} #{i}",
-                "ts": 1_700_000_000_000 + i,
-            },
-            ensure_ascii=False,
-        ).encode()
-        for i in range(n)
-    ]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
@@ -185,81 +116,30 @@ def perf_ceiling(bootstrap: str, records: int, record_size: int) -> dict[str, fl
     """Kafka's ProducerPerformance then ConsumerPerformance on a fresh topic of `PARTITIONS`."""
     topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic)
-    java = [
-        str(artefacts.java_binary()),
-        "-Xmx512m",
-        "-XX:+UseSerialGC",
-        "-cp",
-        os.pathsep.join(str(p) for p in artefacts.jars("kafka")),
-    ]
-    produced = subprocess.run(
-        [
-            *java,
-            "org.apache.kafka.tools.ProducerPerformance",
-            "--topic",
-            topic,
-            "--num-records",
-            str(records),
-            "--record-size",
-            str(record_size),
-            "--throughput",
-            "-1",
-            "--producer-props",
-            f"bootstrap.servers={bootstrap}",
-            "acks=1",
-            "linger.ms=5",
-            "batch.size=262144",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
-    summary = [line for line in produced.splitlines() if "records sent" in line][-1]
-    produce_rate = float(summary.split("records sent,")[1].split("records/sec")[0])
-    consumed = subprocess.run(
-        [
-            *java,
-            "org.apache.kafka.tools.ConsumerPerformance",
-            "--bootstrap-server",
-            bootstrap,
-            "--topic",
-            topic,
-            "--messages",
-            str(records),
-            "--group",
-            f"perf-{uuid.uuid4().hex[:8]}",
-            "--hide-header",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    ).stdout
-    cells = [c.strip() for c in consumed.strip().splitlines()[-1].split(",")]
-    consume_rate = float(cells[5])
+    produce_rate = kafka.producer_perf(bootstrap, topic, records, record_size).records_per_second
+    consume_rate = kafka.consumer_perf(bootstrap, topic, records).records_per_second
     # A pipeline consumes and produces every record on the same broker: the two costs add up.
     combined = 1 / (1 / produce_rate + 1 / consume_rate)
     return {"produce": produce_rate, "consume": consume_rate, "combined": combined}
 
 
-def bench_plan(base: Plan, suffix: str, source: str, parallelism: int) -> Plan:
-    pipeline = spec.load(EXAMPLE)
-    data = pipeline.model_dump(by_alias=True, exclude_none=True)
-    body = data["spec"]
-    body["source"]["topic"] = source
-    body["source"]["group"] = f"bench-{suffix}"
-    body["sink"]["topic"] = f"bench-out-{suffix}"
-    body["deadLetter"]["topic"] = f"bench-dlq-{suffix}"
-    body["parallelism"] = parallelism
-    return plan(spec.Pipeline.model_validate(data))
+def bench_plan(suffix: str, source: str, parallelism: int) -> Plan:
+    pipeline = spec.retarget(
+        spec.load(EXAMPLE),
+        source=source,
+        group=f"bench-{suffix}",
+        sink=f"bench-out-{suffix}",
+        dead_letter=f"bench-dlq-{suffix}",
+        parallelism=parallelism,
+    )
+    return plan(pipeline)
 
 
 def measure(
     engine: str, base: Plan, bootstrap: str, source: str, parallelism: int, client: str | None = None
 ) -> dict[str, float]:
     suffix = f"{engine if client is None else client}-{uuid.uuid4().hex[:6]}"
-    pipeline = bench_plan(base, suffix, source, parallelism)
+    pipeline = bench_plan(suffix, source, parallelism)
     started = SYSTEM_CLOCK.monotonic()
     with tempfile.TemporaryDirectory(prefix="tidescale-bench-") as checkpoints:
         options = RunOptions(bootstrap, bounded=True, checkpoint_dir=Path(checkpoints), timeout_s=1800)
@@ -276,44 +156,25 @@ def measure(
 
 
 def _broker(args: argparse.Namespace) -> tuple[str, Path | None]:
-    from streaming.cli import default_bootstrap
-
+    """The given broker, the local environment's, or one started for this run (then stopped)."""
     bootstrap = args.bootstrap or default_bootstrap()
     if bootstrap:
         return bootstrap, None
     state = Path(tempfile.mkdtemp(prefix="tidescale-bench-streaming-"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tidescale",
-            "local",
-            "up",
-            "--components",
-            "kafka",
-            "--state-dir",
-            str(state),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])["kafka_bootstrap"], state
+    return environment.up(["kafka"], state).kafka_bootstrap, state
 
 
 def run(args: argparse.Namespace) -> int:
     register_builtins()
     bootstrap, started_state = _broker(args)
     try:
-        values = requests(args.records)
+        values = llm_requests(args.records)
         record_size = round(sum(map(len, values)) / len(values))
         source = f"bench-in-{uuid.uuid4().hex[:8]}"
         create_topic(bootstrap, source)
         produce(bootstrap, source, values)
         base = plan(spec.load(EXAMPLE))
-        with PeakRss() as rss:
+        with PeakSampler([os.getpid()]) as rss:
             ceiling = perf_ceiling(bootstrap, args.records, record_size)
             kafka_python = measure("python", base, bootstrap, source, args.parallelism, "kafka-python")
             confluent = measure("python", base, bootstrap, source, args.parallelism, "confluent-kafka")
@@ -342,12 +203,7 @@ def run(args: argparse.Namespace) -> int:
         }
     finally:
         if started_state is not None:
-            subprocess.run(
-                [sys.executable, "-m", "tidescale", "local", "down", "--state-dir", str(started_state)],
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
+            environment.down(started_state)
     if not args.json:
         for key, value in result.items():
             print(f"{key:40} {value}")
