@@ -11,6 +11,7 @@ Pure apart from `read_policy_file`, which reads one file. No clock, no network.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,7 +309,7 @@ class ScalingPolicySpec(Spec):
     @model_validator(mode="after")
     def _coherent(self) -> ScalingPolicySpec:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+            raise ValueError(f"minReplicas: {self.min_replicas} is above maxReplicas {self.max_replicas}")
         names = [trigger_name(t, i) for i, t in enumerate(self.triggers)]
         for i, n in enumerate(names):
             if names.index(n) != i:
@@ -341,7 +342,9 @@ class ScalingPolicySpec(Spec):
         except ValueError as e:
             raise ValueError(f"podRequests: {e}") from None
         if self.fallback is not None and self.fallback.replicas > self.max_replicas:
-            raise ValueError(f"fallback.replicas {self.fallback.replicas} is above maxReplicas")
+            raise ValueError(
+                f"fallback.replicas: {self.fallback.replicas} is above maxReplicas {self.max_replicas}"
+            )
         return self
 
 
@@ -377,7 +380,7 @@ class NodePoolSpec(Spec):
     @model_validator(mode="after")
     def _coherent(self) -> NodePoolSpec:
         if self.min_nodes > self.max_nodes:
-            raise ValueError(f"minNodes {self.min_nodes} is above maxNodes {self.max_nodes}")
+            raise ValueError(f"minNodes: {self.min_nodes} is above maxNodes {self.max_nodes}")
         return self
 
 
@@ -449,14 +452,22 @@ def _document_path(loc: Sequence[str | int], data: Any) -> tuple[str | int, ...]
     return tuple(out)
 
 
+_NAMED = re.compile(r"^([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)*): (.+)$", re.DOTALL)
+
+
 def _problems(err: ValidationError, data: Any, node: yaml.Node, prefix: str) -> list[str]:
     out = []
     for e in err.errors():
         loc = _document_path(e["loc"], data)
-        field = ".".join(str(p) for p in loc) or "(document)"
         msg = str(e["msg"])
         if msg.startswith(("Value error, ", "Assertion failed, ")):
             msg = msg.split(", ", 1)[1]
+            # our validators name the field they are about first: "target: 170% is above 100% …"
+            named = _NAMED.match(msg)
+            if named:
+                loc = (*loc, *named.group(1).split("."))
+                msg = named.group(2)
+        field = ".".join(str(p) for p in loc) or "(document)"
         if e["type"] == "union_tag_invalid":
             msg = f"no trigger type {e['input'].get('type')!r} (known: {', '.join(TRIGGER_TYPES)})"
         elif e["type"] == "union_tag_not_found":

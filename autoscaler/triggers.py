@@ -377,10 +377,11 @@ class SLO:
     """Replicas that keep the latency percentile under target for the observed demand (M/M/c, Erlang C).
 
     Demand = request rate × mean service time (prompt and generated tokens over the replica's prefill and
-    decode rates) over the long rate window. The waiting budget is the latency target less twice the mean
-    prefill time (the latency is time to first token). A backlog counts only for what the ready replicas will
-    not have drained when added replicas start (one lead time, with the short-window load), and adds the
-    replicas that drain that rest within `drainSeconds`.
+    decode rates) over the long rate window; a higher load over the short window (a burst seen first) adds a
+    transient proposal that lapses with the burst. The waiting budget is the latency target less twice the
+    mean prefill time (the latency is time to first token). A backlog counts only for what the replicas
+    already asked for will not have drained when added ones start (one lead time at the long-window load),
+    and adds the replicas that drain that rest within `drainSeconds`.
     """
 
     def evaluate(
@@ -395,8 +396,11 @@ class SLO:
         d = slo_demand(t, reading)
         target_s = t.latency.target_milliseconds / 1000.0
         budget = max(0.25 * target_s, target_s - 2.0 * d.prefill_s)
-        want = erlang_c_replicas(d.load, d.service_s, budget, t.latency.percentile / 100.0, MAX_REPLICAS)
-        steady = want
+        q = t.latency.percentile / 100.0
+        want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS)
+        if d.short_load > d.load:
+            # the short window sees a burst first; sizing for it is transient (dropped when the burst is)
+            want = max(want, erlang_c_replicas(d.short_load, d.service_s, budget, q, MAX_REPLICAS))
         backlog = ""
         if d.waiting > 0:
             # Replicas added now serve after the lead time; until then the ready ones drain the backlog (or it
