@@ -2,25 +2,7 @@ import pytest
 
 from jobs.snapshot import parse_snapshot
 from kernel.errors import InvalidSpec
-
-SNAPSHOT = """\
-apiVersion: tidescale.io/v1alpha1
-kind: ClusterSnapshot
-nodes:
-  - name: a100-0
-    labels: {nvidia.com/gpu.product: A100, topology.kubernetes.io/zone: z1}
-    allocatable: {cpu: "96", memory: 768Gi, pods: 110, nvidia.com/gpu: 8, rdma/hca: 2}
-    topology: {rack: r1, hypernode: hn1}
-    taints: [{key: gpu, value: reserved}]
-  - name: t4-0
-    allocatable: {cpu: "32", memory: 128Gi, pods: 110}
-    gpus:
-      - {index: 0, model: T4, memoryMiB: 15360, nvlink: 0, pcie: 0}
-      - {index: 1, model: T4, memoryMiB: 15360, nvlink: 0, pcie: 1}
-pods:
-  - {name: web-0, node: t4-0, requests: {cpu: "4", memory: 8Gi, nvidia.com/gpu: 1}, queue: serve}
-  - {name: nb-0, node: a100-0, requests: {cpu: "2"}, annotations: {gpu-fraction: "0.5"}}
-"""
+from tests.jobs.jobs_builders import SNAPSHOT
 
 
 def test_a_snapshot_loads_nodes_topology_devices_and_bound_pods() -> None:

@@ -6,7 +6,7 @@ import pytest
 from jobs.explain import describe, explain
 from jobs.snapshot import parse_snapshot
 from jobs.workload import parse_pod_group
-from tests.jobs.test_cluster_snapshot import SNAPSHOT
+from tests.jobs.jobs_builders import SNAPSHOT
 from tidescale.cli import main
 
 GROUP = """\
