@@ -72,24 +72,24 @@ class CycleResult:
 
 
 def running_from(snapshot: ClusterState) -> list[Running]:
-    """Groups already running in the snapshot, charged to their queues."""
+    """Groups already running in the snapshot, charged to their queues; a group's priority is its
+    pods' highest and its age the position of its first pod in the snapshot."""
     usage: dict[tuple[str, str], Resources] = {}
-    prio: dict[tuple[str, str], int] = {}
+    priority: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], int] = {}
     for order, pod in enumerate(snapshot.bound):
         if pod.queue is None:
             continue
         key = (pod.queue, f"{pod.namespace}/{pod.group or pod.name}")
         r = pod.request.resources
-        use = Resources(
-            {k: r[k] for k in (CPU, MEMORY, EPHEMERAL) if r[k]}
-            | ({"gpu": pod.request.gpu_milli} if pod.request.gpu_milli else {})
-        )
-        usage[key] = usage.get(key, Resources()) + use
-        prio.setdefault(key, pod.priority)
-        prio[key] = max(prio[key], pod.priority)
-        prio.setdefault(("#seq", key[1]), order)
+        amounts = {k: r[k] for k in (CPU, MEMORY, EPHEMERAL) if r[k]}
+        if pod.request.gpu_milli:
+            amounts["gpu"] = pod.request.gpu_milli
+        usage[key] = usage.get(key, Resources()) + Resources(amounts)
+        priority[key] = max(priority.get(key, pod.priority), pod.priority)
+        first.setdefault(key, order)
     return [
-        Running(uid, q, use, prio[(q, uid)], prio[("#seq", uid)]) for (q, uid), use in sorted(usage.items())
+        Running(uid, q, use, priority[(q, uid)], first[(q, uid)]) for (q, uid), use in sorted(usage.items())
     ]
 
 
