@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from autoscaler import forecast as fc
 from autoscaler.behavior import History, ResolvedBehavior, rate_limit, record, resolve, stabilize
@@ -62,8 +62,8 @@ class PolicyState(NamedTuple):
     failures: tuple[tuple[str, int], ...] = ()
     panic_over_at: float | None = None  # last time the recommendation was over the panic threshold
     holt: fc.Holt | None = None
-    demand: tuple[tuple[float, float], ...] = ()  # (time, demand) over the forecast's history window
-    level: float = 0.0  # the history's percentile, recomputed when a sample enters or leaves
+    demand: fc.Recent = fc.Recent()  # recent demand over the forecast's history window
+    level: float = 0.0  # its percentile, recomputed when a sample enters or leaves
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,8 @@ class _Compiled:
     ident: str
     target: str
     slo: tuple[int, SLOTrigger] | None
+    triggers: tuple[Any, ...]
+    lo: int  # the lowest non-zero replica count
 
 
 _COMPILED: dict[tuple[int, int], _Compiled] = {}
@@ -164,6 +166,8 @@ def _compile(policy: ScalingPolicy, registry: TriggerRegistry) -> _Compiled:
         f"{policy.metadata.namespace}/{policy.metadata.name}",
         f"{spec.target_ref.kind}/{spec.target_ref.name}",
         slo,
+        tuple(spec.triggers),
+        max(spec.min_replicas, 1),
     )
     if len(_COMPILED) > 65536:
         _COMPILED.clear()
@@ -300,7 +304,7 @@ def decide(
     t = now.timestamp()
     step = _Step(c, seen, state or PolicyState(last_active=t), now, t, nodes)
     current = seen.replicas
-    lo = max(spec.min_replicas, 1)
+    lo = c.lo
     hi = spec.max_replicas
     reason: str | Text
 
@@ -316,8 +320,11 @@ def decide(
     n_metrics = 0
     driver: Proposal | None = None
     raw = sustained = 0
+    evaluators = c.evaluators
+    triggers = c.triggers
+    ctx = c.ctx
     for k, name in enumerate(c.names):
-        p = c.evaluators[k].evaluate(spec.triggers[k], name, readings.get(name), seen, c.ctx, now)
+        p = evaluators[k].evaluate(triggers[k], name, readings.get(name), seen, ctx, now)
         proposals.append(p)
         if p.failed:
             failed.append(p)
@@ -330,7 +337,8 @@ def decide(
             if driver is None or r > raw:
                 driver, raw = p, r
             s = r if p.sustained is None else p.sustained
-            sustained = max(sustained, s)
+            if s > sustained:  # noqa: PLR1730 (the hot loop: a comparison beats a call)
+                sustained = s
         if not p.floor:
             n_metrics += 1
         if name in wake:
@@ -351,7 +359,7 @@ def decide(
             "currentReplicasIfLower": min(current, fb.replicas),
         }[fb.behavior]
         desired = max(spec.min_replicas, min(hi, r))
-        step.history = record(b, step.history, step.history.recommendations, current, desired, t)
+        step.history = record(b, step.history, step.history.recs, current, desired, t)
         reason = (
             f"{', '.join(p.trigger for p in failed)} failed more than {fb.failure_threshold} times in a row "
             f"({failed[0].reason}); fallback {fb.behavior}: {_change(current, desired)}"
@@ -368,7 +376,7 @@ def decide(
             return step.done(0, "idle: no activation signal is active; staying at 0", "ScaledToZero", None)
         desired = min(hi, max([lo, *(p.replicas or 0 for p in valid)]))
         waker = next(p for p in proposals if p.trigger in c.wake and p.active)
-        step.history = record(b, step.history, ((t, desired),), 0, desired, t)
+        step.history = record(b, step.history, (((t, desired),), ((t, desired),)), 0, desired, t)
         reason = f"activation, {waker.reason}: 0 → {_plural(desired)}"
         return step.done(desired, reason, "Activation", waker.trigger)
 
@@ -436,7 +444,7 @@ def decide(
     stz = spec.scale_to_zero
     last_active = step.last_active if step.last_active is not None else t
     if stz is not None and not active and not wake_failed and t - last_active >= stz.idle_seconds:
-        step.history = record(b, step.history, step.history.recommendations, current, 0, t)
+        step.history = record(b, step.history, step.history.recs, current, 0, t)
         quiet = ", ".join(sorted(c.wake))
         reason = (
             f"idle for {t - last_active:.0f} s ≥ {stz.idle_seconds} s ({quiet} quiet): {current} → 0 replicas"
@@ -500,10 +508,9 @@ def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]
     )
     if fspec.history_seconds:
         before = step.demand
-        step.demand = fc.remember(before, peak, t, float(fspec.history_seconds))
-        # the percentile only moves when a sample enters or leaves the window (merges keep it)
-        if len(step.demand) != len(before) or (before and step.demand[0][0] != before[0][0]):
-            step.level = fc.percentile(step.demand, fspec.history_percentile)
+        step.demand = fc.add(before, peak, t, float(fspec.history_seconds))
+        if step.demand.ranked is not before.ranked:  # the percentile only moves with the values
+            step.level = fc.level(step.demand, fspec.history_percentile)
     lead = step.c.policy.spec.lead.model_start_seconds
     horizon = fspec.horizon_seconds if fspec.horizon_seconds is not None else lead
     predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)

@@ -11,6 +11,8 @@ Pure: no I/O, no clock (`now` is an argument).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
+from itertools import accumulate
 from typing import NamedTuple
 
 MIN_SPACING_S = 5.0  # history keeps at most one sample per this many seconds
@@ -82,3 +84,57 @@ def percentile(history: tuple[tuple[float, float], ...], pct: float) -> float:
         if acc >= want - 1e-12:
             return v
     return values[-1]
+
+
+class Recent(NamedTuple):
+    """Recent demand for the percentile floor: (time, value) samples in time order, one per MIN_SPACING_S
+    slot, and their positive values kept sorted so that the percentile costs a binary search."""
+
+    samples: tuple[tuple[float, float], ...] = ()
+    ranked: tuple[float, ...] = ()
+
+
+def _remove(ranked: list[float], v: float) -> None:
+    if v > 0:
+        i = bisect_left(ranked, v)
+        if i < len(ranked) and ranked[i] == v:
+            del ranked[i]
+
+
+def add(recent: Recent, value: float, now: float, keep_s: float) -> Recent:
+    """`recent` with `value` at `now` (merged into the last slot as its max when closer than MIN_SPACING_S)
+    and the samples older than `keep_s` dropped; unchanged values keep the same `ranked` tuple."""
+    samples = recent.samples
+    cut = now - keep_s
+    start = 0
+    while start < len(samples) and samples[start][0] <= cut:
+        start += 1
+    merge = bool(samples) and start < len(samples) and now - samples[-1][0] < MIN_SPACING_S
+    if merge and value <= samples[-1][1] and not start:
+        return recent
+    ranked = list(recent.ranked)
+    for _, v in samples[:start]:
+        _remove(ranked, v)
+    kept = samples[start:]
+    if merge:
+        last_t, last_v = kept[-1]
+        if value > last_v:
+            _remove(ranked, last_v)
+            if value > 0:
+                insort(ranked, value)
+            kept = (*kept[:-1], (last_t, value))
+    else:
+        if value > 0:
+            insort(ranked, value)
+        kept = (*kept, (now, value))
+    return Recent(kept, tuple(ranked))
+
+
+def level(recent: Recent, pct: float) -> float:
+    """`percentile` of the recent samples, from the sorted values."""
+    ranked = recent.ranked
+    if not ranked:
+        return 0.0
+    acc = list(accumulate(ranked))
+    i = bisect_left(acc, pct / 100.0 * acc[-1] - 1e-12)
+    return ranked[min(i, len(ranked) - 1)]

@@ -102,6 +102,19 @@ class TriggerEvaluator(Protocol):
         ...
 
 
+_LABELS = {"mean": "GPU", "max": "hottest GPU", "sum": "GPU total"}
+_LAST_NOW: list[Any] = [None, 0.0]
+
+
+def _epoch(now: datetime) -> float:
+    """`now.timestamp()`, remembered for the last `now` seen: every trigger of a decision (and every policy of
+    a controller tick) shares one `now`."""
+    if _LAST_NOW[0] is not now:
+        _LAST_NOW[0] = now
+        _LAST_NOW[1] = now.timestamp()
+    return float(_LAST_NOW[1])
+
+
 def _failed(name: str, reading: Reading | None, max_age: int, now: float) -> str | None:
     if reading is None:
         return "no reading"
@@ -165,23 +178,18 @@ class GPUUtilization:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: GPUUtilizationTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and not reading.per_gpu and reading.value is None:
             why = "no GPU series for the target's pods"
         if why is not None or reading is None:
             return _fail(name, why or "no reading")
-        scale = UTILIZATION_FIELDS[t.metric]
-        values = (
-            tuple(v * scale for v in reading.per_gpu)
-            if reading.per_gpu
-            else (float(reading.value or 0) * scale,)
-        )
-        pct = _aggregate(values, t.aggregation)
+        values = reading.per_gpu or (float(reading.value or 0),)
+        pct = _aggregate(values, t.aggregation) * UTILIZATION_FIELDS[t.metric]
         if t.aggregation == "sum":
             want, ratio = _total_value(pct, t.target, seen.ready, ctx)
         else:
             want, ratio = _per_replica_value(name, pct, t.target, seen.ready, ctx)
-        label = {"mean": "GPU", "max": "hottest GPU", "sum": "GPU total"}[t.aggregation]
+        label = _LABELS[t.aggregation]
         return Proposal(
             name,
             want,
@@ -199,7 +207,7 @@ class DCGMGauge:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: DCGMTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and not reading.per_gpu and reading.value is None:
             why = "no GPU series for the target's pods"
         if why is not None or reading is None:
@@ -222,7 +230,7 @@ class Prometheus:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: PrometheusTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None or reading.value is None:
@@ -250,7 +258,7 @@ class KafkaLag:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: KafkaLagTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and reading.value is None:
             why = "no lag reported"
         if why is not None or reading is None or reading.value is None:
@@ -282,7 +290,7 @@ class QueueDepth:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: QueueDepthTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None or reading.value is None:
@@ -388,7 +396,7 @@ class SLO:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: SLOTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now.timestamp())
+        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None:

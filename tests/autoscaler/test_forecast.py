@@ -1,7 +1,9 @@
+import random
+
 import pytest
 
 from autoscaler.cron import CronError, in_window, parse_cron
-from autoscaler.forecast import percentile, predict, remember, update
+from autoscaler.forecast import Recent, add, level, percentile, predict, remember, update
 from tests.autoscaler.autoscaler_builders import NOW
 
 
@@ -85,3 +87,13 @@ def test_cron_windows_open_at_a_matching_minute_and_last_their_duration(
     expr: str, duration: int, hour: int, minute: int, want: bool
 ) -> None:
     assert in_window(parse_cron(expr), duration, NOW.replace(hour=hour, minute=minute)) is want
+
+
+def test_the_incremental_recent_history_agrees_with_the_plain_one() -> None:
+    rng = random.Random(1)
+    recent, plain = Recent(), ()
+    for i in range(2000):
+        t, v = i * 1.7, rng.choice([0.0, 0.0, 1.0, 2.0, 5.0, 10.0, rng.random() * 20])
+        recent, plain = add(recent, v, t, 600.0), remember(plain, v, t, 600.0)
+        assert recent.samples == plain
+        assert level(recent, 75) == pytest.approx(percentile(plain, 75))
