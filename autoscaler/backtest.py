@@ -115,10 +115,14 @@ class _Snapshots:
         self.state: ClusterState | None = None
 
     def of(self, sim: Simulation) -> ClusterState:
-        key = tuple((n.name, len(n.pods), n.removed_at is None) for n in sim.nodes.values())
+        key = tuple((n.name, len(n.pods), n.removed_at is None, n.cordoned) for n in sim.nodes.values())
         if key == self.key and self.state is not None:
             return self.state
-        nodes = [template_node(self.pool, n.name) for n in sim.nodes.values() if n.removed_at is None]
+        nodes = [
+            replace(template_node(self.pool, n.name), unschedulable=n.cordoned)
+            for n in sim.nodes.values()
+            if n.removed_at is None
+        ]
         state = ClusterState(nodes)
         for i, n in enumerate(n for n in sim.nodes.values() if n.removed_at is None):
             for pod in sorted(n.pods):
@@ -246,7 +250,9 @@ class TidescaleController:
         seen = Observations(sim.spec, sim.ready_replicas(), self.readings(sim))
         nodes = None
         if self.manage_nodes:
-            rows = [(u.name, u.gpus, u.requested, u.ready) for u in _node_uses(sim)]
+            rows = [
+                (u.name, u.gpus, u.requested, u.ready, sim.nodes[u.name].cordoned) for u in _node_uses(sim)
+            ]
             current = pool_nodes(self.pool, rows, self.pool_nodes, T0 + sim.now)
             self.pool_nodes = {n.name: n for n in current}
             bound = sum(1 for p in sim.live.values() if p.bound_at is not None)
@@ -257,10 +263,17 @@ class TidescaleController:
             self.decisions.append(d)
         add = sum(c.add for c in d.node_pools)
         remove = tuple(n for c in d.node_pools for n in c.remove)
-        if d.desired == sim.spec and not add and not remove:
+        cordon = tuple(n for c in d.node_pools for n in c.cordon)
+        uncordon = tuple(n for c in d.node_pools for n in c.uncordon)
+        if d.desired == sim.spec and not (add or remove or cordon or uncordon):
             return None
         return Actions(
-            replicas=d.desired if d.desired != sim.spec else None, add_nodes=add, remove_nodes=remove
+            replicas=d.desired if d.desired != sim.spec else None,
+            add_nodes=add,
+            remove_nodes=remove,
+            pack=self.manage_nodes,  # the shell sets pod-deletion-cost = replicas on the pod's node
+            cordon=cordon,
+            uncordon=uncordon,
         )
 
 

@@ -13,7 +13,8 @@ One call is one reconcile of one ScalingPolicy, in numbered steps:
 7. behavior: HPA stabilization windows and rate policies (`autoscaler.behavior`) on the sustained part of the
    recommendation; a transient part (a backlog to drain) applies at once within the scale-up policies;
 8. scale to zero after the idle period with every activation signal quiet;
-9. node pools: nodes to add for replicas (and forecast replicas) that hold no node, idle nodes to remove.
+9. node pools: nodes to add for the lasting part of the recommendation (not for a burst or a backlog: a node
+   takes minutes) that holds no node, idle nodes to remove.
 
 The decision carries the desired replicas, the node-pool changes, a sentence with numbers, the rule that
 limited it and the next state; `autoscaler.events` renders it as one JSON record.
@@ -35,7 +36,9 @@ from autoscaler.nodepool import (
     NodePoolChange,
     PoolNode,
     below_threshold,
+    consolidate,
     plan_node_pools,
+    reopen,
     replica_pods,
     scale_down,
 )
@@ -250,7 +253,7 @@ class _Step:
         rule: str,
         trigger: str | None,
         *,
-        ahead: int | None = None,
+        nodes_for: int | None = None,
         panic: bool = False,
         fallback: bool = False,
         forecast: float | None = None,
@@ -258,7 +261,8 @@ class _Step:
     ) -> Decision:
         changes: tuple[NodePoolChange, ...] = ()
         if self.nodes is not None:
-            want = desired if ahead is None else max(desired, ahead)
+            # nodes take minutes: provision them for lasting demand, not for a burst or a backlog
+            want = desired if nodes_for is None else nodes_for
             changes = _node_changes(self.c.policy, self.nodes, want, self.t)
         state = PolicyState(
             self.history,
@@ -413,7 +417,7 @@ def decide(
         step.panic_over_at = over_at if panicking else None
         if panicking:
             desired = max(current, min(hi, max(raw, lo)))
-            _, _, recs = stabilize(b, step.history, sustained, current, t)
+            lasting, _, recs = stabilize(b, step.history, sustained, current, t)
             step.history = record(b, step.history, recs, current, desired, t)
             held = "" if over else f"; holding for {pspec.stable_seconds} s after the burst"
             reason = Text(
@@ -428,7 +432,7 @@ def decide(
                 panic=True,
                 forecast=predicted,
                 floor=floor,
-                ahead=floor,
+                nodes_for=max(min(lasting, desired), floor),
             )
 
     # 7. behavior: the sustained recommendation is stabilized; a transient one (a backlog to drain) applies at
@@ -459,7 +463,10 @@ def decide(
             "{}: {} ({}, wanted {})",
             (driver_reason, _Change(current, desired), _LIMITS.get(rule, rule), wanted),
         )
-    return step.done(desired, reason, rule, driver.trigger, forecast=predicted, floor=floor, ahead=floor)
+    lasting = max(min(stabilized, desired), floor)
+    return step.done(
+        desired, reason, rule, driver.trigger, forecast=predicted, floor=floor, nodes_for=lasting
+    )
 
 
 def _sizer(step: _Step) -> tuple[Proposal | None, Callable[[float], int]]:
@@ -527,14 +534,21 @@ _FLOOR_REASON = "{:.1f} replicas of work forecast in {} s, p{} of the last {} s 
 def _node_changes(
     policy: ScalingPolicy, nodes: NodeView, want: int, now: float
 ) -> tuple[NodePoolChange, ...]:
-    """Nodes to add for the replicas (and forecast replicas) that hold no node, or idle empty nodes to
-    remove."""
+    """Nodes for `want` replicas: reopen cordoned nodes, then add nodes for replicas that fit no node; or,
+    with room to spare, remove idle empty nodes and cordon under-used ones."""
     spec = policy.spec
     pools = tuple(p for p in nodes.pools if spec.node_pool is None or p.metadata.name == spec.node_pool)
     if not pools:
         return ()
+    per = max(1, spec.gpus_per_replica)
     pending = want - nodes.scheduled
     if pending > 0:
+        free = sum(n.gpus - n.gpus_requested for n in nodes.nodes if not n.cordoned)
+        short = pending * per - free
+        if short > 0:
+            opened = [c for c in (reopen(pool, nodes.nodes, short) for pool in pools) if c is not None]
+            if opened:
+                return tuple(opened)
         group = replica_pods(f"{policy.metadata.name}-pending", spec.pod_requests, pending)
         counts: dict[str, int] = {}
         for n in nodes.nodes:
@@ -542,19 +556,28 @@ def _node_changes(
         plan = plan_node_pools([group], pools, nodes.snapshot, counts, spec.lead.model_start_seconds)
         return plan.changes
     changes = [c for c in (scale_down(pool, nodes.nodes, now) for pool in pools) if c is not None]
+    removed = {n for c in changes for n in c.remove}
+    rest = [n for n in nodes.nodes if n.name not in removed]
+    for pool in pools:
+        c = consolidate(pool, rest, want * per)
+        if c is not None:
+            changes.append(c)
     return tuple(changes)
 
 
 def pool_nodes(
-    pool: NodePool, rows: Sequence[tuple[str, int, int, bool]], previous: Mapping[str, PoolNode], now: float
+    pool: NodePool,
+    rows: Sequence[tuple[str, int, int, bool, bool]],
+    previous: Mapping[str, PoolNode],
+    now: float,
 ) -> tuple[PoolNode, ...]:
-    """PoolNodes from (name, GPUs, GPUs requested, ready) rows, carrying `below_since` over from `previous`;
-    a node's idle clock starts once it is ready."""
+    """PoolNodes from (name, GPUs, GPUs requested, ready, cordoned) rows, carrying `below_since` over from
+    `previous`; a node's idle clock starts once it is ready."""
     out = []
-    for name, gpus, requested, ready in rows:
+    for name, gpus, requested, ready, cordoned in rows:
         since: float | None = None
         if ready and below_threshold(pool, requested, gpus):
             old = previous.get(name)
             since = old.below_since if old is not None and old.below_since is not None else now
-        out.append(PoolNode(name, pool.metadata.name, gpus, requested, since))
+        out.append(PoolNode(name, pool.metadata.name, gpus, requested, since, cordoned))
     return tuple(out)

@@ -39,14 +39,17 @@ class NodePoolChange:
     remove: tuple[str, ...] = ()
     reason: str = ""
     ready_in_s: float = 0.0  # for added nodes: provisioning + model start
+    cordon: tuple[str, ...] = ()  # take no new replicas: they empty as replicas go, then they are removed
+    uncordon: tuple[str, ...] = ()
 
     def render(self) -> dict[str, object]:
         out: dict[str, object] = {"pool": self.pool, "reason": self.reason}
         if self.add:
             out["add"] = self.add
             out["readyInSeconds"] = round(self.ready_in_s, 1)
-        if self.remove:
-            out["remove"] = list(self.remove)
+        for key, names in (("remove", self.remove), ("cordon", self.cordon), ("uncordon", self.uncordon)):
+            if names:
+                out[key] = list(names)
         return out
 
 
@@ -66,6 +69,7 @@ class PoolNode:
     gpus: int
     gpus_requested: int
     below_since: float | None = None  # since when its GPU requests have been under the pool's threshold
+    cordoned: bool = False
 
 
 def template_node(pool: NodePool, name: str) -> Node:
@@ -213,3 +217,48 @@ def scale_down(pool: NodePool, nodes: Sequence[PoolNode], now: float) -> NodePoo
 def below_threshold(pool: NodePool, gpus_requested: int, gpus: int) -> bool:
     """Whether a node's GPU requests are under the pool's scale-down threshold."""
     return gpus_requested * 100 < pool.spec.scale_down.utilization_threshold * gpus
+
+
+def consolidate(pool: NodePool, nodes: Sequence[PoolNode], need_gpus: int) -> NodePoolChange | None:
+    """Cordon the emptiest under-used nodes while the other nodes still hold `need_gpus`: new replicas then
+    land elsewhere and scale-downs (pod-deletion-cost) empty the cordoned ones, which go after the idle
+    period — consolidation by attrition, never by evicting a model server."""
+    # empty nodes are on their way out (scale_down): only nodes that hold replicas count as room
+    mine = [n for n in nodes if n.pool == pool.metadata.name and not n.cordoned and n.gpus_requested > 0]
+    room = sum(n.gpus for n in mine)
+    chosen: list[str] = []
+    for n in sorted(mine, key=lambda n: (n.gpus_requested, n.name)):
+        if not below_threshold(pool, n.gpus_requested, n.gpus):
+            continue
+        if room - n.gpus < need_gpus or len(mine) - len(chosen) <= max(1, pool.spec.min_nodes):
+            break
+        room -= n.gpus
+        chosen.append(n.name)
+    if not chosen:
+        return None
+    return NodePoolChange(
+        pool.metadata.name,
+        cordon=tuple(chosen),
+        reason=f"{len(chosen)} under-used node(s) cordoned: the rest hold the {need_gpus} GPUs needed",
+    )
+
+
+def reopen(pool: NodePool, nodes: Sequence[PoolNode], short_gpus: int) -> NodePoolChange | None:
+    """Uncordon the fullest cordoned nodes until `short_gpus` fit — before any node is added."""
+    cordoned = sorted(
+        (n for n in nodes if n.pool == pool.metadata.name and n.cordoned), key=lambda n: -n.gpus_requested
+    )
+    chosen: list[str] = []
+    free = 0
+    for n in cordoned:
+        if free >= short_gpus:
+            break
+        chosen.append(n.name)
+        free += n.gpus - n.gpus_requested
+    if not chosen:
+        return None
+    return NodePoolChange(
+        pool.metadata.name,
+        uncordon=tuple(chosen),
+        reason=f"{short_gpus} GPUs wanted: cordoned nodes reopened",
+    )

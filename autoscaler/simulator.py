@@ -68,6 +68,7 @@ class Node:
     ready_at: int
     removed_at: int | None = None
     pods: set[str] = field(default_factory=set)
+    cordoned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class Actions:
     # Pods carry `controller.kubernetes.io/pod-deletion-cost` = replicas on their node, so that a scale-down
     # empties the emptiest nodes first (the ReplicaSet ranks deletion cost before co-location).
     pack: bool = False
+    cordon: tuple[str, ...] = ()
+    uncordon: tuple[str, ...] = ()
 
 
 class Controller(Protocol):
@@ -361,7 +364,7 @@ class Simulation:
         best: Node | None = None
         for node in self.nodes.values():
             free = self.free_gpus(node)
-            usable = node.ready_at <= t and node.removed_at is None and free >= g
+            usable = node.ready_at <= t and node.removed_at is None and not node.cordoned and free >= g
             if usable and (best is None or free < self.free_gpus(best)):
                 best = node
         if best is None:
@@ -437,6 +440,12 @@ class Simulation:
             if node is not None and not node.pods:
                 node.removed_at = t
                 del self.nodes[name]
+        for name in actions.cordon:
+            if name in self.nodes:
+                self.nodes[name].cordoned = True
+        for name in actions.uncordon:
+            if name in self.nodes:
+                self.nodes[name].cordoned = False
         for _ in range(actions.add_nodes):
             self._add_node(t)
         if actions.replicas is not None:

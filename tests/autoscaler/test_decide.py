@@ -192,7 +192,7 @@ def test_node_pool_changes_add_nodes_for_replicas_that_fit_no_node() -> None:
     p = a_policy(max_replicas=40, triggers=[gpu_trigger(50)], nodePool="h100", lead={"modelStartSeconds": 60})
     full = ClusterState([template_node(pool, "n0")])
     Binpack().place(replica_pods("svc", {"nvidia.com/gpu": 1}, 8), full)  # the node holds 8 replicas
-    nodes = pool_nodes(pool, [("n0", 8, 8, True)], {}, T0)
+    nodes = pool_nodes(pool, [("n0", 8, 8, True, False)], {}, T0)
     view = NodeView((pool,), full, nodes, scheduled=8)
     d = decide(p, seen(8, gpu=gpus(*[100] * 8)), None, at(0), nodes=view)
     assert d.desired == 16
@@ -205,7 +205,7 @@ def test_node_pool_changes_remove_only_empty_nodes_idle_for_the_pools_period() -
     pool = a_pool(gpus=8, idle=600)
     p = a_policy(triggers=[gpu_trigger(50)], nodePool="h100")
     state = ClusterState([template_node(pool, "n0"), template_node(pool, "n1")])
-    rows = [("n0", 8, 2, True), ("n1", 8, 0, True)]
+    rows = [("n0", 8, 2, True, False), ("n1", 8, 0, True, False)]
     first = pool_nodes(pool, rows, {}, T0)
     later = pool_nodes(pool, rows, {n.name: n for n in first}, T0 + 600)
     early = decide(p, seen(2, gpu=gpus(50, 50)), None, at(300), nodes=NodeView((pool,), state, later, 2))

@@ -3,7 +3,9 @@ import pytest
 from autoscaler.nodepool import (
     PoolNode,
     below_threshold,
+    consolidate,
     plan_node_pools,
+    reopen,
     replica_pods,
     scale_down,
     template_node,
@@ -87,3 +89,17 @@ def test_scale_down_removes_empty_idle_nodes_only_and_keeps_min_nodes() -> None:
 def test_the_utilisation_threshold_is_on_gpu_requests() -> None:
     assert below_threshold(a_pool(), 3, 8)
     assert not below_threshold(a_pool(), 4, 8)
+
+
+def test_under_used_nodes_are_cordoned_while_the_rest_hold_what_is_needed() -> None:
+    pool = a_pool(gpus=8)
+    nodes = [PoolNode("a", "h100", 8, 7), PoolNode("b", "h100", 8, 2), PoolNode("c", "h100", 8, 1)]
+    change = consolidate(pool, nodes, 9)
+    assert change is not None and change.cordon == ("c",)  # a and b still hold 9 GPUs
+    assert consolidate(pool, nodes, 20) is None
+
+
+def test_cordoned_nodes_reopen_before_any_node_is_added() -> None:
+    nodes = [PoolNode("a", "h100", 8, 8), PoolNode("b", "h100", 8, 1, cordoned=True)]
+    change = reopen(a_pool(gpus=8), nodes, 5)
+    assert change is not None and change.uncordon == ("b",)
