@@ -24,9 +24,9 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, field_validator
 
-from jobs.documents import Spec
 from jobs.resources import CPU, EPHEMERAL, MEMORY, Resources, to_milli, to_units
 from jobs.workload import PodGroup
+from kernel.documents import Spec
 
 GPU = "gpu"
 QUOTA_RESOURCES = (CPU, MEMORY, EPHEMERAL, GPU)

@@ -18,9 +18,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from jobs.devices import Accelerator, DeviceAssignment, DeviceState, Gpu, Nic, NodeDevices
-from jobs.documents import Spec, locate, parse_document
 from jobs.resources import Resources, canonical
 from jobs.vocabulary import PodRequest, node_capacity, pod_request
+from kernel.documents import Spec, locate, parse_document
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"

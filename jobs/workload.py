@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jobs.documents import Spec, parse_document
 from jobs.snapshot import Quantity, Toleration, _check_quantities
 from jobs.vocabulary import PodRequest, pod_request
+from kernel.documents import Spec, parse_document
 from kernel.errors import InvalidSpec
 
 

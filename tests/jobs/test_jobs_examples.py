@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs.documents import read_document
 from jobs.explain import explain
 from jobs.queues import QueuesSpec, default_registry
 from jobs.snapshot import read_snapshot
 from jobs.workload import read_pod_group
+from kernel.documents import read_document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 GROUPS = sorted(

@@ -1,6 +1,5 @@
 import pytest
 
-from jobs.documents import parse_document
 from jobs.queues import (
     Book,
     Capacity,
@@ -15,6 +14,7 @@ from jobs.queues import (
     quota_vector,
 )
 from jobs.resources import Resources
+from kernel.documents import parse_document
 from kernel.errors import InvalidSpec
 from tests.jobs.jobs_builders import a_group, gpus, share
 

@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kernel.clock import SYSTEM_CLOCK, Deadline
-from kernel.errors import InvalidSpec
+from kernel.documents import read_document
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 POOL_LABEL = "tidescale.io/node-pool"
@@ -86,19 +85,8 @@ def gpu_pool(count: int, name: str = "gpu") -> NodePoolSpec:
 
 
 def load(path: Path) -> NodesSpec:
-    """Read a nodes spec; errors name the file, the field and the reason."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidSpec(str(path), [f" cannot read: {exc}"]) from exc
-    try:
-        return NodesSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f" {'.'.join(str(p) for p in error['loc']) or '<document>'}: {error['msg']}"
-            for error in exc.errors()
-        ]
-        raise InvalidSpec(str(path), problems) from exc
+    """Read a nodes spec; errors name the file, the line, the field and the reason."""
+    return read_document(path, NodesSpec)
 
 
 def node_manifest(pool: NodePoolSpec, index: int) -> dict[str, Any]:

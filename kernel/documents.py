@@ -1,5 +1,7 @@
 """Loading YAML or JSON documents into pydantic models, with errors that name file, line, field, reason.
 
+Shared by every package that reads a document (pod groups, snapshots, node specs, …).
+
 Validation happens once, here, at the edge; a failure raises `kernel.errors.InvalidSpec` whose lines
 read `file:LINE: field.path: reason`. The base `Spec` model is what every edge model derives from:
 frozen, unknown fields rejected, camelCase aliases.
