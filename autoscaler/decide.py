@@ -25,7 +25,7 @@ Pure: no I/O, no clock (`now` is an argument), no network or Kubernetes client.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -140,12 +140,11 @@ class _Compiled:
     lo: int  # the lowest non-zero replica count
 
 
-_COMPILED: dict[tuple[int, int], _Compiled] = {}
+_COMPILED: dict[int, _Compiled] = {}
 
 
 def _compile(policy: ScalingPolicy, registry: TriggerRegistry) -> _Compiled:
-    key = (id(policy), id(registry))
-    hit = _COMPILED.get(key)
+    hit = _COMPILED.get(id(policy))
     if hit is not None and hit.policy is policy and hit.registry is registry:
         return hit
     spec = policy.spec
@@ -174,7 +173,7 @@ def _compile(policy: ScalingPolicy, registry: TriggerRegistry) -> _Compiled:
     )
     if len(_COMPILED) > 65536:
         _COMPILED.clear()
-    _COMPILED[key] = compiled
+    _COMPILED[id(policy)] = compiled
     return compiled
 
 
@@ -469,28 +468,21 @@ def decide(
     )
 
 
-def _sizer(step: _Step) -> tuple[Proposal | None, Callable[[float], int]]:
-    """The proposal the forecast follows (the SLO trigger's, else the one with the largest demand) and how
-    its demand converts to replicas (the SLO's queueing model, else one replica per replica of work)."""
+def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float] | None]:
+    """The proposal the forecast follows (the SLO trigger's, else the one with the largest demand) and, for
+    an SLO trigger, its queueing model (mean service s, waiting budget s, quantile) that sizes demand into
+    replicas (otherwise one replica per replica of work)."""
     c = step.c
     if c.slo is not None:
         i, t = c.slo
         p = step.proposals[i]
         if not p.failed and p.sizing is not None:
-            service, budget = p.sizing
-            q = t.latency.percentile / 100.0
-            limit = c.policy.spec.max_replicas
-
-            def slo_size(load: float) -> int:
-                return erlang_c_replicas(load, service, budget, q, limit)
-
-            return p, slo_size
-    best = max(
-        (p for p in step.proposals if p.demand is not None and not p.failed),
-        key=lambda p: p.demand or 0.0,
-        default=None,
-    )
-    return best, _ceil
+            return p, (p.sizing[0], p.sizing[1], t.latency.percentile / 100.0)
+    best = None
+    for p in step.proposals:
+        if p.demand is not None and not p.failed and (best is None or p.demand > (best.demand or 0.0)):
+            best = p
+    return best, None
 
 
 def _ceil(x: float) -> int:
@@ -504,7 +496,7 @@ def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]
     fspec = step.c.policy.spec.forecast
     if fspec is None:
         return 0, None, ()
-    p, size = _sizer(step)
+    p, model = _followed(step)
     if p is None:
         return 0, None, ()
     demand = p.demand or 0.0
@@ -523,7 +515,11 @@ def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]
     predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
     floor = _ceil(step.level)
     if predicted > demand:  # at or below today's demand the trigger's own proposal already covers it
-        floor = max(floor, size(predicted))
+        if model is not None:
+            need = erlang_c_replicas(predicted, model[0], model[1], model[2], step.c.policy.spec.max_replicas)
+        else:
+            need = _ceil(predicted)
+        floor = max(floor, need)
     args = (predicted, horizon, fspec.history_percentile, fspec.history_seconds, step.level)
     return min(hi, floor), predicted, args
 

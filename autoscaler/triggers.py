@@ -115,14 +115,20 @@ def _epoch(now: datetime) -> float:
     return float(_LAST_NOW[1])
 
 
-def _failed(name: str, reading: Reading | None, max_age: int, now: float) -> str | None:
+def _failed(name: str, reading: Reading | None, max_age: int, now: datetime) -> str | None:
+    """Why a reading cannot be used (missing, an error, stale), or None. Fast when it can."""
+    if (
+        reading is not None
+        and not reading.error
+        and (reading.at is None or _epoch(now) - reading.at <= max_age)
+    ):
+        return None
     if reading is None:
         return "no reading"
     if reading.error:
         return reading.error
-    if reading.at is not None and now - reading.at > max_age:
-        return f"sample is {now - reading.at:.0f}s old (max {max_age}s)"
-    return None
+    age = _epoch(now) - (reading.at or 0.0)
+    return f"sample is {age:.0f}s old (max {max_age}s)"
 
 
 def _fail(name: str, why: str) -> Proposal:
@@ -178,7 +184,7 @@ class GPUUtilization:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: GPUUtilizationTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and not reading.per_gpu and reading.value is None:
             why = "no GPU series for the target's pods"
         if why is not None or reading is None:
@@ -207,7 +213,7 @@ class DCGMGauge:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: DCGMTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and not reading.per_gpu and reading.value is None:
             why = "no GPU series for the target's pods"
         if why is not None or reading is None:
@@ -230,7 +236,7 @@ class Prometheus:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: PrometheusTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None or reading.value is None:
@@ -258,7 +264,7 @@ class KafkaLag:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: KafkaLagTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and reading.value is None:
             why = "no lag reported"
         if why is not None or reading is None or reading.value is None:
@@ -290,7 +296,7 @@ class QueueDepth:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: QueueDepthTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None or reading.value is None:
@@ -396,7 +402,7 @@ class SLO:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: SLOTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, _epoch(now))
+        why = _failed(name, reading, t.max_sample_age_seconds, now)
         if why is None and reading is not None and reading.value is None:
             why = "empty result"
         if why is not None or reading is None:
