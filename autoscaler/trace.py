@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def _timestamp(text: str) -> float:
     text = text.strip()
     whole, _, frac = text.partition(".")
     try:
-        base = datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").timestamp()
+        base = datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return float(text)  # plain seconds
     return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
@@ -124,9 +124,8 @@ def multiply(requests: Requests, factor: float, seed: int = 11) -> Requests:
     n = len(requests)
     if factor < 1.0:
         keep = rng.random(n) < factor
-        return Requests(
-            requests.name, requests.arrival[keep], requests.prompt[keep], requests.generated[keep]
-        )
+        name = f"{requests.name} ×{factor:g}"
+        return Requests(name, requests.arrival[keep], requests.prompt[keep], requests.generated[keep])
     whole = int(factor)
     parts_t = [requests.arrival]
     parts_p = [requests.prompt]
