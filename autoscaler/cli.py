@@ -7,6 +7,9 @@ is one JSON object). `add_benchmarks` registers `tidescale bench controller --po
 per second of the pure decision core; `--e2e` is the controller benchmark of the controller issue) and
 `tidescale bench autoscaler` (the backtest table at several rate multipliers). Handlers take the parsed
 arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
+
+The shell of this package's pure modules: it reads the files named on the command line and prints; it
+opens no network connection and starts no process.
 """
 
 from __future__ import annotations
