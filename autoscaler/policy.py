@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from autoscaler.cron import CronError, parse_cron
 from jobs.vocabulary import NVIDIA_GPU, pod_request
+from kernel.documents import line_of
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -416,25 +417,6 @@ class PolicyFile:
         return next((p for p in self.pools if p.metadata.name == name), None)
 
 
-def _line_of(node: yaml.Node | None, path: Sequence[str | int]) -> int:
-    """The 1-based line of the deepest node along `path` that exists in the composed document."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next(
-                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None
-            )
-            if nxt is None:
-                return line  # a missing field: point at the mapping that should hold it
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return line
-        line = node.start_mark.line + 1
-    return line
-
-
 def _document_path(loc: Sequence[str | int], data: Any) -> tuple[str | int, ...]:
     """The error location as a document path, without the union tags pydantic inserts."""
     out: list[str | int] = []
@@ -472,7 +454,7 @@ def _problems(err: ValidationError, data: Any, node: yaml.Node, prefix: str) -> 
             msg = f"no trigger type {e['input'].get('type')!r} (known: {', '.join(TRIGGER_TYPES)})"
         elif e["type"] == "union_tag_not_found":
             msg = f"a trigger needs a type (known: {', '.join(TRIGGER_TYPES)})"
-        out.append(f"{_line_of(node, loc)}: {prefix}{field}: {msg}")
+        out.append(f"{line_of(node, tuple(loc))}: {prefix}{field}: {msg}")
     return out
 
 
@@ -505,7 +487,7 @@ def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
         model = KINDS.get(str(kind))
         if model is None:
             problems.append(
-                f"{_line_of(node, ('kind',))}: {prefix}kind: no kind {kind!r} (known: {', '.join(KINDS)})"
+                f"{line_of(node, ('kind',))}: {prefix}kind: no kind {kind!r} (known: {', '.join(KINDS)})"
             )
             continue
         try:

@@ -29,7 +29,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
-def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
+def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
     """The 1-based line of the deepest node along `path` that exists in the composed document."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in path:
@@ -86,7 +86,7 @@ def parse_document(text: str, model: type[M], source: str) -> M:
         for err in e.errors():
             loc = _document_path(err["loc"], data)
             field = ".".join(str(p) for p in loc) or "(document)"
-            problems.append(f"{_line_of(node, loc)}: {field}: {err['msg']}")
+            problems.append(f"{line_of(node, loc)}: {field}: {err['msg']}")
         raise InvalidSpec(source, problems) from None
 
 
@@ -102,4 +102,4 @@ def locate(text: str, path: tuple[str | int, ...]) -> int:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return 0
-    return _line_of(node, path)
+    return line_of(node, path)
