@@ -135,6 +135,28 @@ def _fail(name: str, why: str) -> Proposal:
     return Proposal(name, None, template="{}: no usable sample ({})", args=(name, why), failed=True)
 
 
+def _scalar(name: str, reading: Reading | None, max_age: int, now: datetime, empty: str) -> float | Proposal:
+    """The reading's value, or the failed proposal that says why it cannot be used (`empty`: no value)."""
+    why = _failed(name, reading, max_age, now)
+    if why is None and reading is not None and reading.value is None:
+        why = empty
+    if why is not None or reading is None or reading.value is None:
+        return _fail(name, why or "no reading")
+    return reading.value
+
+
+def _gpu_values(
+    name: str, reading: Reading | None, max_age: int, now: datetime
+) -> tuple[float, ...] | Proposal:
+    """The per-GPU values of the target's pods (or the one aggregate), or the failed proposal."""
+    why = _failed(name, reading, max_age, now)
+    if why is None and reading is not None and not reading.per_gpu and reading.value is None:
+        why = "no GPU series for the target's pods"
+    if why is not None or reading is None:
+        return _fail(name, why or "no reading")
+    return reading.per_gpu or (float(reading.value or 0),)
+
+
 def _ceil(x: float) -> int:
     # 1e-9 keeps float noise (3.0000000001) from adding a replica; conditionals beat min/max on the hot path
     v = math.ceil(x - 1e-9)
@@ -184,12 +206,9 @@ class GPUUtilization:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: GPUUtilizationTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now)
-        if why is None and reading is not None and not reading.per_gpu and reading.value is None:
-            why = "no GPU series for the target's pods"
-        if why is not None or reading is None:
-            return _fail(name, why or "no reading")
-        values = reading.per_gpu or (float(reading.value or 0),)
+        values = _gpu_values(name, reading, t.max_sample_age_seconds, now)
+        if isinstance(values, Proposal):
+            return values
         pct = _aggregate(values, t.aggregation) * UTILIZATION_FIELDS[t.metric]
         if t.aggregation == "sum":
             want, ratio = _total_value(pct, t.target, seen.ready, ctx)
@@ -213,12 +232,9 @@ class DCGMGauge:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: DCGMTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now)
-        if why is None and reading is not None and not reading.per_gpu and reading.value is None:
-            why = "no GPU series for the target's pods"
-        if why is not None or reading is None:
-            return _fail(name, why or "no reading")
-        values = reading.per_gpu or (float(reading.value or 0),)
+        values = _gpu_values(name, reading, t.max_sample_age_seconds, now)
+        if isinstance(values, Proposal):
+            return values
         v = _aggregate(values, t.aggregation)
         if t.aggregation == "sum":
             want, _ = _total_value(v, t.target, seen.ready, ctx)
@@ -236,12 +252,9 @@ class Prometheus:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: PrometheusTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now)
-        if why is None and reading is not None and reading.value is None:
-            why = "empty result"
-        if why is not None or reading is None or reading.value is None:
-            return _fail(name, why or "no reading")
-        v = reading.value
+        v = _scalar(name, reading, t.max_sample_age_seconds, now, "empty result")
+        if isinstance(v, Proposal):
+            return v
         if not math.isfinite(v):
             return _fail(name, f"value {v}")
         if t.target_type == "AverageValue":
@@ -264,13 +277,11 @@ class KafkaLag:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: KafkaLagTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now)
-        if why is None and reading is not None and reading.value is None:
-            why = "no lag reported"
-        if why is not None or reading is None or reading.value is None:
-            return _fail(name, why or "no reading")
-        lag = max(0.0, reading.value)
-        partitions = int(reading.series.get("partitions", 0))
+        value = _scalar(name, reading, t.max_sample_age_seconds, now, "no lag reported")
+        if isinstance(value, Proposal):
+            return value
+        lag = max(0.0, value)
+        partitions = int(reading.series.get("partitions", 0)) if reading is not None else 0
         capped = ""
         if partitions and not t.allow_idle_consumers and lag // t.lag_per_replica > partitions:
             lag_for_scaling = float(partitions * t.lag_per_replica)
@@ -296,12 +307,10 @@ class QueueDepth:
         self, spec: Any, name: str, reading: Reading | None, seen: Observations, ctx: Context, now: datetime
     ) -> Proposal:
         t: QueueDepthTrigger = spec
-        why = _failed(name, reading, t.max_sample_age_seconds, now)
-        if why is None and reading is not None and reading.value is None:
-            why = "empty result"
-        if why is not None or reading is None or reading.value is None:
-            return _fail(name, why or "no reading")
-        depth = max(0.0, reading.value)
+        value = _scalar(name, reading, t.max_sample_age_seconds, now, "empty result")
+        if isinstance(value, Proposal):
+            return value
+        depth = max(0.0, value)
         want, _ = _total_value(depth, t.target_per_replica, seen.replicas, ctx)
         return Proposal(
             name,
