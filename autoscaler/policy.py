@@ -12,7 +12,6 @@ Pure apart from `read_policy_file`, which reads one file. No clock, no network.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from autoscaler.cron import CronError, parse_cron
 from jobs.vocabulary import NVIDIA_GPU, pod_request
-from kernel.documents import line_of
+from kernel.documents import document_path, line_of
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -417,30 +416,13 @@ class PolicyFile:
         return next((p for p in self.pools if p.metadata.name == name), None)
 
 
-def _document_path(loc: Sequence[str | int], data: Any) -> tuple[str | int, ...]:
-    """The error location as a document path, without the union tags pydantic inserts."""
-    out: list[str | int] = []
-    cur = data
-    for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            cur = cur[part]  # the index types differ, so mypy wants two branches
-        elif isinstance(cur, dict) and isinstance(part, str) and part in TRIGGER_TYPES:
-            continue  # the discriminated-union tag, not a key of the document
-        else:
-            cur = None
-        out.append(part)
-    return tuple(out)
-
-
 _NAMED = re.compile(r"^([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)*): (.+)$", re.DOTALL)
 
 
 def _problems(err: ValidationError, data: Any, node: yaml.Node, prefix: str) -> list[str]:
     out = []
     for e in err.errors():
-        loc = _document_path(e["loc"], data)
+        loc = document_path(e["loc"], data, TRIGGER_TYPES.__contains__)
         msg = str(e["msg"])
         if msg.startswith(("Value error, ", "Assertion failed, ")):
             msg = msg.split(", ", 1)[1]

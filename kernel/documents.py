@@ -11,6 +11,7 @@ Pure apart from `read_document`, which reads one file.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +50,13 @@ def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
     return line
 
 
-def _document_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+def _is_union_tag(part: str) -> bool:
+    return part[:1].isupper() or "[" in part
+
+
+def document_path(
+    loc: Sequence[str | int], data: Any, is_tag: Callable[[str], bool] = _is_union_tag
+) -> tuple[str | int, ...]:
     """The error location as a path in the document, without the union tags pydantic inserts."""
     out: list[str | int] = []
     cur = data
@@ -58,7 +65,7 @@ def _document_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ..
             cur = cur[part]
         elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
             cur = cur[part]  # the index types differ, so mypy wants two branches
-        elif isinstance(cur, dict) and isinstance(part, str) and (part[:1].isupper() or "[" in part):
+        elif isinstance(cur, dict) and isinstance(part, str) and is_tag(part):
             continue  # a discriminated-union tag such as `Gang`, not a key of the document
         else:
             cur = None
@@ -84,7 +91,7 @@ def parse_document(text: str, model: type[M], source: str) -> M:
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            loc = _document_path(err["loc"], data)
+            loc = document_path(err["loc"], data)
             field = ".".join(str(p) for p in loc) or "(document)"
             problems.append(f"{line_of(node, loc)}: {field}: {err['msg']}")
         raise InvalidSpec(source, problems) from None
