@@ -161,17 +161,22 @@ def _changed_in(period_s: int, events: tuple[tuple[float, int], ...], now: float
     return total
 
 
+def _period_start(current: int, period_s: int, history: History, now: float) -> int:
+    """The replica count at the start of a rate policy's period (HPA: current minus the net change in it)."""
+    return (
+        current
+        - _changed_in(period_s, history.up_events, now)
+        + _changed_in(period_s, history.down_events, now)
+    )
+
+
 def scale_up_limit(rules: Rules, current: int, history: History, now: float) -> int:
     if rules.select == "Disabled":
         return current
     pick = min if rules.select == "Min" else max
     result: int | None = None
     for p in rules.policies:
-        start = (
-            current
-            - _changed_in(p.period_s, history.up_events, now)
-            + _changed_in(p.period_s, history.down_events, now)
-        )
+        start = _period_start(current, p.period_s, history, now)
         proposed = start + p.value if p.kind == "Pods" else math.ceil(start * (1 + p.value / 100.0))
         result = proposed if result is None else pick(result, proposed)
     return current if result is None else result
@@ -183,11 +188,7 @@ def scale_down_limit(rules: Rules, current: int, history: History, now: float) -
     pick = max if rules.select == "Min" else min
     result: int | None = None
     for p in rules.policies:
-        start = (
-            current
-            - _changed_in(p.period_s, history.up_events, now)
-            + _changed_in(p.period_s, history.down_events, now)
-        )
+        start = _period_start(current, p.period_s, history, now)
         proposed = start - p.value if p.kind == "Pods" else int(start * (1 - p.value / 100.0))
         result = proposed if result is None else pick(result, proposed)
     return current if result is None else result
