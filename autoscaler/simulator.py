@@ -358,6 +358,17 @@ class Simulation:
     def free_gpus(self, node: Node) -> int:
         return node.gpus - len(node.pods) * self.model.gpus_per_replica
 
+    def _bind_and_start(self, t: int) -> None:
+        """Bind pods whose node is ready, then let pods that are ready start serving."""
+        for p in self.live.values():
+            if p.bound_at is None:
+                self._bind(p, t)
+        for p in self.live.values():
+            if not p.serving and p.ready_at is not None and p.ready_at <= t:
+                p.serving = True
+                p.free_at = float(t)
+                heapq.heappush(self.heap, (p.free_at, p.name))
+
     def _bind(self, p: Pod, t: int, warm: bool = False) -> bool:
         """Bind `p` to the fullest ready node with room (kube-scheduler with MostAllocated for GPUs)."""
         g = self.model.gpus_per_replica
@@ -497,16 +508,8 @@ class Simulation:
         gpu_seconds = 0.0
         while True:
             self.t = t
-            # 1. nodes ready: bind pending pods
-            for p in self.live.values():
-                if p.bound_at is None:
-                    self._bind(p, t)
-            # 2. pods ready start serving; drained pods leave
-            for p in self.live.values():
-                if not p.serving and p.ready_at is not None and p.ready_at <= t:
-                    p.serving = True
-                    p.free_at = float(t)
-                    heapq.heappush(self.heap, (p.free_at, p.name))
+            # 1. nodes ready: bind pending pods; 2. pods ready start serving; drained pods leave
+            self._bind_and_start(t)
             still = []
             for p in self._draining:
                 if p.free_at <= t:
@@ -524,14 +527,7 @@ class Simulation:
                 self.apply(actions, t)
                 if self.spec > before:
                     self.first_scale_up_after.setdefault(t, self.spec)
-                for p in self.live.values():
-                    if p.bound_at is None:
-                        self._bind(p, t)
-                for p in self.live.values():
-                    if not p.serving and p.ready_at is not None and p.ready_at <= t:
-                        p.serving = True
-                        p.free_at = float(t)
-                        heapq.heappush(self.heap, (p.free_at, p.name))
+                self._bind_and_start(t)
             # 4. serve [t, t+1)
             serving = [p for p in self.live.values() if p.serving]
             self.serving_n[t] = len(serving)
