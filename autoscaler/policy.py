@@ -368,8 +368,30 @@ class NodeShape(Spec):
     memory: str = Field(min_length=1)
 
 
+class KwokProvider(Spec):
+    """Nodes created as KWOK-managed Node objects (local use and tests)."""
+
+    type: Literal["KWOK"]
+
+
+class MachineDeploymentRef(Spec):
+    namespace: str = "default"
+    name: str = Field(min_length=1)
+
+
+class ClusterAPIProvider(Spec):
+    """Nodes from a Cluster API MachineDeployment, scaled through its /scale subresource."""
+
+    type: Literal["ClusterAPI"]
+    machine_deployment: MachineDeploymentRef
+
+
+Provider = Annotated[KwokProvider | ClusterAPIProvider, Field(discriminator="type")]
+
+
 class NodePoolSpec(Spec):
     node: NodeShape
+    provider: Provider = KwokProvider(type="KWOK")
     min_nodes: int = Field(0, ge=0)
     max_nodes: int = Field(ge=1)
     hourly_price: float = Field(ge=0)
