@@ -109,7 +109,8 @@ class ScalingEvent:
     decision: Decision
     record: Mapping[str, Any]  # `autoscaler.events.record(decision)` plus what the shell did
     acted: bool  # the /scale patch or the node-pool change was made
-    involved: tuple[str, str, str, str] = ("", "", "", "")  # (apiVersion, kind, namespace, name) of the target
+    # (apiVersion, kind, namespace, name) of the target
+    involved: tuple[str, str, str, str] = ("", "", "", "")
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
