@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from autoscaler import bench
+from autoscaler import bench, crd
 from autoscaler.backtest import NoPolicy, format_table, run_backtest, to_json_line
 from autoscaler.policy import read_policy_file
 from autoscaler.service_model import ServiceModel
@@ -51,6 +51,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     b.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
     b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     b.set_defaults(func=backtest_command)
+
+    c = sub.add_parser("crds", help="the ScalingPolicy and NodePool CRDs, generated from the policy models")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--write", type=Path, metavar="DIR", help=f"write them into DIR (e.g. {crd.CRD_DIR})")
+    where.add_argument(
+        "--check",
+        type=Path,
+        metavar="DIR",
+        help="exit 1 when the files in DIR differ from the generated ones",
+    )
+    c.set_defaults(func=crds_command)
 
 
 def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,6 +126,32 @@ def validate_command(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
+def crds_command(args: argparse.Namespace) -> int:
+    """Print the CRDs (one YAML stream), write them into a folder, or check a folder against them."""
+    generated = crd.files()
+    if args.write is not None:
+        args.write.mkdir(parents=True, exist_ok=True)
+        for name, text in generated.items():
+            (args.write / name).write_text(text, encoding="utf-8")
+            print(f"wrote {args.write / name}")
+        return 0
+    if args.check is not None:
+        stale = [
+            name
+            for name, text in generated.items()
+            if not (args.check / name).is_file() or (args.check / name).read_text(encoding="utf-8") != text
+        ]
+        for name in stale:
+            print(f"{args.check / name}: differs from the generated CRD", file=sys.stderr)
+        if stale:
+            print(f"tidescale: regenerate with `tidescale crds --write {args.check}`", file=sys.stderr)
+            return 1
+        print(f"{args.check}: {len(generated)} CRDs up to date")
+        return 0
+    print("---\n".join(generated.values()), end="")
+    return 0
+
+
 def _service_model(overrides: list[str]) -> ServiceModel:
     model = ServiceModel()
     fields = {f.name: f for f in dataclasses.fields(ServiceModel)}
@@ -161,12 +198,16 @@ def controller_bench_command(args: argparse.Namespace) -> int:
         return _fail("--e2e needs the controller (issue 6)")
     if args.policies < 1 or args.rounds < 1:
         return _fail("--policies and --rounds must be at least 1")
+    from autoscaler import decide as core
+
     result = bench.run(args.policies, args.rounds)
     out = {
         "decisions_per_second": round(result.decisions_per_second, 1),
         "policies": result.policies,
         "decisions": result.decisions,
         "seconds": round(result.seconds, 4),
+        # the mypyc build of the core (activated by the `tidescale` entry point) loads from a shared library
+        "compiled": not (core.__file__ or "").endswith(".py"),
     }
     if args.json:
         print(json.dumps(out))
