@@ -14,15 +14,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autoscaler.controller import node_manifest as shared
+from autoscaler.nodepool import POOL_LABEL
+from jobs.vocabulary import GFD_MEMORY, GFD_PRODUCT
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.documents import read_document
 
-KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-POOL_LABEL = "tidescale.io/node-pool"
+# The manifest itself is `autoscaler.controller.node_manifest.kwok_node`, shared with the KWOK node-pool
+# provider; its names are repeated here for the local environment's callers.
+KWOK_ANNOTATION = shared.KWOK_ANNOTATION
+GPU_PRODUCT_LABEL = GFD_PRODUCT
+GPU_MEMORY_LABEL = GFD_MEMORY
 RACK_LABEL = "tidescale.io/rack"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -92,39 +96,13 @@ def load(path: Path) -> NodesSpec:
 def node_manifest(pool: NodePoolSpec, index: int) -> dict[str, Any]:
     name = f"{pool.name}-{index}"
     labels = {
-        "type": "kwok",
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
         POOL_LABEL: pool.name,
         ZONE_LABEL: pool.zone,
         RACK_LABEL: pool.racks[index % len(pool.racks)],
     }
     if pool.gpu is not None:
-        labels[GPU_PRODUCT_LABEL] = pool.gpu.model.replace(" ", "-")
-        labels[GPU_MEMORY_LABEL] = str(pool.gpu.memory_mib)
-    capacity = {k: str(v) for k, v in pool.capacity.items()}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": labels | pool.labels,
-            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {"taints": [t.model_dump() for t in pool.taints]},
-        "status": {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "containerRuntimeVersion": "kwok",
-            },
-        },
-    }
+        labels |= shared.gpu_labels(pool.gpu.model, pool.gpu.memory_mib)
+    return shared.kwok_node(name, labels | pool.labels, pool.capacity, [t.model_dump() for t in pool.taints])
 
 
 def _core(kubeconfig: str) -> Any:
