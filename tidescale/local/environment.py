@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tidescale.local import exporter, kafka, kubernetes, nodes, prometheus
+from tidescale.local import crds, exporter, kafka, kubernetes, nodes, prometheus
 from tidescale.local.process import ComponentError, Spawned, pid_alive, port_open, stop
 
 COMPONENTS = ("kubernetes", "kafka", "exporter", "prometheus")
@@ -166,6 +166,13 @@ def _start_one(
 ) -> RunningComponent:
     if name == "kubernetes":
         plane = kubernetes.start(env.state_dir)
+        try:
+            # tidescale's own resources exist from the start, as `helm install` creates them from crds/.
+            crds.install(plane.kubeconfig, crds.tidescale_crds())
+        except BaseException:
+            for process in reversed(plane.processes):
+                stop(process.pid, process.component)
+            raise
         return _record(name, list(plane.processes), str(plane.kubeconfig), _port(plane.server))
     if name == "kafka":
         process, bootstrap = kafka.start(env.state_dir)

@@ -1,0 +1,212 @@
+"""The committed CRDs on the real API server: the harness installed them, every example is accepted, what the
+models refuse is refused with the field named (schema, CEL rules, strict field validation), and status is
+written through the status subresource."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tidescale.local import crds, environment
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION = "tidescale.io", "v1alpha1"
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples" / "policies").glob("*.yaml"))
+EMBEDDING = Path(__file__).resolve().parents[3] / "examples" / "policies" / "embedding-worker.yaml"
+CAPI = Path(__file__).resolve().parents[4] / "shared" / "crds" / "cluster.x-k8s.io_machinedeployments.yaml"
+
+
+def example_documents() -> list[Any]:
+    return [
+        pytest.param(doc, id=f"{path.stem}/{doc['metadata']['name']}")
+        for path in EXAMPLES
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def create(kube: client.ApiClient, namespace: str, doc: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """Create a ScalingPolicy in `namespace` or a (cluster-scoped) NodePool, strict about unknown fields."""
+    api = client.CustomObjectsApi(kube)
+    options.setdefault("field_validation", "Strict")
+    if doc["kind"] == "NodePool":
+        created: dict[str, Any] = api.create_cluster_custom_object(
+            GROUP, VERSION, "nodepools", doc, **options
+        )
+    else:
+        doc = copy.deepcopy(doc)
+        doc["metadata"]["namespace"] = namespace
+        created = api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "scalingpolicies", doc, **options
+        )
+    return created
+
+
+def refusal(kube: client.ApiClient, namespace: str, doc: dict[str, Any]) -> tuple[int, str]:
+    with pytest.raises(ApiException) as refused:
+        create(kube, namespace, doc, dry_run="All")
+    return int(refused.value.status), json.loads(refused.value.body)["message"]
+
+
+def embedding_worker() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(EMBEDDING.read_text())
+    return doc
+
+
+def test_the_harness_installed_both_crds_and_they_are_established(
+    cluster: environment.Environment, kube: client.ApiClient
+) -> None:
+    api = client.ApiextensionsV1Api(kube)
+    for name in ("scalingpolicies.tidescale.io", "nodepools.tidescale.io"):
+        conditions = {c.type: c.status for c in api.read_custom_resource_definition(name).status.conditions}
+        assert conditions["Established"] == "True"
+        assert conditions["NamesAccepted"] == "True"
+
+
+def test_installing_again_replaces_the_crds_in_place(cluster: environment.Environment) -> None:
+    assert crds.install(cluster.kubeconfig, crds.tidescale_crds()) == [
+        "nodepools.tidescale.io",
+        "scalingpolicies.tidescale.io",
+    ]
+
+
+def test_the_cluster_api_machine_deployment_crd_installs_through_the_same_function(
+    cluster: environment.Environment, kube: client.ApiClient
+) -> None:
+    if not CAPI.is_file():
+        pytest.skip(f"{CAPI} is not here")
+    assert crds.install(cluster.kubeconfig, [CAPI]) == ["machinedeployments.cluster.x-k8s.io"]
+    names = client.ApiextensionsV1Api(kube).read_custom_resource_definition(
+        "machinedeployments.cluster.x-k8s.io"
+    )
+    assert names.spec.names.kind == "MachineDeployment"
+
+
+@pytest.mark.parametrize("doc", example_documents())
+def test_the_api_server_accepts_every_example(
+    kube: client.ApiClient, namespace: str, doc: dict[str, Any]
+) -> None:
+    created = create(kube, namespace, doc, dry_run="All")
+
+    assert created["kind"] == doc["kind"]
+    assert created["spec"] == doc["spec"]  # nothing pruned: every field is in the schema
+
+
+def _no_max_replicas(doc: dict[str, Any]) -> None:
+    del doc["spec"]["maxReplicas"]
+
+
+def _kafka_lag_without_topic(doc: dict[str, Any]) -> None:
+    del doc["spec"]["triggers"][0]["topic"]
+
+
+def _unknown_field(doc: dict[str, Any]) -> None:
+    doc["spec"]["maxReplica"] = 3
+
+
+def _topic_on_a_gpu_trigger(doc: dict[str, Any]) -> None:
+    doc["spec"]["triggers"][1]["topic"] = "docs.chunks"
+
+
+def _fractional_gpu_target(doc: dict[str, Any]) -> None:
+    doc["spec"]["triggers"][1]["target"] = 85.5
+
+
+def _min_above_max(doc: dict[str, Any]) -> None:
+    doc["spec"]["minReplicas"] = 30
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "words"),
+    [
+        (_no_max_replicas, 422, ["spec.maxReplicas", "Required value"]),
+        (_kafka_lag_without_topic, 422, ["spec.triggers[0].topic", "topic is required for type KafkaLag"]),
+        (_unknown_field, 400, ['unknown field "spec.maxReplica"']),
+        (_topic_on_a_gpu_trigger, 422, ["spec.triggers[1].topic", "not a field of type GPUUtilization"]),
+        (_fractional_gpu_target, 422, ["spec.triggers[1].target", "a whole number"]),
+        (_min_above_max, 422, ["spec.minReplicas", "must not be above maxReplicas"]),
+    ],
+    ids=[
+        "no-max-replicas",
+        "kafka-lag-without-topic",
+        "unknown-field",
+        "foreign-field",
+        "fraction",
+        "min-above-max",
+    ],
+)
+def test_the_api_server_refuses_an_invalid_policy_naming_the_field(
+    kube: client.ApiClient,
+    namespace: str,
+    change: Callable[[dict[str, Any]], None],
+    status: int,
+    words: list[str],
+) -> None:
+    doc = embedding_worker()
+    change(doc)
+
+    code, message = refusal(kube, namespace, doc)
+
+    assert code == status
+    for word in words:
+        assert word in message
+
+
+def test_a_cluster_api_pool_without_its_machine_deployment_is_refused(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    pool = yaml.safe_load((EMBEDDING.parent / "gpu-node-pool.yaml").read_text())
+    assert pool["kind"] == "NodePool"
+    pool["spec"]["provider"] = {"type": "ClusterAPI"}
+
+    code, message = refusal(kube, namespace, pool)
+
+    assert code == 422
+    assert "spec.provider.machineDeployment" in message
+
+
+def test_status_is_written_through_the_status_subresource_and_not_through_the_object(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    api = client.CustomObjectsApi(kube)
+    created = create(kube, namespace, embedding_worker())
+    name = created["metadata"]["name"]
+    status = {
+        "observedGeneration": created["metadata"]["generation"],
+        "currentReplicas": 2,
+        "desiredReplicas": 4,
+        "lastScaleTime": "2025-01-01T00:00:00Z",
+        "lastDecision": "lag 20000 over 5000 per replica: 2 → 4 replicas",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Reconciled",
+                "message": "2 triggers read",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+                "observedGeneration": created["metadata"]["generation"],
+            }
+        ],
+        "state": {"version": 1, "history": {"highs": [[1.0, 4]]}, "failures": []},
+    }
+
+    api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "scalingpolicies", name, {"status": status}
+    )
+    # a status sent with the main resource is ignored (the status subresource owns it)
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "scalingpolicies", name, {"status": {"desiredReplicas": 9}}
+    )
+
+    stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "scalingpolicies", name)
+    assert stored["status"] == status  # state kept whole: preserve-unknown-fields
+    assert stored["metadata"]["generation"] == created["metadata"]["generation"]
