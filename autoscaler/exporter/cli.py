@@ -1,10 +1,11 @@
-"""`tidescale exporter`: serve DCGM-compatible metrics for simulated GPUs (`--simulate SPEC`) or real
-ones (`--nvml`).
+"""`tidescale exporter`: serve DCGM-compatible metrics for simulated GPUs (`--simulate SPEC`), for
+simulated GPUs that follow a cluster's GPU nodes and pods (`--kubeconfig FILE`), or for real ones
+(`--nvml`).
 
 The shell around the server: parse flags, build the source, bind, write the ready file, wait for
 SIGTERM/SIGINT, shut down. Exit codes: 0 after a clean shutdown, 2 for a bad spec, an unusable
-`--listen`, NVML unavailable, or a port that cannot be bound; the reason goes to stderr as one line
-per problem, prefixed `tidescale exporter:`.
+`--listen`, NVML unavailable, a cluster that cannot be read, or a port that cannot be bound; the
+reason goes to stderr as one line per problem, prefixed `tidescale exporter:`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from autoscaler.exporter.model import SimParams
 from autoscaler.exporter.render import HostnameLabel
 from autoscaler.exporter.server import ExporterServer, LoadTarget, MetricSource
 from autoscaler.exporter.simulator import Simulator
 from autoscaler.exporter.spec import load_spec
 from kernel.clock import SYSTEM_CLOCK
-from kernel.errors import PermanentError
+from kernel.errors import PermanentError, TemporaryError
 
 PROG = "tidescale exporter"
 DEFAULT_LISTEN = "127.0.0.1:9400"
@@ -36,15 +38,26 @@ def add_commands(sub: Any) -> None:
     """Register `exporter` on the `tidescale` subparsers."""
     parser = sub.add_parser(
         "exporter",
-        help="DCGM-compatible GPU metrics for simulated (--simulate SPEC) or real (--nvml) GPUs",
+        help=(
+            "DCGM-compatible GPU metrics for simulated (--simulate SPEC), cluster-following "
+            "(--kubeconfig FILE) or real (--nvml) GPUs"
+        ),
         description=(
-            "Serve dcgm-exporter's metrics on /metrics. With --simulate, values follow a load signal "
-            "set with PUT /load (JSON {'load': 0..1} plus an optional node, uuid, namespace+pod or "
-            "namespace+deployment); GET /load lists the loads."
+            "Serve dcgm-exporter's metrics on /metrics. With --simulate or --kubeconfig, values follow a "
+            "load signal set with PUT /load (JSON {'load': 0..1} plus an optional node, uuid, "
+            "namespace+pod or namespace+deployment); GET /load lists the loads. With --kubeconfig, the "
+            "GPUs are the cluster's (nodes with nvidia.com/gpu capacity), labelled with the pods that "
+            "hold them, and a load set for a deployment also reaches its pods created later."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--simulate", metavar="SPEC", type=Path, help="YAML describing nodes, GPUs and pods")
+    source.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        type=Path,
+        help="simulate the GPUs of this cluster's nodes, allocated to its pods (watched)",
+    )
     source.add_argument("--nvml", action="store_true", help="read real GPUs through NVML (pip extra 'nvml')")
     parser.add_argument(
         "--listen",
@@ -113,6 +126,16 @@ def _source(args: argparse.Namespace) -> tuple[MetricSource, LoadTarget | None, 
         except NvmlUnavailable as e:
             raise PermanentError(f"--nvml: {e}") from e
         return nvml, None, nvml.close
+    if args.kubeconfig is not None:
+        from autoscaler.exporter.cluster import ClusterFollower, api_client
+
+        simulator = Simulator((), SimParams(), SYSTEM_CLOCK, keep_unmatched=True)
+        follower = ClusterFollower(api_client(str(args.kubeconfig)), simulator)
+        try:
+            follower.start()
+        except TemporaryError as e:
+            raise PermanentError(f"--kubeconfig {args.kubeconfig}: {e}") from e
+        return simulator, simulator, follower.stop
     spec = load_spec(args.simulate)
     simulator = Simulator.from_spec(spec, SYSTEM_CLOCK)
     return simulator, simulator, lambda: None

@@ -65,7 +65,9 @@ class SimDevice:
     """One series source: a whole GPU, or one MIG instance of a GPU.
 
     `key` is what the load signal addresses (the GPU's UUID, or the MIG instance's `MIG-…` UUID);
-    `labels.uuid` is the physical GPU's, which owns the thermal and energy state.
+    `labels.uuid` is the physical GPU's, which owns the thermal and energy state. `deployment` is the
+    Deployment of the holding pod when it is known (read from a cluster); None leaves the load
+    selector to match the pod's name prefix.
     """
 
     key: str
@@ -76,6 +78,7 @@ class SimDevice:
     memory_cap_percent: int
     profile: DeviceProfile
     slice_fraction: float = 1.0
+    deployment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,17 @@ def initial_state(devices: Sequence[SimDevice]) -> FleetState:
         loads={d.key: 0.0 for d in devices},
         gpus={d.labels.uuid: GpuState(temp_c=d.profile.idle_temp_c, energy_mj=0.0) for d in devices},
     )
+
+
+def rebase(state: FleetState, devices: Sequence[SimDevice], loads: Mapping[str, float]) -> FleetState:
+    """The state for a new device set (the cluster changed): GPUs that remain keep their temperature and
+    energy, new ones start idle and cool, removed ones are forgotten; each device takes its load from
+    `loads` (0 when absent). The step count goes on, so the noise sequence does not repeat."""
+    gpus = {
+        d.labels.uuid: state.gpus.get(d.labels.uuid) or GpuState(temp_c=d.profile.idle_temp_c, energy_mj=0.0)
+        for d in devices
+    }
+    return FleetState(loads={d.key: loads.get(d.key, 0.0) for d in devices}, gpus=gpus, step=state.step)
 
 
 def gpu_loads(devices: Sequence[SimDevice], loads: Mapping[str, float]) -> dict[str, float]:

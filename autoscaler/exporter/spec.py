@@ -84,10 +84,20 @@ class GpuSpec(_Model):
     mig: tuple[MigInstanceSpec, ...] = ()
 
     def resolved_uuid(self, node: str, index: int) -> str:
-        return self.uuid or f"GPU-{uuidlib.uuid5(_UUID_NAMESPACE, f'{node}/{index}')}"
+        return self.uuid or gpu_uuid(node, index)
 
     def resolved_pci_bus_id(self, index: int) -> str:
-        return self.pci_bus_id or f"00000000:{(0x18 + index) & 0xFF:02X}:00.0"
+        return self.pci_bus_id or gpu_pci_bus_id(index)
+
+
+def gpu_uuid(node: str, index: int) -> str:
+    """The UUID a GPU without an explicit one gets: stable for (node, index) across runs."""
+    return f"GPU-{uuidlib.uuid5(_UUID_NAMESPACE, f'{node}/{index}')}"
+
+
+def gpu_pci_bus_id(index: int) -> str:
+    """The PCI bus id a GPU without an explicit one gets: one bus per GPU index, as on an HGX board."""
+    return f"00000000:{(0x18 + index) & 0xFF:02X}:00.0"
 
 
 class NodeSpec(_Model):
