@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from autoscaler import cli as autoscaler_cli
+from autoscaler.controller import cli as controller_cli
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
 from streaming import cli as streaming_cli
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_cli.add_commands(sub)
     exporter_cli.add_commands(sub)
     autoscaler_cli.add_commands(sub)
+    controller_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)

@@ -58,6 +58,7 @@ class ScaleView:
     ready: int  # status.replicas as /scale reports it (or readyReplicas where the workload has them)
     selector: str  # status.selector: the label selector of the target's pods
     resource_version: str = ""
+    api_version: str = "apps/v1"
 
 
 class ReplicaTarget(Protocol):

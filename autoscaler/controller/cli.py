@@ -1,0 +1,81 @@
+"""`tidescale controller run`: the controller as a long-running process (flags, or the environment for the
+endpoints: KUBECONFIG, TIDESCALE_PROMETHEUS_URL, TIDESCALE_KAFKA_BOOTSTRAP). Wired into the `tidescale`
+command by the composition root (`tidescale.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from kernel.errors import TidescaleError
+
+
+def add_commands(sub: Any) -> None:
+    controller = sub.add_parser("controller", help="the autoscaler controller on Kubernetes")
+    csub = controller.add_subparsers(dest="controller_command", required=True, metavar="COMMAND")
+    run = csub.add_parser("run", help="watch ScalingPolicies and NodePools and reconcile them until stopped")
+    env = os.environ.get
+    run.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="default: $KUBECONFIG, else in-cluster")
+    run.add_argument("--prometheus-url", default=env("TIDESCALE_PROMETHEUS_URL"))
+    run.add_argument("--kafka-bootstrap", default=env("TIDESCALE_KAFKA_BOOTSTRAP"))
+    run.add_argument("--events-topic", default="tidescale.scaling-events", help="'' for no Kafka records")
+    run.add_argument("--no-kubernetes-events", action="store_true", help="do not write Kubernetes Events")
+    run.add_argument("--host", default="127.0.0.1", help="address the webhook and /metrics bind to")
+    run.add_argument(
+        "--webhook-port", type=int, default=0, help="Alertmanager webhook (and /metrics); 0: free"
+    )
+    run.add_argument("--metrics-port", type=int, default=None, help="/metrics on its own port")
+    run.add_argument("--leader-elect", action="store_true", help="reconcile only while holding the Lease")
+    run.add_argument("--lease-namespace", default=env("POD_NAMESPACE", "default"))
+    run.add_argument("--lease-name", default="tidescale-controller")
+    run.add_argument("--identity", default=None, help="default: host name and process id")
+    run.add_argument("--sync-seconds", type=float, default=15.0, help="the safety-net sweep period")
+    run.add_argument("--prometheus-scrape-seconds", type=float, default=15.0)
+    run.add_argument("--ready-file", type=Path, default=None, help="write {'url': …} here once serving")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from autoscaler.controller.wiring import Options, Running  # the Kubernetes client only when it runs
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = Options(
+        kubeconfig=args.kubeconfig,
+        prometheus_url=args.prometheus_url,
+        kafka_bootstrap=args.kafka_bootstrap,
+        events_topic=args.events_topic or None,
+        kubernetes_events=not args.no_kubernetes_events,
+        host=args.host,
+        webhook_port=args.webhook_port,
+        metrics_port=args.metrics_port,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        sync_seconds=args.sync_seconds,
+        prometheus_scrape_seconds=args.prometheus_scrape_seconds,
+        **({"identity": args.identity} if args.identity else {}),
+    )
+    try:
+        running = Running(options).start()
+    except (TidescaleError, OSError) as e:
+        print(f"tidescale controller: {e}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    if args.ready_file is not None:
+        args.ready_file.write_text(json.dumps({"url": running.http.url, "identity": options.identity}))
+    print(f"tidescale controller: serving {running.http.url} (identity {options.identity})", flush=True)
+    done.wait()
+    running.stop()
+    return 0

@@ -1,0 +1,319 @@
+"""The controller's Kubernetes access: informers (list + watch, kept in memory), the /scale subresource as a
+`ReplicaTarget`, and the ScalingPolicy status writer.
+
+Objects are kept as plain JSON dicts (`deserialize=False`): the generated models cost more to build than the
+whole decision. API errors become `kernel.errors` types: a conflict or a server error is temporary (retried
+here where the operation is idempotent, else by the next reconcile), a 4xx is permanent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from autoscaler.controller.ports import ScaleView
+from kernel.clock import SYSTEM_CLOCK, Clock
+from kernel.errors import PermanentError, TemporaryError
+
+log = logging.getLogger(__name__)
+
+GROUP = "tidescale.io"
+VERSION = "v1alpha1"
+POLICIES = "scalingpolicies"
+POOLS = "nodepools"
+CONFLICT_RETRIES = 4
+
+# Kinds whose /scale lives at a known plural (anything else is found through discovery).
+_PLURALS = {
+    ("apps", "Deployment"): "deployments",
+    ("apps", "StatefulSet"): "statefulsets",
+    ("apps", "ReplicaSet"): "replicasets",
+    ("", "ReplicationController"): "replicationcontrollers",
+}
+
+
+def api_error(e: ApiException, what: str) -> Exception:
+    """An ApiException as TemporaryError (conflict, throttling, server side) or PermanentError."""
+    status = int(e.status or 0)
+    reason = e.reason or ""
+    try:
+        body = json.loads(e.body or "{}")
+        reason = str(body.get("message") or reason)
+    except (TypeError, ValueError):
+        pass
+    if status in (0, 409, 429) or status >= 500:
+        return TemporaryError(f"{what}: HTTP {status} {reason}")
+    return PermanentError(f"{what}: HTTP {status} {reason}")
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+Handler = Callable[[str, dict[str, Any]], None]  # (event type ADDED|MODIFIED|DELETED, object)
+
+
+class Informer:
+    """One resource's objects in memory, from a list and then a watch, restarted (relisting) on any error.
+
+    `list_call(*args, **kwargs)` is a list method of the generated client (`list_pod_for_all_namespaces`,
+    `list_cluster_custom_object` with its group/version/plural as `args`). Handlers run on the watch thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        list_call: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        handlers: tuple[Handler, ...] = (),
+        clock: Clock = SYSTEM_CLOCK,
+        label_selector: str | None = None,
+    ) -> None:
+        self.name = name
+        self._list = list_call
+        self._args = args
+        self._handlers = list(handlers)
+        self._clock = clock
+        self._selector = label_selector
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._thread: threading.Thread | None = None
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._objects)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get(key)
+
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.synced.wait(timeout)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"label_selector": self._selector} if self._selector else {}
+
+    def _relist(self) -> str:
+        response = self._list(*self._args, _preload_content=False, **self._kwargs())
+        body = json.loads(response.data)
+        fresh = {object_key(o): o for o in body.get("items", [])}
+        with self._lock:
+            old, self._objects = self._objects, fresh
+        for key, obj in fresh.items():
+            self._dispatch("ADDED" if key not in old else "MODIFIED", obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._dispatch("DELETED", obj)
+        self.synced.set()
+        return str(body.get("metadata", {}).get("resourceVersion", ""))
+
+    def _dispatch(self, kind: str, obj: dict[str, Any]) -> None:
+        for handler in self._handlers:
+            try:
+                handler(kind, obj)
+            except Exception:  # a handler's bug must not stop the watch
+                log.exception("informer %s: handler failed on %s %s", self.name, kind, object_key(obj))
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                version = self._relist()
+                self._watch = watch.Watch()
+                for event in self._watch.stream(
+                    self._list,
+                    *self._args,
+                    resource_version=version,
+                    timeout_seconds=300,
+                    deserialize=False,
+                    allow_watch_bookmarks=False,
+                    **self._kwargs(),
+                ):
+                    if self._stop.is_set():
+                        break
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        break  # 410 Gone and friends: relist
+                    key = object_key(obj)
+                    with self._lock:
+                        if kind == "DELETED":
+                            self._objects.pop(key, None)
+                        else:
+                            self._objects[key] = obj
+                    self._dispatch(str(kind), obj)
+                backoff = 0.5
+            except Exception as e:  # the API server went away, a timeout: relist after a pause
+                if self._stop.is_set():
+                    break
+                log.warning("informer %s: %s; relisting in %.1f s", self.name, e, backoff)
+                self._clock.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+
+def _selector_text(spec_selector: Mapping[str, Any] | None) -> str:
+    """A LabelSelector object in its string form (as /scale reports it)."""
+    if not spec_selector:
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((spec_selector.get("matchLabels") or {}).items())]
+    for e in spec_selector.get("matchExpressions") or []:
+        op, key, values = e.get("operator"), e.get("key"), e.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+def workload_view(obj: Mapping[str, Any], kind: str, api_version: str = "apps/v1") -> ScaleView:
+    """A Deployment or StatefulSet from the informer as the /scale view (ready = readyReplicas)."""
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    return ScaleView(
+        namespace=str(meta.get("namespace", "")),
+        kind=kind,
+        name=str(meta.get("name", "")),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        ready=int(status.get("readyReplicas") or 0),
+        selector=_selector_text(spec.get("selector")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        api_version=api_version,
+    )
+
+
+class ScaleClient:
+    """`ReplicaTarget` over the /scale subresource of any kind that has one (discovery finds the plural)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._plurals: dict[tuple[str, str], str] = dict(_PLURALS)
+        self.patches = 0
+
+    def _call(self, path: str, method: str, body: Any = None) -> Any:
+        data = self._api.call_api(
+            path,
+            method,
+            body=body,
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+        )
+        return data
+
+    def _plural(self, api_version: str, kind: str) -> str:
+        group = api_version.split("/", maxsplit=1)[0] if "/" in api_version else ""
+        hit = self._plurals.get((group, kind))
+        if hit is not None:
+            return hit
+        base = f"/apis/{api_version}" if group else f"/api/{api_version}"
+        try:
+            listing = self._call(base, "GET")
+        except ApiException as e:
+            raise api_error(e, f"discovery of {api_version}") from e
+        for r in listing.get("resources", []):
+            if r.get("kind") == kind and "/" not in r.get("name", ""):
+                names = {x.get("name") for x in listing.get("resources", [])}
+                if f"{r['name']}/scale" not in names:
+                    raise PermanentError(f"{api_version} {kind} has no /scale subresource")
+                self._plurals[(group, kind)] = r["name"]
+                return str(r["name"])
+        raise PermanentError(f"{api_version} has no kind {kind}")
+
+    def _path(self, namespace: str, api_version: str, kind: str, name: str) -> str:
+        plural = self._plural(api_version, kind)
+        base = "/apis" if "/" in api_version else "/api"
+        return f"{base}/{api_version}/namespaces/{namespace}/{plural}/{name}/scale"
+
+    def read(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
+        path = self._path(namespace, api_version, kind, name)
+        try:
+            scale = self._call(path, "GET")
+        except ApiException as e:
+            raise api_error(e, f"{kind}/{name} in {namespace}: reading /scale") from e
+        return self._view(namespace, api_version, kind, scale)
+
+    @staticmethod
+    def _view(namespace: str, api_version: str, kind: str, scale: Mapping[str, Any]) -> ScaleView:
+        spec, status, meta = scale.get("spec", {}), scale.get("status", {}), scale.get("metadata", {})
+        return ScaleView(
+            namespace=namespace,
+            kind=kind,
+            name=str(meta.get("name", "")),
+            replicas=int(spec.get("replicas") or 0),
+            ready=int(status.get("replicas") or 0),
+            selector=str(status.get("selector") or ""),
+            resource_version=str(meta.get("resourceVersion", "")),
+            api_version=api_version,
+        )
+
+    def scale(self, view: ScaleView, replicas: int) -> ScaleView:
+        """Update spec.replicas with optimistic concurrency; on a conflict re-read and retry (the replica
+        count we want does not depend on what changed in between)."""
+        api_version = view.api_version
+        path = self._path(view.namespace, api_version, view.kind, view.name)
+        what = f"{view.kind}/{view.name} in {view.namespace}: scaling to {replicas}"
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                current = self._call(path, "GET")
+                current["spec"] = {**current.get("spec", {}), "replicas": replicas}
+                updated = self._call(path, "PUT", current)
+                self.patches += 1
+                return self._view(view.namespace, api_version, view.kind, updated)
+            except ApiException as e:
+                err = api_error(e, what)
+                if e.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    continue
+                raise err from e
+        raise TemporaryError(f"{what}: conflicts on every attempt")
+
+
+class StatusWriter:
+    """Writes a ScalingPolicy's status through the status subresource (merge patch)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self.writes = 0
+
+    def write(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                POLICIES,
+                name,
+                {"status": dict(status)},
+                _content_type="application/merge-patch+json",
+            )
+            self.writes += 1
+        except ApiException as e:
+            raise api_error(e, f"ScalingPolicy {namespace}/{name}: writing status") from e

@@ -1,0 +1,266 @@
+"""The reconcile loop's decisions with recording fakes of its roles (the real Kubernetes, Prometheus and
+Kafka paths are in the end-to-end tests): what it reads, when it decides, what it patches, what it records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.controller.loop import Controller, ControllerConfig
+from autoscaler.controller.ports import MetricRequest, ReadingKey, ScaleView, ScalingEvent
+from autoscaler.controller.selectors import Selector
+from autoscaler.triggers import Reading
+from kernel.clock import FakeClock
+from kernel.errors import PermanentError, TemporaryError
+from tests.autoscaler.autoscaler_builders import NOW, gpu_trigger, policy_doc
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@dataclass
+class FakeTargets:
+    views: dict[str, ScaleView] = field(default_factory=dict)
+
+    def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
+        view = self.views.get(f"{namespace}/{name}")
+        if view is None:
+            raise PermanentError(f"{kind}/{name} in {namespace}: HTTP 404 not found")
+        return view
+
+    def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
+        view = next(
+            v for v in self.views.values() if v.namespace == namespace and v.selector == selector.text
+        )
+        return [f"{view.name}-{i}" for i in range(view.replicas)], view.ready
+
+
+@dataclass
+class FakeScaler:
+    targets: FakeTargets
+    calls: list[tuple[str, int]] = field(default_factory=list)
+    fail: Exception | None = None
+
+    def read(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
+        return self.targets.view(namespace, api_version, kind, name)
+
+    def scale(self, view: ScaleView, replicas: int) -> ScaleView:
+        if self.fail is not None:
+            raise self.fail
+        self.calls.append((f"{view.namespace}/{view.name}", replicas))
+        new = replace(view, replicas=replicas, ready=replicas)
+        self.targets.views[f"{view.namespace}/{view.name}"] = new
+        return new
+
+
+@dataclass
+class FakeMetrics:
+    """Readings by trigger name for every policy; records each batch it was asked for."""
+
+    values: dict[str, Reading] = field(default_factory=dict)
+    batches: list[list[MetricRequest]] = field(default_factory=list)
+
+    def __call__(self, requests: Sequence[MetricRequest], now: float) -> Mapping[ReadingKey, Reading]:
+        self.batches.append(list(requests))
+        out = {}
+        for r in requests:
+            reading = self.values.get(r.trigger)
+            if reading is not None:
+                out[(r.policy, r.trigger)] = replace(reading, at=now) if reading.at is None else reading
+        return out
+
+
+@dataclass
+class FakeSink:
+    events: list[ScalingEvent] = field(default_factory=list)
+
+    def emit(self, event: ScalingEvent) -> None:
+        self.events.append(event)
+
+
+@dataclass
+class FakeStatus:
+    written: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def write(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.written[f"{namespace}/{name}"] = status
+
+
+def a_policy_object(name: str = "svc", **spec: Any) -> dict[str, Any]:
+    doc = policy_doc(name=name, **spec)
+    doc["metadata"]["generation"] = 1
+    return doc
+
+
+def a_view(name: str = "svc", replicas: int = 2) -> ScaleView:
+    return ScaleView("ml", "Deployment", name, replicas, replicas, f"app={name}")
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    targets: FakeTargets
+    scaler: FakeScaler
+    metrics: FakeMetrics
+    sink: FakeSink
+    status: FakeStatus
+    controller: Controller
+
+    def step(self, seconds: float = 0.0, full: bool | None = None) -> Any:
+        self.clock.advance(seconds)
+        report = self.controller.reconcile_once(full=full)
+        self.controller.flush_status()
+        return report
+
+    def conditions(self, key: str) -> dict[str, Mapping[str, Any]]:
+        return {str(c["type"]): c for c in self.status.written[key]["conditions"]}
+
+
+@pytest.fixture
+def world() -> World:
+    clock = FakeClock(NOW)
+    targets = FakeTargets({"ml/svc": a_view()})
+    scaler = FakeScaler(targets)
+    metrics = FakeMetrics()
+    sink, status = FakeSink(), FakeStatus()
+    controller = Controller(targets, scaler, metrics, [sink], status, config=ControllerConfig(), clock=clock)
+    return World(clock, targets, scaler, metrics, sink, status, controller)
+
+
+def test_a_gpu_reading_over_target_scales_the_target_through_scale_and_says_why(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object(triggers=[gpu_trigger(70)]))
+    world.step()
+    assert world.scaler.calls == [("ml/svc", 4)]
+    [event] = world.sink.events
+    assert event.acted and event.record["replicas"] == {"current": 2, "desired": 4}
+    assert "2 → 4 replicas" in event.record["reason"]
+    status = world.status.written["ml/svc"]
+    assert status["desiredReplicas"] == 4 and "lastScaleTime" in status
+    assert world.conditions("ml/svc")["Ready"]["status"] == "True"
+
+
+def test_an_invalid_policy_is_not_ready_with_the_field_and_the_others_keep_working(world: World) -> None:
+    world.targets.views["ml/other"] = a_view("other")
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    bad = a_policy_object("svc")
+    del bad["spec"]["maxReplicas"]
+    world.controller.upsert(bad)
+    world.controller.upsert(a_policy_object("other", triggers=[gpu_trigger(70)]))
+    world.step()
+    ready = world.conditions("ml/svc")["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "maxReplicas" in str(ready["message"])
+    assert world.scaler.calls == [("ml/other", 4)]
+
+
+def test_a_target_that_does_not_exist_is_not_ready_and_nothing_is_patched(world: World) -> None:
+    world.controller.upsert(a_policy_object("ghost"))
+    world.step()
+    ready = world.conditions("ml/ghost")["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
+    assert world.scaler.calls == []
+
+
+def test_a_failing_metric_brings_the_fallback_replicas_and_a_fallback_condition_never_zero(
+    world: World,
+) -> None:
+    world.metrics.values["gpu"] = Reading(error="Prometheus at http://127.0.0.1:1 is unreachable")
+    world.controller.upsert(a_policy_object(fallback={"failureThreshold": 2, "replicas": 5}))
+    for _ in range(4):
+        world.step(15, full=True)
+    assert world.scaler.calls == [("ml/svc", 5)]
+    fallback = world.conditions("ml/svc")["Fallback"]
+    assert fallback["status"] == "True" and "unreachable" in str(fallback["message"])
+    assert any(e.record.get("fallback") for e in world.sink.events)
+
+
+def test_without_fallback_a_failing_metric_keeps_the_replicas_and_says_so(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(error="query returned no series")
+    world.controller.upsert(a_policy_object())
+    for _ in range(3):
+        world.step(15, full=True)
+    assert world.scaler.calls == []
+    [event] = world.sink.events  # the refusal is announced once, not every sweep
+    assert event.record["rule"] == "MetricsUnavailable" and not event.acted
+
+
+def test_a_woken_policy_is_decided_at_once_and_a_quiet_one_waits_for_its_sweep(world: World) -> None:
+    world.targets.views["ml/other"] = a_view("other")
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.7, 0.7))
+    world.controller.upsert(a_policy_object("svc"))
+    world.controller.upsert(a_policy_object("other"))
+    world.step(0, full=True)
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.metrics.batches.clear()
+    world.controller.wake(["ml/svc"], "Alertmanager alert GPUHot")
+    report = world.step(1)
+    assert report.decided == 1
+    assert [r.policy for r in world.metrics.batches[0]] == ["ml/svc"]
+    assert world.scaler.calls == [("ml/svc", 4)]
+
+
+def test_kafka_lag_is_polled_every_second_between_sweeps_and_acted_on_at_once(world: World) -> None:
+    lag = {"type": "KafkaLag", "name": "lag", "topic": "docs", "group": "embed", "lagPerReplica": 100}
+    world.metrics.values["lag"] = Reading(200.0, series={"partitions": 12})
+    world.controller.upsert(a_policy_object(triggers=[lag]))
+    world.step(0, full=True)
+    assert world.scaler.calls == []
+    world.metrics.values["lag"] = Reading(1000.0, series={"partitions": 12})
+    world.step(1)
+    # 10 wanted; HPA's default scale-up policy allows +4 pods (or +100 %) per 15 s: 2 → 6
+    assert world.scaler.calls == [("ml/svc", 6)]
+    assert world.sink.events[-1].record["rule"] == "ScaleUpLimit"
+
+
+def test_a_restarted_controller_keeps_the_scale_down_stabilization_from_the_status(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object(behavior={"scaleDown": {"stabilizationWindowSeconds": 300}}))
+    world.step(0, full=True)
+    assert world.scaler.calls == [("ml/svc", 4)]
+    stored = dict(world.status.written["ml/svc"])
+    # a new controller process, reading the policy with its status, sees low load a minute later
+    fresh = Controller(
+        world.targets, world.scaler, world.metrics, [world.sink], world.status, clock=world.clock
+    )
+    obj = a_policy_object(behavior={"scaleDown": {"stabilizationWindowSeconds": 300}})
+    obj["status"] = stored
+    fresh.upsert(obj)
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.1, 0.1, 0.1, 0.1))
+    world.clock.advance(60)
+    d = fresh.reconcile_once(full=True)
+    assert d.decided == 1
+    assert world.scaler.calls == [("ml/svc", 4)]  # still 4: the window remembers the recommendation of 4
+    assert fresh.entries["ml/svc"].last is not None
+    assert fresh.entries["ml/svc"].last.rule == "ScaleDownStabilized"
+
+
+def test_a_conflict_on_the_patch_is_reported_and_the_next_step_tries_again(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    world.scaler.fail = TemporaryError("Deployment/svc in ml: scaling to 4: HTTP 409 conflict")
+    report = world.step(0, full=True)
+    assert report.errors == 1 and world.scaler.calls == []
+    world.scaler.fail = None
+    world.step(15, full=True)
+    assert world.scaler.calls == [("ml/svc", 4)]
+
+
+def test_alert_labels_find_policies_by_name_or_by_target(world: World) -> None:
+    world.controller.upsert(a_policy_object("svc"))
+    assert world.controller.find({"namespace": "ml", "scalingpolicy": "svc"}) == ["ml/svc"]
+    assert world.controller.find({"namespace": "ml", "deployment": "svc"}) == ["ml/svc"]
+    assert world.controller.find({"namespace": "other", "deployment": "svc"}) == []
+
+
+def test_a_policy_change_wakes_it_and_an_unchanged_generation_does_not_revalidate(world: World) -> None:
+    first = world.controller.upsert(a_policy_object())
+    assert world.controller.upsert(a_policy_object()) is first
+    changed = a_policy_object(maxReplicas=3)
+    changed["metadata"]["generation"] = 2
+    assert world.controller.upsert(changed) is not first
+    world.clock.advance(timedelta(seconds=1).total_seconds())
+    assert world.step().decided == 1
