@@ -1,0 +1,111 @@
+"""The controller's metrics as Prometheus renders them: decisions, scale events, replicas, fallback,
+readiness, leadership and latencies, fed from real decisions of the decision core."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import REGISTRY
+
+from autoscaler.controller.metrics import ControllerMetrics, MetricsEventSink
+from autoscaler.controller.ports import ScalingEvent
+from autoscaler.decide import Decision, PolicyState, decide
+from autoscaler.events import record
+from tests.autoscaler.autoscaler_builders import NOW, a_policy, at, gpus, seen
+
+
+def samples(m: ControllerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(m.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def event(d: Decision, acted: bool = True, **extra: str) -> ScalingEvent:
+    return ScalingEvent(d, record(d), acted, ("apps/v1", "Deployment", "ml", "svc"), extra)
+
+
+def scale_up() -> Decision:
+    return decide(a_policy(), seen(2, gpu=gpus(140, 140)), None, NOW)
+
+
+def test_a_scale_up_counts_a_decision_and_an_up_event_and_sets_the_replica_gauges() -> None:
+    m = ControllerMetrics()
+    MetricsEventSink(m).emit(event(scale_up()))
+    got = samples(m)
+    assert got[("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "DesiredWithinRange")))] == 1
+    assert got[("tidescale_scale_events_total", (("direction", "up"), ("policy", "ml/svc")))] == 1
+    assert got[("tidescale_desired_replicas", (("policy", "ml/svc"),))] == 4
+    assert got[("tidescale_current_replicas", (("policy", "ml/svc"),))] == 4
+    assert got[("tidescale_fallback_active", (("policy", "ml/svc"),))] == 0
+
+
+def test_a_decision_not_acted_on_is_counted_but_is_no_scale_event() -> None:
+    m = ControllerMetrics()
+    MetricsEventSink(m).emit(event(scale_up(), acted=False))
+    got = samples(m)
+    assert got[("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "DesiredWithinRange")))] == 1
+    assert ("tidescale_scale_events_total", (("direction", "up"), ("policy", "ml/svc"))) not in got
+    assert got[("tidescale_current_replicas", (("policy", "ml/svc"),))] == 2
+
+
+def test_failing_metrics_past_the_threshold_set_the_fallback_gauge() -> None:
+    policy = a_policy(fallback={"failureThreshold": 2, "replicas": 5})
+    state: PolicyState | None = None
+    m = ControllerMetrics()
+    sink = MetricsEventSink(m)
+    for i in range(3):
+        d = decide(policy, seen(2), state, at(i * 15))
+        state = d.state
+        sink.emit(event(d))
+    assert d.rule == "Fallback"
+    got = samples(m)
+    assert got[("tidescale_fallback_active", (("policy", "ml/svc"),))] == 1
+    assert got[("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "MetricsUnavailable")))] == 2
+    assert got[("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "Fallback")))] == 1
+    assert got[("tidescale_desired_replicas", (("policy", "ml/svc"),))] == 5
+
+
+def test_readiness_leadership_and_metric_errors_are_rendered() -> None:
+    m = ControllerMetrics()
+    m.set_ready("ml/a", True)
+    m.set_ready("ml/b", False)
+    m.set_leader(True)
+    m.metric_error("prometheus")
+    m.metric_error("prometheus")
+    m.metric_error("kafka")
+    got = samples(m)
+    assert got[("tidescale_policy_ready", (("policy", "ml/a"),))] == 1
+    assert got[("tidescale_policy_ready", (("policy", "ml/b"),))] == 0
+    assert got[("tidescale_is_leader", ())] == 1
+    assert got[("tidescale_metric_errors_total", (("source", "prometheus"),))] == 2
+    assert got[("tidescale_metric_errors_total", (("source", "kafka"),))] == 1
+
+
+def test_latencies_are_histograms_and_a_reaction_comes_from_the_event() -> None:
+    m = ControllerMetrics()
+    m.observe_reconcile(0.2)
+    MetricsEventSink(m).emit(event(scale_up(), reactionSeconds="0.4"))
+    got = samples(m)
+    assert got[("tidescale_reconcile_seconds_count", ())] == 1
+    assert got[("tidescale_reconcile_seconds_bucket", (("le", "0.25"),))] == 1
+    assert got[("tidescale_reconcile_seconds_bucket", (("le", "0.1"),))] == 0
+    assert got[("tidescale_reaction_seconds_count", ())] == 1
+    assert got[("tidescale_reaction_seconds_sum", ())] == 0.4
+    assert got[("tidescale_reaction_seconds_bucket", (("le", "0.5"),))] == 1
+
+
+def test_a_forgotten_policy_disappears_from_the_exposition() -> None:
+    m = ControllerMetrics()
+    MetricsEventSink(m).emit(event(scale_up()))
+    m.set_ready("ml/svc", True)
+    m.forget("ml/svc")
+    assert not [k for k in samples(m) if ("policy", "ml/svc") in k[1]]
+
+
+def test_two_controllers_in_one_process_keep_separate_registries_off_the_global_one() -> None:
+    a, b = ControllerMetrics(), ControllerMetrics()
+    a.set_leader(True)
+    assert samples(a)[("tidescale_is_leader", ())] == 1
+    assert samples(b)[("tidescale_is_leader", ())] == 0
+    assert REGISTRY.get_sample_value("tidescale_is_leader") is None
