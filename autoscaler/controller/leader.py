@@ -210,8 +210,9 @@ class LeaderElector:
         stop_event: threading.Event,
     ) -> None:
         """Loop until `stop_event` is set: `on_start()` when we become leader, `on_stop()` when we stop (lost
-        the lease, could not renew in time, or asked to stop, when the lease is released first). The callbacks
-        run on this thread and must return quickly: the lease is not renewed while they run."""
+        the lease, could not renew in time, or asked to stop, when the lease is released after `on_stop`
+        returns). The callbacks run on this thread and must return quickly: the lease is not renewed while
+        they run."""
         leading = False
         try:
             while not stop_event.is_set():
@@ -225,8 +226,8 @@ class LeaderElector:
                 stop_event.wait(self.retry_seconds)
         finally:
             if leading:
+                on_stop()  # stop acting first, then let a peer in: never two acting at once
                 self.release()
-                on_stop()
 
     def start(
         self, on_start: Callable[[], None], on_stop: Callable[[], None], stop_event: threading.Event
