@@ -148,7 +148,7 @@ def crds_command(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.check}: {len(generated)} CRDs up to date")
         return 0
-    print("---\n".join(generated.values()), end="")
+    print("".join(generated.values()), end="")
     return 0
 
 

@@ -498,7 +498,12 @@ def render(kind: str) -> str:
         f"# Generated from autoscaler/policy.py by autoscaler/crd.py: do not edit.\n"
         f"# Regenerate with `{REGENERATE}`; `tidescale crds --check {CRD_DIR}` (and a test) check it.\n"
     )
-    return header + yaml.dump(crd_for(kind), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    # `---` after the header: `helm show crds` and `cat` join the files into one valid stream
+    return (
+        header
+        + "---\n"
+        + yaml.dump(crd_for(kind), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    )
 
 
 def files() -> dict[str, str]:

@@ -1,20 +1,23 @@
 """The committed CRDs on the real API server: the harness installed them, every example is accepted, what the
-models refuse is refused with the field named (schema, CEL rules, strict field validation), and status is
-written through the status subresource."""
+models refuse is refused with the field named (schema, CEL rules, strict field validation), status is
+written through the status subresource, and the chart's rendered objects are valid."""
 
 from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 
+from kernel import artefacts
+from kernel.errors import PermanentError
 from tidescale.local import crds, environment
 
 pytestmark = pytest.mark.integration
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.integration
 GROUP, VERSION = "tidescale.io", "v1alpha1"
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples" / "policies").glob("*.yaml"))
 EMBEDDING = Path(__file__).resolve().parents[3] / "examples" / "policies" / "embedding-worker.yaml"
+CHART = Path(__file__).resolve().parents[3] / "helm" / "tidescale"
 CAPI = Path(__file__).resolve().parents[4] / "shared" / "crds" / "cluster.x-k8s.io_machinedeployments.yaml"
 
 
@@ -210,3 +214,40 @@ def test_status_is_written_through_the_status_subresource_and_not_through_the_ob
     stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "scalingpolicies", name)
     assert stored["status"] == status  # state kept whole: preserve-unknown-fields
     assert stored["metadata"]["generation"] == created["metadata"]["generation"]
+
+
+def test_the_api_server_accepts_every_object_the_chart_renders(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    try:
+        helm = artefacts.cached_binary("helm")
+    except PermanentError as exc:
+        pytest.skip(str(exc))
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "demo",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--set",
+            "kafkaBootstrap=k:9092",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert sorted(d["kind"] for d in docs) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    for doc in docs:
+        # server-side dry run: the real schemas, defaults and validation (RBAC rules too); nothing stored
+        created = utils.create_from_dict(kube, doc, namespace=namespace, dry_run="All")
+        assert created
