@@ -12,9 +12,11 @@ import pytest
 from kubernetes import client
 
 from autoscaler.controller.kwok_pool import KwokPoolProvider
+from autoscaler.controller.providers import NodePoolProviderRegistry, register_builtins
 from autoscaler.nodepool import POOL_LABEL
-from autoscaler.policy import NodePool
+from autoscaler.policy import ClusterAPIProvider, MachineDeploymentRef, NodePool
 from jobs.vocabulary import GFD_PRODUCT, NVIDIA_GPU
+from kernel.errors import PermanentError
 from tests.autoscaler.controller.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -206,3 +208,25 @@ def test_nodes_of_another_pool_are_neither_cordoned_nor_removed(
 
     assert result.removed == () and "not in pool" in result.reason
     assert not client.CoreV1Api(kube).read_node(name).spec.unschedulable
+
+
+def test_the_registry_serves_each_pool_the_provider_of_its_type(kube: client.ApiClient) -> None:
+    registry = register_builtins(NodePoolProviderRegistry(), kube)
+    kwok = a_pool("any")
+    capi = kwok.model_copy(
+        update={
+            "spec": kwok.spec.model_copy(
+                update={
+                    "provider": ClusterAPIProvider(
+                        type="ClusterAPI", machine_deployment=MachineDeploymentRef(name="md")
+                    )
+                }
+            )
+        }
+    )
+
+    assert registry.types == ("ClusterAPI", "KWOK")
+    assert registry.for_pool(kwok).type == "KWOK"
+    assert registry.for_pool(capi).type == "ClusterAPI"
+    with pytest.raises(PermanentError, match=r"no node-pool provider type 'GKE' \(known: ClusterAPI, KWOK\)"):
+        registry.get("GKE")
