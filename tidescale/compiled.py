@@ -94,9 +94,10 @@ def _imported(text: str, module: str, is_package: bool) -> Iterable[str]:
         yield from (f"{base}.{alias.split()[0]}" for alias in names.split(",") if alias.split())
 
 
-def sources(root: Path = ROOT, modules: Sequence[str] = MODULES) -> dict[str, Path]:
-    """The repository modules mypyc reads to compile `modules`: them, their packages, what they import."""
-    found: dict[str, Path] = {}
+def _read(root: Path, modules: Sequence[str]) -> dict[str, tuple[Path, bytes]]:
+    """The repository modules mypyc reads to compile `modules` (them, their packages, what they import),
+    with their bytes as read once: the key and the build use the same bytes even while files change."""
+    found: dict[str, tuple[Path, bytes]] = {}
     todo = list(modules)
     while todo:
         name = todo.pop()
@@ -107,12 +108,17 @@ def sources(root: Path = ROOT, modules: Sequence[str] = MODULES) -> dict[str, Pa
             if name in modules:
                 raise PermanentError(f"compiled module {name} has no source under {root}")
             continue  # a name imported from a module, not a module
-        found[name] = path
+        data = path.read_bytes()
+        found[name] = (path, data)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        text = path.read_text(encoding="utf-8")
-        todo += _imported(text, name, path.name == "__init__.py")
+        todo += _imported(data.decode("utf-8"), name, path.name == "__init__.py")
     return dict(sorted(found.items()))
+
+
+def sources(root: Path = ROOT, modules: Sequence[str] = MODULES) -> dict[str, Path]:
+    """The repository modules mypyc reads to compile `modules`: them, their packages, what they import."""
+    return {name: path for name, (path, _) in _read(root, modules).items()}
 
 
 def _mypy_version() -> str:
@@ -122,16 +128,19 @@ def _mypy_version() -> str:
         raise PermanentError("mypy is not installed (it compiles the core): run `make setup`") from e
 
 
-def key(root: Path = ROOT) -> str:
-    """The build's identity: interpreter, platform, mypy version, and the name and bytes of every source."""
+def _key(read: dict[str, tuple[Path, bytes]]) -> str:
     h = hashlib.sha256()
     for part in (sys.implementation.cache_tag, sysconfig.get_platform(), _mypy_version(), *MODULES):
         h.update(f"{part}\0".encode())
-    for name, path in sources(root).items():
-        data = path.read_bytes()
+    for name, (_, data) in read.items():
         h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
     return h.hexdigest()
+
+
+def key(root: Path = ROOT) -> str:
+    """The build's identity: interpreter, platform, mypy version, and the name and bytes of every source."""
+    return _key(_read(root, MODULES))
 
 
 def _builds(cache: Path | None) -> Path:
@@ -140,7 +149,12 @@ def _builds(cache: Path | None) -> Path:
 
 def build(cache: Path | None = None, root: Path = ROOT) -> Path:
     """The build folder for the current sources: found when built before, else compiled now (~40 s)."""
-    k = key(root)
+    if not (root / "pyproject.toml").is_file():
+        raise PermanentError(
+            f"building the compiled core needs a source checkout (no pyproject.toml in {root})"
+        )
+    read = _read(root, MODULES)
+    k = _key(read)
     builds = _builds(cache)
     target = builds / k
     if (target / MANIFEST).is_file():
@@ -149,10 +163,10 @@ def build(cache: Path | None = None, root: Path = ROOT) -> Path:
     with tempfile.TemporaryDirectory(prefix="mypyc-") as work_dir:
         work = Path(work_dir)
         # 1. the sources mypyc reads, and the repository's mypy configuration
-        for path in sources(root).values():
+        for path, data in read.values():
             copy = work / path.relative_to(root)
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, copy)
+            copy.write_bytes(data)
         shutil.copyfile(root / "pyproject.toml", work / "pyproject.toml")
         # 2. compile in place
         files = [str(Path(*m.split(".")).with_suffix(".py")) for m in MODULES]
@@ -184,7 +198,7 @@ def build(cache: Path | None = None, root: Path = ROOT) -> Path:
             manifest = {
                 "key": k,
                 "modules": list(MODULES),
-                "sources": list(sources(root)),
+                "sources": list(read),
                 "python": sys.version,
                 "cache_tag": sys.implementation.cache_tag,
                 "platform": sysconfig.get_platform(),
@@ -220,6 +234,8 @@ def activate(cache: Path | None = None) -> Activation:
         )
     import autoscaler
 
+    if Path(autoscaler.__file__ or "").resolve().parent != ROOT / PACKAGE:
+        return Activation(False, f"{PACKAGE} is imported from {autoscaler.__file__}, not from {ROOT}")
     # The shims import the shared library by its top-level name; appended, it shadows nothing.
     sys.path.append(str(folder))
     autoscaler.__path__.insert(0, str(folder / PACKAGE))
