@@ -7,13 +7,14 @@ to a deadline, for the evicted pods to be gone. An eviction refused with 429 —
 allows no disruption now — is not retried here: the node is reported blocked and stays cordoned, and the
 controller tries again on a later cycle.
 
-`api_error` is the one translation of the client's exceptions into `kernel.errors` for the node-pool
-providers. This module may not decide which nodes go; it only carries out a removal it is given.
+`api_error` turns the client's exceptions into `kernel.errors` for the node-pool providers: API errors
+through `autoscaler.controller.kube.api_error`, transport failures as temporary.
+
+This module may not decide which nodes go; it only carries out a removal it is given.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,26 +23,20 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from autoscaler.controller import kube
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
-from kernel.errors import PermanentError, TemporaryError, TidescaleError
+from kernel.errors import PermanentError, TemporaryError
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 MERGE_PATCH = "application/merge-patch+json"
-_TEMPORARY = {408, 409, 429}
-_PERMANENT = {400, 401, 403, 404, 405, 410, 422}
 
 
-def api_error(exc: Exception, what: str) -> TidescaleError:
+def api_error(exc: Exception, what: str) -> Exception:
     """`exc` from the Kubernetes client as a kernel error, the message starting with `what` (the action and
-    the object): conflicts, throttling, 5xx and transport failures are temporary; refusals are permanent."""
+    the object): API errors as `autoscaler.controller.kube.api_error` sorts them (conflicts, throttling, 5xx
+    temporary; refusals permanent), transport failures (timeouts, resets) temporary."""
     if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        detail = f"{what}: HTTP {status} {exc.reason or ''}".rstrip()
-        if status in _PERMANENT:
-            return PermanentError(detail)
-        if status in _TEMPORARY or status >= 500 or status == 0:
-            return TemporaryError(detail)
-        return PermanentError(detail)
+        return kube.api_error(exc, what)
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
         return TemporaryError(f"{what}: {type(exc).__name__}: {exc}")
     return PermanentError(f"{what}: {type(exc).__name__}: {exc}")
@@ -153,8 +148,8 @@ class NodeDrainer:
         except ApiException as exc:
             if exc.status == 404:
                 return None  # already gone
-            if exc.status == 429:
-                return _message(exc) or "a PodDisruptionBudget allows no disruption now"
+            if exc.status == 429:  # the API server's message names the PodDisruptionBudget's verdict
+                return str(api_error(exc, "eviction refused"))
             raise api_error(exc, f"evict pod {_key(pod)}") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise api_error(exc, f"evict pod {_key(pod)}") from exc
@@ -194,12 +189,3 @@ class NodeDrainer:
             else:
                 refused.append(result)
         return drained, refused
-
-
-def _message(exc: ApiException) -> str:
-    """The Status message of an API error body, if it has one."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
