@@ -9,7 +9,9 @@ per second of the pure decision core; `--e2e` is the controller benchmark of the
 arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
 
 The shell of this package's pure modules: it reads the files named on the command line and prints; it
-opens no network connection and starts no process.
+opens no network connection and starts no process, except `tidescale events watch [--json]`, which tails the
+scaling-events topic on Kafka (or watches the controller's Kubernetes Events) through
+`autoscaler.controller.kafka_events` / `kube_events` until interrupted, `--max-events` or `--timeout`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +54,33 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     b.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
     b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     b.set_defaults(func=backtest_command)
+
+    events = sub.add_parser("events", help="scaling events: what the controller decided and why")
+    events_sub = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    w = events_sub.add_parser(
+        "watch",
+        help="stream scaling events live from Kafka (default) or Kubernetes Events until interrupted",
+    )
+    w.add_argument("--json", action="store_true", help="one JSON object per line instead of a readable line")
+    w.add_argument(
+        "--kafka-bootstrap",
+        default=None,
+        metavar="B",
+        help="Kafka to read (default: $TIDESCALE_KAFKA_BOOTSTRAP or the local environment's Kafka)",
+    )
+    w.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="K",
+        help="read Kubernetes Events instead (default when no Kafka is found: $KUBECONFIG or the local one)",
+    )
+    w.add_argument("--topic", default=None, help="the events topic (default tidescale.scaling-events)")
+    w.add_argument("--namespace", default=None, metavar="NS", help="only policies in this namespace")
+    w.add_argument("--policy", default=None, metavar="NAME", help="only this policy (name or namespace/name)")
+    w.add_argument("--from-beginning", action="store_true", help="print the stored events first")
+    w.add_argument("--max-events", type=int, default=None, metavar="N", help="stop after N events")
+    w.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    w.set_defaults(func=events_watch_command)
 
     c = sub.add_parser("crds", help="the ScalingPolicy and NodePool CRDs, generated from the policy models")
     where = c.add_mutually_exclusive_group()
@@ -238,4 +268,106 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
         runs.append({"rate_multiplier": m, **bt.render_json()})
     if args.json:
         print(json.dumps({"benchmark": "autoscaler", "runs": runs}, separators=(",", ":")))
+    return 0
+
+
+def _local_endpoint(component: str) -> str | None:
+    """An endpoint recorded by `tidescale local up` (read from its state file: this package may not import
+    the composition root)."""
+    state = Path(os.environ.get("TIDESCALE_STATE_DIR", ".tidescale/local")) / "state.json"
+    try:
+        return str(json.loads(state.read_text())["components"][component]["endpoint"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _event_source(args: argparse.Namespace) -> tuple[str, str] | None:
+    """("kafka", bootstrap) or ("kubernetes", kubeconfig): flags first, then the environment, then the local
+    environment's state; Kafka wins when both are found without a flag."""
+    if args.kafka_bootstrap:
+        return "kafka", args.kafka_bootstrap
+    if args.kubeconfig:
+        return "kubernetes", args.kubeconfig
+    bootstrap = os.environ.get("TIDESCALE_KAFKA_BOOTSTRAP") or _local_endpoint("kafka")
+    if bootstrap:
+        return "kafka", bootstrap
+    kubeconfig = os.environ.get("KUBECONFIG") or _local_endpoint("kubernetes")
+    return ("kubernetes", kubeconfig) if kubeconfig else None
+
+
+def event_line(record: dict[str, object]) -> str:
+    """`14:02:07 ml/llm Deployment/llm 2 → 4 ScaleUp: GPU 140% of target 70%: 2 → 4 replicas` (UTC time)."""
+    from autoscaler.controller.kube_events import reason_of
+
+    time = str(record.get("time", ""))
+    clock = time[11:19] if len(time) >= 19 else time
+    replicas = record.get("replicas")
+    change = f"{replicas.get('current')} → {replicas.get('desired')}" if isinstance(replicas, dict) else "?"
+    reason = str(record.get("eventReason") or reason_of(record))
+    count = record.get("count")
+    repeat = f" (×{count})" if isinstance(count, int) and count > 1 else ""
+    where = f"{record.get('policy')} {record.get('target')}"
+    return f"{clock} {where} {change} {reason}: {record.get('reason')}{repeat}"
+
+
+def events_watch_command(args: argparse.Namespace) -> int:
+    from autoscaler.controller import kafka_events, kube_events
+    from kernel.clock import Deadline
+    from kernel.errors import TemporaryError
+
+    if args.max_events is not None and args.max_events < 1:
+        return _fail("--max-events must be at least 1")
+    source = _event_source(args)
+    if source is None:
+        return _fail(
+            "no event source: pass --kafka-bootstrap or --kubeconfig, set TIDESCALE_KAFKA_BOOTSTRAP or "
+            "KUBECONFIG, or run `tidescale local up`"
+        )
+    kind, endpoint = source
+    deadline = Deadline(args.timeout) if args.timeout is not None else None
+
+    def stop() -> bool:
+        return deadline is not None and deadline.expired()
+
+    def ready() -> None:
+        print(f"tidescale: watching scaling events from {kind} {endpoint}", file=sys.stderr, flush=True)
+
+    def wanted(record: dict[str, object]) -> bool:
+        namespace, _, name = str(record.get("policy", "")).partition("/")
+        if args.namespace and namespace != args.namespace:
+            return False
+        if args.policy:
+            return args.policy in (name, f"{namespace}/{name}")
+        return True
+
+    printed = 0
+    try:
+        if kind == "kafka":
+            topic = args.topic or kafka_events.DEFAULT_TOPIC
+            records = kafka_events.tail(
+                endpoint, topic, from_beginning=args.from_beginning, on_ready=ready, should_stop=stop
+            )
+        else:
+            from kubernetes import config
+
+            api = config.new_client_from_config(config_file=endpoint)
+            records = kube_events.watch(
+                api, args.namespace, from_beginning=args.from_beginning, on_ready=ready, should_stop=stop
+            )
+        for record in records:
+            if not wanted(record):
+                continue
+            text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) if args.json else None
+            print(text if text is not None else event_line(record), flush=True)
+            printed += 1
+            if args.max_events is not None and printed >= args.max_events:
+                break
+    except KeyboardInterrupt:
+        return 0
+    except TemporaryError as e:
+        print(f"tidescale: {e}", file=sys.stderr)
+        return 1
+    if args.max_events is not None and printed < args.max_events:
+        print(f"tidescale: {printed} of {args.max_events} events before the timeout", file=sys.stderr)
+        return 1
     return 0

@@ -121,6 +121,31 @@ class KafkaEventSink:
         log.warning("kafka event not delivered to %s: %s", self.topic, err)
 
 
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+    """The partition's (low, high) offsets; a topic created a moment ago answers "not leader" for a while."""
+    deadline = Deadline(timeout)
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=max(deadline.remaining(), 1.0))
+            return int(low), int(high)
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            retriable = isinstance(err, KafkaError) and err.code() in _NOT_YET
+            if not retriable or deadline.expired():
+                raise
+        SYSTEM_CLOCK.sleep(0.2)
+
+
+_NOT_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
 def tail(
     bootstrap: str,
     topic: str = DEFAULT_TOPIC,
@@ -143,7 +168,7 @@ def tail(
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         assignment = []
         for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), 15.0)
             assignment.append(TopicPartition(topic, p, low if from_beginning else high))
         consumer.assign(assignment)
         if on_ready is not None:
