@@ -178,7 +178,12 @@ def _start_one(
         process, bootstrap = kafka.start(env.state_dir)
         return _record(name, [process], bootstrap, _port(bootstrap))
     if name == "exporter":
-        process, url = exporter.start(env.state_dir, gpu_spec)
+        # With a cluster (started before the exporter), the GPUs are its nodes' and the pods' as they come
+        # and go, as dcgm-exporter reports them; an explicit GPU spec still wins.
+        if gpu_spec is None and "kubernetes" in env.components:
+            process, url = exporter.start(env.state_dir, kubeconfig=env.components["kubernetes"].endpoint)
+        else:
+            process, url = exporter.start(env.state_dir, gpu_spec)
         return _record(name, [process], url, _port(url))
     if name == "prometheus":
         targets = list(scrape)

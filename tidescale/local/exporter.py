@@ -1,4 +1,5 @@
-"""The simulated DCGM exporter (`tidescale exporter --simulate`) as a harness component."""
+"""The simulated DCGM exporter as a harness component: GPUs from a static spec (`--simulate`), or the GPUs
+of the local cluster's nodes, labelled with the pods that hold them (`--kubeconfig`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,24 @@ DEFAULT_SPEC = Path(__file__).with_name("gpus.yaml")
 
 
 def start(
-    state_dir: Path, spec: Path | None = None, port: int | None = None, timeout: float = 30
+    state_dir: Path,
+    spec: Path | None = None,
+    port: int | None = None,
+    timeout: float = 30,
+    kubeconfig: Path | str | None = None,
 ) -> tuple[Spawned, str]:
-    """Start the exporter on 127.0.0.1 with the given (or the embedded) GPU spec; returns its URL."""
-    spec = spec or DEFAULT_SPEC
+    """Start the exporter on 127.0.0.1: following the cluster of `kubeconfig` when given, else with the
+    given (or the embedded) GPU spec; returns its URL."""
     log_file = state_dir / "logs" / "exporter.log"
-    if not spec.is_file():
-        raise ComponentError(COMPONENT, f"GPU spec {spec} does not exist")
+    if kubeconfig is not None:
+        if spec is not None:
+            raise ComponentError(COMPONENT, "give a GPU spec or a kubeconfig, not both")
+        source = ["--kubeconfig", str(kubeconfig)]
+    else:
+        spec = spec or DEFAULT_SPEC
+        if not spec.is_file():
+            raise ComponentError(COMPONENT, f"GPU spec {spec} does not exist")
+        source = ["--simulate", str(spec)]
     port = port or free_port()
     ensure_port_free(COMPONENT, port)
     ready_file = state_dir / COMPONENT / "ready.json"
@@ -32,8 +44,7 @@ def start(
         "-m",
         "tidescale",
         "exporter",
-        "--simulate",
-        str(spec),
+        *source,
         "--listen",
         f"127.0.0.1:{port}",
         "--ready-file",

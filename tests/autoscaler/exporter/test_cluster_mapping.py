@@ -3,11 +3,13 @@ changing device set, and the simulator swapping its devices."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from autoscaler.exporter import allocation, reading
+from autoscaler.exporter.__main__ import main
 from autoscaler.exporter.allocation import (
     Allocation,
     GpuContainer,
@@ -317,3 +319,25 @@ def test_following_a_cluster_a_rule_for_pods_not_there_yet_is_kept() -> None:
     assert simulator.set_load(rule(0.7, namespace="ml", deployment="llm")) == ()
     simulator.replace_devices(devices_for(a_pod("llm-x-1")))
     assert simulator.loads()[gpu_uuid("gpu-0", 0)] == 0.7
+
+
+# the subcommand
+
+
+def test_an_unusable_kubeconfig_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--kubeconfig", str(tmp_path / "missing"), "--listen", "127.0.0.1:0"]) == 2
+    assert f"--kubeconfig {tmp_path / 'missing'}:" in capsys.readouterr().err
+
+
+def test_a_cluster_that_cannot_be_reached_exits_2_naming_what_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    assert main(["--kubeconfig", str(kubeconfig), "--listen", "127.0.0.1:0"]) == 2
+    assert "cannot list nodes" in capsys.readouterr().err
