@@ -215,7 +215,7 @@ class PrometheusSource:
         try:
             response = self._client.post(
                 f"{self.url}/api/v1/query",
-                data={"query": text, "timeout": f"{self.timeout_s:g}s"},
+                data={"query": text, "timeout": f"{self.timeout_s:g}"},  # seconds
                 timeout=self.timeout_s,
             )
         except httpx.TimeoutException as e:
@@ -234,8 +234,10 @@ class PrometheusSource:
             return body.get("data")
         error = str(body.get("error") or response.reason_phrase)
         error_type = str(body.get("errorType") or "")
-        # 400 bad_data and 422 execution errors are about the query; everything else about the server.
-        if response.status_code in (400, 422) and error_type in ("bad_data", "execution"):
+        # A 400 about the `query` parameter and a 422 execution error are about the expressions; anything else
+        # (another parameter, the server) is no reason to suspect one of them.
+        about_query = response.status_code == 400 and error_type == "bad_data" and '"query"' in error
+        if about_query or (response.status_code == 422 and error_type == "execution"):
             raise _Rejected(error, error_type)
         raise _Unreachable(f"{where}: HTTP {response.status_code} {error_type or 'error'}: {error}")
 

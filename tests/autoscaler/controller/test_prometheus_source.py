@@ -301,8 +301,14 @@ def timing_out(request: httpx.Request) -> httpx.Response:
             "matrix",
         ),
         (timing_out, "no answer within"),
+        (
+            lambda r: httpx.Response(
+                400, json={"status": "error", "errorType": "bad_data", "error": 'invalid parameter "time"'}
+            ),
+            'invalid parameter "time"',
+        ),
     ],
-    ids=["not-json", "http-503", "http-502-text", "not-a-vector", "timeout"],
+    ids=["not-json", "http-503", "http-502-text", "not-a-vector", "timeout", "bad-parameter-not-query"],
 )
 def test_an_unusable_answer_gives_every_request_of_the_kind_an_error(
     handler: Callable[[httpx.Request], httpx.Response], reason: str
