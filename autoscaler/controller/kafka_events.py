@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from autoscaler.controller.ports import ScalingEvent
-from kernel.clock import SYSTEM_CLOCK, Deadline
+from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import TemporaryError
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,19 @@ def _wait_for_leaders(admin: AdminClient, topic: str, timeout: float) -> None:
 class KafkaEventSink:
     """An `EventSink` producing one JSON record per event to `topic`."""
 
-    def __init__(self, bootstrap: str, topic: str = DEFAULT_TOPIC, *, linger_ms: int = 5) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str = DEFAULT_TOPIC,
+        *,
+        linger_ms: int = 5,
+        clock: Clock = SYSTEM_CLOCK,
+        topic_retry_seconds: float = 30.0,
+    ) -> None:
         self.bootstrap = bootstrap
+        self._clock = clock
+        self._topic_retry = topic_retry_seconds
+        self._topic_tried: float | None = None
         self.topic = topic
         self._producer = Producer(
             {
@@ -87,7 +98,7 @@ class KafkaEventSink:
             )
             self.sent += 1
             self._producer.poll(0)  # serve delivery reports of earlier records
-        except (BufferError, KafkaException, TemporaryError) as e:
+        except (BufferError, KafkaException) as e:
             with self._lock:
                 self.failed += 1
             log.warning("kafka event for %s not sent to %s: %s", event.decision.policy, self.topic, e)
@@ -108,9 +119,20 @@ class KafkaEventSink:
             log.warning("kafka event sink closed with %d records undelivered to %s", left, self.topic)
 
     def _ensure_topic(self) -> None:
-        if not self._topic_ready:
-            ensure_topic(self.bootstrap, self.topic)
+        """Create the topic on first use; while the broker is away, try again at most every
+        `topic_retry_seconds` with a short timeout, so a reconcile loop is never held up for long. The record
+        is produced either way: the producer keeps it until the broker answers or `message.timeout.ms`."""
+        if self._topic_ready:
+            return
+        now = self._clock.monotonic()
+        if self._topic_tried is not None and now - self._topic_tried < self._topic_retry:
+            return
+        self._topic_tried = now
+        try:
+            ensure_topic(self.bootstrap, self.topic, timeout=2.0)
             self._topic_ready = True
+        except TemporaryError as e:
+            log.warning("kafka event sink: %s (retrying in %.0f s)", e, self._topic_retry)
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         with self._lock:

@@ -43,6 +43,7 @@ REPORTING_CONTROLLER = "tidescale.io/controller"
 RECORD_ANNOTATION = "tidescale.io/record"
 POLICY_API_VERSION = "tidescale.io/v1alpha1"
 AGGREGATE_SECONDS = 600.0  # like kubectl's recorder: identical events within 10 minutes are one series
+REQUEST_TIMEOUT = 5.0  # seconds: a slow API server delays an event, never the reconcile loop for long
 NOTE_LIMIT = 1024  # the API server refuses longer notes
 
 # the HPA's names for "the recommendation was applied unchanged": the event says which way instead
@@ -230,7 +231,7 @@ class KubernetesEventSink:
                 "name": d.policy.partition("/")[2],
             },
         }
-        self._api.create_namespaced_event(namespace, body)
+        self._api.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT)
         self.created += 1
         with self._lock:
             self._cache[key] = _Series(namespace, ev_name, 1, 1, now, now, text)
@@ -247,7 +248,10 @@ class KubernetesEventSink:
         if hit is not None and (now - hit[1]).total_seconds() < AGGREGATE_SECONDS:
             return hit[0]
         try:
-            uid = str(getattr(self._apps_api, read)(name, namespace).metadata.uid or "")
+            uid = str(
+                getattr(self._apps_api, read)(name, namespace, _request_timeout=REQUEST_TIMEOUT).metadata.uid
+                or ""
+            )
         except ApiException:
             return ""
         if len(self._uids) > self._cache_size:
@@ -264,7 +268,11 @@ class KubernetesEventSink:
         }
         try:
             self._api.patch_namespaced_event(
-                s.name, s.namespace, body, _content_type="application/merge-patch+json"
+                s.name,
+                s.namespace,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as e:
             if e.status == 404:  # the API server's event TTL removed it: the next occurrence starts anew
