@@ -126,7 +126,17 @@ class PrometheusSource:
             outcomes = self._evaluate(exprs)
         except _Unreachable as e:
             return {(r.policy, r.trigger): Reading(error=str(e)) for r in requests}
-        build = _gpu_reading if kind in GPU_KINDS else (_slo_reading if kind == "SLO" else _scalar_reading)
+        if kind in GPU_KINDS:
+            scraped = {  # each stamp query's answer indexed once, for all the targets it serves
+                e: promql.scrape_times(o)
+                for e in {p.exprs["stamp"] for p in plans}
+                if isinstance(o := outcomes.get(e), list)
+            }
+            return {
+                (r.policy, r.trigger): _gpu_reading(r, p, outcomes, scraped)
+                for r, p in zip(requests, plans, strict=True)
+            }
+        build = _slo_reading if kind == "SLO" else _scalar_reading
         return {(r.policy, r.trigger): build(r, p, outcomes) for r, p in zip(requests, plans, strict=True)}
 
     def _plans(self, kind: str, requests: list[MetricRequest]) -> list[_Plan]:
@@ -295,14 +305,16 @@ def _slo_reading(r: MetricRequest, plan: _Plan, outcomes: Mapping[str, Outcome])
     return Reading(value=rate.value, series=series, at=rate.at)
 
 
-def _gpu_reading(r: MetricRequest, plan: _Plan, outcomes: Mapping[str, Outcome]) -> Reading:
+def _gpu_reading(
+    r: MetricRequest,
+    plan: _Plan,
+    outcomes: Mapping[str, Outcome],
+    scraped: Mapping[str, Mapping[promql.SeriesKey, float]],
+) -> Reading:
     values = outcomes.get(plan.exprs["value"])
     if isinstance(values, str):
         return Reading(error=values)
-    stamps = outcomes.get(plan.exprs["stamp"])
-    per_gpu, at = promql.gpu_values(
-        values or [], stamps if isinstance(stamps, list) else [], r.namespace, r.pods
-    )
+    per_gpu, at = promql.gpu_values(values or [], scraped.get(plan.exprs["stamp"], {}), r.namespace, r.pods)
     if not per_gpu:
         return Reading(
             error=f"no GPU series for the target's pods ({r.spec.metric} in namespace {r.namespace}, "

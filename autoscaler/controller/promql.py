@@ -207,18 +207,26 @@ def _gpu_id(labels: Mapping[str, str]) -> tuple[str, ...]:
     return ids
 
 
-def _series_key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+def _series_key(labels: Mapping[str, str]) -> SeriesKey:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
 
 
+def scrape_times(stamps: Sequence[Sample]) -> dict[SeriesKey, float]:
+    """The answer of a `gpu_stamp_query` by series (labels without the metric name), for `gpu_values`; built
+    once for every target the query serves."""
+    return {_series_key(s.labels): s.value for s in stamps}
+
+
 def gpu_values(
-    values: Sequence[Sample], stamps: Sequence[Sample], namespace: str, pods: Collection[str]
+    values: Sequence[Sample], scraped: Mapping[SeriesKey, float], namespace: str, pods: Collection[str]
 ) -> tuple[tuple[float, ...], float | None]:
     """The per-GPU values of the series whose (namespace, pod) is one of the target's pods, one value per GPU
     (by UUID and MIG instance; a GPU repeated for several pods counts once, its largest value), ordered by
-    host and GPU index; and the oldest scrape time among them (from `stamps`, else the evaluation time).
-    Non-finite values are skipped. ((), None) when no series matches."""
-    scraped = {_series_key(s.labels): s.value for s in stamps}
+    host and GPU index; and the oldest scrape time among them (from `scraped`, see `scrape_times`, else the
+    evaluation time). Non-finite values are skipped. ((), None) when no series matches."""
     by_gpu: dict[tuple[str, ...], tuple[tuple[str, int, str], float]] = {}
     oldest: float | None = None
     for s in values:
@@ -235,7 +243,7 @@ def gpu_values(
         )
         seen = by_gpu.get(gpu)
         by_gpu[gpu] = (order, s.value if seen is None else max(seen[1], s.value))
-        at = scraped.get(_series_key(s.labels), s.at)
+        at = scraped.get(_series_key(s.labels), s.at) if scraped else s.at
         oldest = at if oldest is None else min(oldest, at)
     ordered = sorted(by_gpu.values())
     return tuple(v for _, v in ordered), oldest

@@ -212,7 +212,7 @@ def test_a_gpu_query_selects_every_namespace_involved(namespaces: list[str], wan
 def test_a_targets_gpu_values_come_from_its_own_pods_one_per_gpu(
     series: list[Sample], namespace: str, pods: set[str], want: tuple[float, ...]
 ) -> None:
-    values, at = promql.gpu_values(series, [], namespace, frozenset(pods))
+    values, at = promql.gpu_values(series, {}, namespace, frozenset(pods))
     assert values == want
     assert (at is None) == (not want)
 
@@ -223,6 +223,7 @@ def test_a_targets_gpu_sample_time_is_its_oldest_scrape() -> None:
         Sample({k: v for k, v in s.labels.items() if k != "__name__"}, t, 100.0)
         for s, t in zip(series, (97.0, 98.5, 10.0), strict=True)
     ]
-    assert promql.gpu_values(series, stamps, "ml", frozenset({"llm-a", "llm-b"})) == ((0.5, 0.7), 97.0)
+    scraped = promql.scrape_times(stamps)
+    assert promql.gpu_values(series, scraped, "ml", frozenset({"llm-a", "llm-b"})) == ((0.5, 0.7), 97.0)
     # without the scrape times, the evaluation time stands in
-    assert promql.gpu_values(series, [], "ml", frozenset({"llm-a"})) == ((0.5,), 100.0)
+    assert promql.gpu_values(series, {}, "ml", frozenset({"llm-a"})) == ((0.5,), 100.0)
