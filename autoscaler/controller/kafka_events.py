@@ -80,6 +80,7 @@ class KafkaEventSink:
                 "linger.ms": linger_ms,
                 "message.timeout.ms": 30000,
                 "client.id": "tidescale-controller",
+                "logger": log,  # librdkafka's connection errors go to logging, not straight to stderr
             }
         )
         self._lock = threading.Lock()
