@@ -462,7 +462,8 @@ def decide(
             "{}: {} ({}, wanted {})",
             (driver_reason, _Change(current, desired), _LIMITS.get(rule, rule), wanted),
         )
-    lasting = max(min(stabilized, desired), floor)
+    # nodes for what lasts: the stabilized recommendation, but never fewer than minReplicas hold
+    lasting = max(min(max(stabilized, spec.min_replicas), desired), floor)
     return step.done(
         desired, reason, rule, driver.trigger, forecast=predicted, floor=floor, nodes_for=lasting
     )

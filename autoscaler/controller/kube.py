@@ -218,16 +218,16 @@ class ScaleClient:
         self.patches = 0
 
     def _call(self, path: str, method: str, body: Any = None) -> Any:
-        data = self._api.call_api(
+        response = self._api.call_api(
             path,
             method,
             body=body,
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
             auth_settings=["BearerToken"],
-            response_type="object",
+            _preload_content=False,
             _return_http_data_only=True,
         )
-        return data
+        return json.loads(response.data)
 
     def _plural(self, api_version: str, kind: str) -> str:
         group = api_version.split("/", maxsplit=1)[0] if "/" in api_version else ""

@@ -201,6 +201,23 @@ def test_node_pool_changes_add_nodes_for_replicas_that_fit_no_node() -> None:
     assert record(d)["nodePools"][0]["add"] == 1
 
 
+def test_nodes_are_planned_for_min_replicas_even_when_the_metric_wants_fewer() -> None:
+    pool = a_pool(gpus=4)
+    p = a_policy(
+        min_replicas=2,
+        max_replicas=2,
+        triggers=[gpu_trigger(50)],
+        nodePool="h100",
+        podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
+    )
+    full = ClusterState([template_node(pool, "n0")])
+    Binpack().place(replica_pods("svc", {"nvidia.com/gpu": 4}, 1), full)  # one replica holds the node
+    nodes = pool_nodes(pool, [("n0", 4, 4, True, False)], {}, T0)
+    d = decide(p, seen(2, gpu=gpus(10)), None, at(0), nodes=NodeView((pool,), full, nodes, scheduled=1))
+    assert (d.desired, d.rule) == (2, "TooFewReplicas")
+    assert [(c.pool, c.add) for c in d.node_pools] == [("h100", 1)]
+
+
 def test_node_pool_changes_remove_only_empty_nodes_idle_for_the_pools_period() -> None:
     pool = a_pool(gpus=8, idle=600)
     p = a_policy(triggers=[gpu_trigger(50)], nodePool="h100")
