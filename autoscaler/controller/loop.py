@@ -495,6 +495,9 @@ class Controller:
             self.flush_status()
 
 
+FLUSH_EVERY_S = 5.0
+
+
 class QueuedSink:
     """Delivers events to slower sinks (Kubernetes API, Kafka) on its own thread, so that recording never
     delays the next /scale patch. A full queue drops the oldest event and counts it."""
@@ -520,14 +523,28 @@ class QueuedSink:
 
     def _deliver(self) -> None:
         while True:
-            event = self._queue.get()
+            try:
+                event = self._queue.get(timeout=FLUSH_EVERY_S)
+            except queue.Empty:
+                self._flush()  # e.g. the Kubernetes sink's pending series counts
+                continue
             if event is None:
+                self._flush()
                 return
             for sink in self._sinks:
                 try:
                     sink.emit(event)
                 except Exception:
                     log.exception("event sink %s failed", type(sink).__name__)
+
+    def _flush(self) -> None:
+        for sink in self._sinks:
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                try:
+                    flush()
+                except Exception:
+                    log.exception("event sink %s failed to flush", type(sink).__name__)
 
     def close(self, timeout: float = 10) -> None:
         self._queue.put(None)
