@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from autoscaler import bench, crd
@@ -94,7 +95,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     c.set_defaults(func=crds_command)
 
 
-def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_benchmarks(
+    bench_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    e2e: Callable[[argparse.Namespace], int] | None = None,
+) -> None:
+    """`e2e`: the end-to-end controller benchmark, which needs the local environment (the composition root
+    passes it in; this package cannot start the environment)."""
     c = bench_sub.add_parser("controller", help="decisions per second of the pure decision core (in process)")
     c.add_argument("--policies", type=int, default=1000, help="number of distinct policies (default 1000)")
     c.add_argument("--rounds", type=int, default=20, help="decisions per policy (default 20)")
@@ -102,7 +108,10 @@ def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--e2e", action="store_true", help="the end-to-end controller benchmark (the controller issue)"
     )
     c.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    c.set_defaults(func=controller_bench_command)
+    c.add_argument("--probes", type=int, default=20, help="--e2e: signal changes timed (default 20)")
+    c.add_argument("--state-dir", type=Path, default=None, help="--e2e: where the environment runs")
+    c.add_argument("--sync-seconds", type=float, default=15.0, help="--e2e: the controller's sweep period")
+    c.set_defaults(func=controller_bench_command, e2e_handler=e2e)
 
     a = bench_sub.add_parser("autoscaler", help="the policy backtest at several rate multipliers")
     a.add_argument(
@@ -225,7 +234,9 @@ def backtest_command(args: argparse.Namespace) -> int:
 
 def controller_bench_command(args: argparse.Namespace) -> int:
     if args.e2e:
-        return _fail("--e2e needs the controller (issue 6)")
+        if args.e2e_handler is None:
+            return _fail("--e2e needs the local environment: run it through the `tidescale` command")
+        return int(args.e2e_handler(args))
     if args.policies < 1 or args.rounds < 1:
         return _fail("--policies and --rounds must be at least 1")
     from autoscaler import decide as core

@@ -15,7 +15,7 @@ from autoscaler.controller import cli as controller_cli
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
 from streaming import cli as streaming_cli
-from tidescale import bench_environment, bench_streaming, demo, local_cli
+from tidescale import bench_controller, bench_environment, bench_streaming, demo, local_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
     jobs_cli.add_benchmarks(bench_sub)
-    autoscaler_cli.add_benchmarks(bench_sub)
+    autoscaler_cli.add_benchmarks(bench_sub, e2e=bench_controller.run)
     bench_streaming.add_benchmarks(bench_sub)
     return parser
 

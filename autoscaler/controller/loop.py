@@ -137,7 +137,9 @@ class Controller:
         providers: Mapping[str, NodePoolProvider] | None = None,
         config: ControllerConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        on_cycle: Callable[[CycleReport, bool], None] | None = None,
     ) -> None:
+        self.on_cycle = on_cycle  # (report, whether it was a sweep over every policy)
         self.targets = targets
         self.scaler = scaler
         self.read_metrics = read_metrics
@@ -312,6 +314,8 @@ class Controller:
         if sweep:
             self.cycle_seconds.append(report.seconds)
             del self.cycle_seconds[:-1000]
+        if self.on_cycle is not None and (sweep or decided):
+            self.on_cycle(report, sweep)
         return report
 
     def _due(self, e: Entry, t: float, everything: bool) -> list[str]:

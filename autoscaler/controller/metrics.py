@@ -91,6 +91,12 @@ class ControllerMetrics:
             buckets=RECONCILE_BUCKETS,
             registry=r,
         )
+        self.sweep = Histogram(
+            "tidescale_sweep_seconds",
+            "Seconds one sweep over every policy took (the safety-net period's full reconcile).",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
         self.reaction = Histogram(
             "tidescale_reaction_seconds",
             "Seconds from a signal change (or its arrival) to the /scale patch.",
@@ -129,6 +135,9 @@ class ControllerMetrics:
 
     def observe_reconcile(self, seconds: float) -> None:
         self.reconcile.observe(seconds)
+
+    def observe_sweep(self, seconds: float) -> None:
+        self.sweep.observe(seconds)
 
     def observe_reaction(self, seconds: float) -> None:
         self.reaction.observe(seconds)

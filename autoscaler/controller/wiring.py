@@ -24,7 +24,7 @@ from autoscaler.controller.kafka_events import KafkaEventSink
 from autoscaler.controller.kafka_lag_source import KafkaLagSource
 from autoscaler.controller.kube_events import KubernetesEventSink
 from autoscaler.controller.leader import LeaderElector
-from autoscaler.controller.loop import Controller, ControllerConfig, QueuedSink
+from autoscaler.controller.loop import Controller, ControllerConfig, CycleReport, QueuedSink
 from autoscaler.controller.metrics import ControllerMetrics, MetricsEventSink
 from autoscaler.controller.ports import EventSink, MetricRequest, ReadingKey
 from autoscaler.controller.prometheus_source import PrometheusSource
@@ -101,6 +101,7 @@ class Running:
             providers=self.providers.as_mapping(),
             config=ControllerConfig(sync_seconds=options.sync_seconds),
             clock=clock,
+            on_cycle=self._on_cycle,
         )
         custom = client.CustomObjectsApi(self.api)
         self.policies = kube.Informer(
@@ -155,6 +156,19 @@ class Running:
             if got is not None and got.error:
                 self.metrics.metric_error(req.spec.type)
         return readings
+
+    def _on_cycle(self, report: CycleReport, sweep: bool) -> None:
+        self.metrics.observe_reconcile(report.seconds)
+        if sweep:
+            self.metrics.observe_sweep(report.seconds)
+            log.info(
+                "sweep: %d policies, %d decided, %d scaled, %d metric requests in %.3f s",
+                report.reconciled,
+                report.decided,
+                report.scaled,
+                report.requests,
+                report.seconds,
+            )
 
     def _on_policy(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
