@@ -1,5 +1,5 @@
 import sys
 
-from tidescale.cli import main
+from tidescale.entry import main
 
 sys.exit(main())
