@@ -176,13 +176,41 @@ _SCRIPTS = (
 )
 
 
+_LANGUAGES = sorted(_STOPWORDS)
+# Each stop word with the languages whose list holds it, so a text's words are looked up once each.
+_STOPWORD_LANGUAGES: dict[str, tuple[str, ...]] = {
+    word: tuple(lang for lang in _LANGUAGES if word in _STOPWORDS[lang])
+    for word in sorted(set().union(*_STOPWORDS.values()))
+}
+_WORD = re.compile(r"[^\W\d_]+")
+# Characters above Latin Extended-B: only these can name a script in `_SCRIPTS`.
+_BEYOND_LATIN = re.compile("[^\x00-\u024f]")
+_SCRIPT_OF: dict[str, str | None] = {}  # a cache of `_script_language`, bounded
+
+
 def normalise_text(text: str | None) -> str:
     """Unicode NFKC, control characters dropped, whitespace collapsed, trimmed."""
     if not text:
         return ""
-    folded = unicodedata.normalize("NFKC", text)
-    visible = "".join(c if c.isprintable() or c.isspace() else " " for c in folded)
-    return _SPACE.sub(" ", visible).strip()
+    # Split on whitespace first (str.split() and `\s` split on exactly what str.isspace() accepts): tabs
+    # and newlines are the usual unprintable characters, and only a word holding another one needs a
+    # per-character pass.
+    words = unicodedata.normalize("NFKC", text).split()
+    if not all(map(str.isprintable, words)):
+        visible = (c if c.isprintable() or c.isspace() else " " for c in " ".join(words))
+        words = "".join(visible).split()
+    return " ".join(words)
+
+
+def _script_language(char: str) -> str | None:
+    """The language of `char`'s script when that script names (nearly) one language."""
+    language = _SCRIPT_OF.get(char, "")
+    if language == "":
+        name = unicodedata.name(char, "")
+        language = next((lang for script, lang in _SCRIPTS if name.startswith(script)), None)
+        if len(_SCRIPT_OF) < 65536:
+            _SCRIPT_OF[char] = language
+    return language
 
 
 def detect_language(text: str | None) -> str:
@@ -190,19 +218,20 @@ def detect_language(text: str | None) -> str:
     if not text:
         return "und"
     counts: dict[str, int] = {}
-    for char in text:
-        if char.isalpha() and ord(char) > 0x24F:
-            name = unicodedata.name(char, "")
-            for script, language in _SCRIPTS:
-                if name.startswith(script):
-                    counts[language] = counts.get(language, 0) + 1
-                    break
+    for char in _BEYOND_LATIN.findall(text):
+        if char.isalpha():
+            language = _script_language(char)
+            if language is not None:
+                counts[language] = counts.get(language, 0) + 1
     if counts:
         # Japanese mixes kana with CJK ideographs; any kana decides.
         return "ja" if "ja" in counts else max(sorted(counts), key=lambda k: counts[k])
-    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
-    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
-    best = max(sorted(scores), key=lambda k: scores[k])
+    scores = dict.fromkeys(_LANGUAGES, 0)
+    for word in _WORD.findall(text):
+        for language in _STOPWORD_LANGUAGES.get(word.lower(), ()):
+            scores[language] += 1
+    # The highest score wins; a tie goes to the first language in alphabetical order.
+    best = max(_LANGUAGES, key=lambda k: scores[k])
     return best if scores[best] > 0 else "und"
 
 

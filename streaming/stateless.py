@@ -70,8 +70,7 @@ def route_topic(base: str, value: Any) -> str:
     return f"{base}.{_TOPIC_UNSAFE.sub('_', text)}"
 
 
-def _coerce(name: str, declared: str, value: Any) -> Any:
-    kind, optional = field_type(declared)
+def _coerce(name: str, kind: str, optional: bool, value: Any) -> Any:
     if value is None:
         if optional:
             return None
@@ -134,27 +133,67 @@ def _step_name(index: int, step: Filter | Project | Map | Enrich) -> str:
     return f"{step.type}[{index}]" + (f" {label}" if label else "")
 
 
+Step = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+# One encoder for every record (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _compiled(index: int, step: Filter | Project | Map | Enrich) -> Step:
+    """One transform as a function of the record: the record it leaves (None: filtered out), or
+    `StepFailed` naming the step. Built once per plan, so the per-record path does no dispatch."""
+    name = _step_name(index, step)
+    if isinstance(step, Filter):
+        condition = step.condition
+
+        def filtered(record: dict[str, Any]) -> dict[str, Any] | None:
+            try:
+                return record if holds(condition, record) else None
+            except StepFailed as failure:
+                raise StepFailed(name, failure.reason) from None
+
+        return filtered
+    if isinstance(step, Project):
+        pairs = tuple(step.fields.items())
+
+        def projected(record: dict[str, Any]) -> dict[str, Any]:
+            return {out: record.get(src) for out, src in pairs}
+
+        return projected
+    if isinstance(step, Map):
+        function = functions.registered(step.function).function
+        args, params, output = tuple(step.args), dict(step.params), step.output
+
+        def mapped(record: dict[str, Any]) -> dict[str, Any]:
+            try:
+                record[output] = function(*[record.get(a) for a in args], **params)
+            except Exception as exc:  # a user function may fail in any way: that record is a dead letter
+                raise StepFailed(name, f"{type(exc).__name__}: {exc}") from exc
+            return record
+
+        return mapped
+    # The first row wins for a repeated key, as a dict built in order would keep the last.
+    table: dict[Any, dict[str, Any]] = {}
+    for row in step.table.inline or []:
+        table.setdefault(row.get(step.key), row)
+    key, fields = step.key, tuple(step.fields)
+
+    def enriched(record: dict[str, Any]) -> dict[str, Any]:
+        row = table.get(record.get(key))
+        for field in fields:
+            record[field] = row.get(field) if row is not None else None
+        return record
+
+    return enriched
+
+
 class Processor:
     """The compiled stateless prefix of one plan."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._schema = list(plan.source.schema_.items())
+        self._schema = [(name, *field_type(declared)) for name, declared in plan.source.schema_.items()]
         self._fields = [name for name, _ in plan.fields]
-        self._lookups: dict[int, dict[Any, dict[str, Any]]] = {}
-        for i, step in enumerate(plan.stateless):
-            if isinstance(step, Enrich):
-                rows = step.table.inline or []
-                # The first row wins for a repeated key, as a dict built in order would keep the last.
-                table: dict[Any, dict[str, Any]] = {}
-                for row in rows:
-                    table.setdefault(row.get(step.key), row)
-                self._lookups[i] = table
-        self._calls = {
-            i: functions.registered(step.function).function
-            for i, step in enumerate(plan.stateless)
-            if isinstance(step, Map)
-        }
+        self._steps = [_compiled(i, step) for i, step in enumerate(plan.stateless)]
         # Routing and keys apply here only when nothing stateful follows; otherwise the engine applies
         # them to what the Window/Dedupe emits.
         self._route = None if plan.stateful else plan.sink.route_by
@@ -179,29 +218,21 @@ class Processor:
             raise StepFailed("parse", f"not JSON: {exc}") from exc
         if not isinstance(document, dict):
             raise StepFailed("parse", f"not a JSON object but {type(document).__name__}")
-        record = {name: _coerce(name, declared, document.get(name)) for name, declared in self._schema}
-        for i, step in enumerate(self.plan.stateless):
-            if isinstance(step, Filter):
-                try:
-                    if not holds(step.condition, record):
-                        return DROPPED
-                except StepFailed as failure:
-                    raise StepFailed(_step_name(i, step), failure.reason) from None
-            elif isinstance(step, Project):
-                record = {out: record.get(src) for out, src in step.fields.items()}
-            elif isinstance(step, Map):
-                args = [record.get(a) for a in step.args]
-                try:
-                    record[step.output] = self._calls[i](*args, **step.params)
-                except Exception as exc:  # a user function may fail in any way: that record is a dead letter
-                    raise StepFailed(_step_name(i, step), f"{type(exc).__name__}: {exc}") from exc
-            else:
-                row = self._lookups[i].get(record.get(step.key))
-                for name in step.fields:
-                    record[name] = row.get(name) if row is not None else None
+        record = {}
+        for name, kind, optional in self._schema:
+            value = document.get(name)
+            # The common case first: a string where a string is declared needs no checks.
+            record[name] = (
+                value if kind == "string" and type(value) is str else _coerce(name, kind, optional, value)
+            )
+        for step in self._steps:
+            stepped = step(record)
+            if stepped is None:
+                return DROPPED
+            record = stepped
         output = {name: record.get(name) for name in self._fields}
         try:
-            value = json.dumps(output, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            value = _ENCODER.encode(output)
         except (TypeError, ValueError) as exc:
             raise StepFailed("serialise", f"output is not JSON: {exc}") from exc
         topic = self.plan.sink.topic
