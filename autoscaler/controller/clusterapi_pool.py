@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.controller.drain import MERGE_PATCH, NodeDrainer, api_error, kube_call
+from autoscaler.controller.drain import MERGE_PATCH, NodeDrainer, api_error, cordon_members, kube_call
 from autoscaler.controller.kwok_pool import ACTIVE_PODS, gpus_by_node, node_row
 from autoscaler.controller.ports import PoolChangeResult
 from autoscaler.decide import pool_nodes
@@ -251,16 +251,6 @@ class ClusterAPIPoolProvider:
 
     def cordon(self, pool: NodePool, names: Sequence[str], cordoned: bool) -> PoolChangeResult:
         mine = {n.metadata.name for n in self._nodes(pool, self.machines(pool))}
-        done = tuple(n for n in names if n in mine)
-        for name in done:
-            self._drainer.cordon(name, cordoned)
+        members = [n for n in names if n in mine]
         strangers = [n for n in names if n not in mine]
-        reasons = [f"{'cordoned' if cordoned else 'uncordoned'} {', '.join(done)}"] if done else []
-        if strangers:
-            reasons.append(f"not in pool {pool.metadata.name}: {', '.join(strangers)}")
-        return PoolChangeResult(
-            pool.metadata.name,
-            cordoned=done if cordoned else (),
-            uncordoned=() if cordoned else done,
-            reason="; ".join(reasons),
-        )
+        return cordon_members(self._drainer, pool.metadata.name, members, strangers, cordoned)

@@ -24,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.controller import kube
+from autoscaler.controller.ports import PoolChangeResult
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import PermanentError, TemporaryError
 
@@ -189,3 +190,21 @@ class NodeDrainer:
             else:
                 refused.append(result)
         return drained, refused
+
+
+def cordon_members(
+    drainer: NodeDrainer, pool: str, members: Sequence[str], strangers: Sequence[str], cordoned: bool
+) -> PoolChangeResult:
+    """Cordon (or uncordon) the pool's `members`; `strangers` (named, not in the pool) are only reported."""
+    for name in members:
+        drainer.cordon(name, cordoned)
+    done = tuple(members)
+    reasons = [f"{'cordoned' if cordoned else 'uncordoned'} {', '.join(done)}"] if done else []
+    if strangers:
+        reasons.append(f"not in pool {pool}: {', '.join(strangers)}")
+    return PoolChangeResult(
+        pool,
+        cordoned=done if cordoned else (),
+        uncordoned=() if cordoned else done,
+        reason="; ".join(reasons),
+    )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kubernetes import client
 
-from autoscaler.controller.drain import NodeDrainer, kube_call
+from autoscaler.controller.drain import NodeDrainer, cordon_members, kube_call
 from autoscaler.controller.node_manifest import pool_node
 from autoscaler.controller.ports import PoolChangeResult
 from autoscaler.decide import pool_nodes
@@ -160,15 +160,4 @@ class KwokPoolProvider:
 
     def cordon(self, pool: NodePool, names: Sequence[str], cordoned: bool) -> PoolChangeResult:
         members, strangers = self._members(pool, names)
-        for name in members:
-            self._drainer.cordon(name, cordoned)
-        done = tuple(members)
-        reasons = [f"{'cordoned' if cordoned else 'uncordoned'} {', '.join(done)}"] if done else []
-        if strangers:
-            reasons.append(f"not in pool {pool.metadata.name}: {', '.join(strangers)}")
-        return PoolChangeResult(
-            pool.metadata.name,
-            cordoned=done if cordoned else (),
-            uncordoned=() if cordoned else done,
-            reason="; ".join(reasons),
-        )
+        return cordon_members(self._drainer, pool.metadata.name, members, strangers, cordoned)

@@ -242,6 +242,7 @@ class Running:
         self.queued.close()
         if self.kafka_sink is not None:
             self.kafka_sink.close()
+        self.sources.close()  # the Kafka admin clients' threads, the Prometheus HTTP client
 
 
 def _in_cluster() -> client.ApiClient:

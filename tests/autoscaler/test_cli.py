@@ -121,8 +121,23 @@ def test_the_controller_benchmark_prints_decisions_per_second_as_json(
     assert out["decisions"] == 36 and out["decisions_per_second"] > 0
 
 
-def test_the_end_to_end_controller_benchmark_waits_for_the_controller(
+def test_the_end_to_end_controller_benchmark_needs_the_environment_the_composition_root_passes_in(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["bench", "controller", "--e2e"]) == 2
-    assert "--e2e needs the controller (issue 6)" in capsys.readouterr().err
+    import argparse
+
+    from autoscaler import cli as autoscaler_cli
+
+    parser = argparse.ArgumentParser()
+    autoscaler_cli.add_benchmarks(parser.add_subparsers(dest="benchmark"))  # no e2e runner given
+    args = parser.parse_args(["controller", "--e2e"])
+    assert args.func(args) == 2
+    assert "--e2e needs the local environment" in capsys.readouterr().err
+
+
+def test_the_tidescale_command_wires_the_end_to_end_controller_benchmark() -> None:
+    from tidescale import bench_controller
+    from tidescale.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "controller", "--e2e", "--policies", "10"])
+    assert args.e2e_handler is bench_controller.run

@@ -4,8 +4,7 @@ nodes, driven through the official Python client."""
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from kernel import artefacts
-from kernel.clock import SYSTEM_CLOCK, Deadline
+from tests.kube_objects import a_deployment
+from tests.waiting import new_namespace, wait_for
 from tidescale.local import environment, nodes
 
 pytestmark = pytest.mark.integration
@@ -41,47 +41,9 @@ def api(cluster: environment.Environment) -> client.ApiClient:
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace per test, with its default ServiceAccount in place (pods need it)."""
     core = client.CoreV1Api(api)
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(
-        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-        30,
-        f"default ServiceAccount in {name}",
-    )
+    name = new_namespace(core)
     yield name
     core.delete_namespace(name)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = Deadline(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if deadline.expired():
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        SYSTEM_CLOCK.sleep(0.25)
-
-
-def a_deployment(name: str, replicas: int, gpus: int = 0) -> dict[str, Any]:
-    resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {"name": "server", "image": "vllm/vllm-openai:v0.11.0", "resources": resources}
-                    ]
-                },
-            },
-        },
-    }
 
 
 def a_pod(name: str, gpus: int) -> dict[str, Any]:
@@ -188,10 +150,14 @@ def test_a_watch_delivers_the_events_of_a_pod_from_creation_to_running(
     api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(api)
+    # watch from the version before the pod exists, so its creation is an event even if KWOK is quick
+    version = core.list_namespaced_pod(namespace).metadata.resource_version
     core.create_namespaced_pod(namespace, a_pod("watched", gpus=1))
     seen: list[tuple[str, str]] = []
     stream = watch.Watch()
-    for event in stream.stream(core.list_namespaced_pod, namespace, timeout_seconds=60):
+    for event in stream.stream(
+        core.list_namespaced_pod, namespace, resource_version=version, timeout_seconds=60
+    ):
         pod = event["object"]
         seen.append((event["type"], pod.status.phase))
         if pod.status.phase == "Running":

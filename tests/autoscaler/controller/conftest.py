@@ -3,14 +3,12 @@ fresh namespace per test. Kafka, the exporter and Prometheus come from the root 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
 
-from kernel.clock import SYSTEM_CLOCK, Deadline
+from tests.waiting import new_namespace
 from tidescale.local import environment
 
 
@@ -34,24 +32,6 @@ def kube(cluster: environment.Environment) -> client.ApiClient:
 def namespace(kube: client.ApiClient) -> Iterator[str]:
     """A fresh namespace per test, with its default ServiceAccount in place (pods need it)."""
     core = client.CoreV1Api(kube)
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(
-        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-        30,
-        f"default ServiceAccount in {name}",
-    )
+    name = new_namespace(core)
     yield name
     core.delete_namespace(name)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test with `what` at the deadline."""
-    deadline = Deadline(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if deadline.expired():
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        SYSTEM_CLOCK.sleep(0.2)

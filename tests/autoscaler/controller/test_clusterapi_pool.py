@@ -30,7 +30,7 @@ from autoscaler.controller.node_manifest import kwok_node
 from autoscaler.nodepool import POOL_LABEL
 from autoscaler.policy import NodePool
 from jobs.vocabulary import NVIDIA_GPU
-from tests.autoscaler.controller.conftest import wait_for
+from tests.waiting import wait_for
 from tidescale.local import crds
 from tidescale.local.environment import Environment
 

@@ -20,6 +20,8 @@ from kubernetes import client, config
 
 from autoscaler.controller.wiring import Options, Running
 from kernel.clock import SYSTEM_CLOCK, Deadline
+from tests.kube_objects import a_deployment
+from tests.waiting import new_namespace, wait_for
 from tidescale.local import environment, nodes
 from tidescale.local import exporter as local_exporter
 from tidescale.local.process import stop
@@ -27,17 +29,6 @@ from tidescale.local.process import stop
 pytestmark = pytest.mark.integration
 
 POOL_LABEL = "tidescale.io/node-pool"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = Deadline(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if deadline.expired():
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        SYSTEM_CLOCK.sleep(0.2)
 
 
 class E2E:
@@ -77,30 +68,8 @@ class E2E:
     def create_deployment(
         self, ns: str, name: str, replicas: int, gpus: int, pool: str | None = None
     ) -> None:
-        pod_spec: dict[str, Any] = {
-            "containers": [
-                {
-                    "name": "server",
-                    "image": "vllm/vllm-openai:v0.11.0",
-                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                }
-            ]
-        }
-        if pool:
-            pod_spec["nodeSelector"] = {POOL_LABEL: pool}
-        self.apps.create_namespaced_deployment(
-            ns,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
-                },
-            },
-        )
+        selector = {POOL_LABEL: pool} if pool else None
+        self.apps.create_namespaced_deployment(ns, a_deployment(name, replicas, gpus, node_selector=selector))
 
     def running_pods(self, ns: str, name: str) -> list[Any]:
         pods = self.core.list_namespaced_pod(ns, label_selector=f"app={name}").items
@@ -141,15 +110,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
 
 @pytest.fixture
 def ns(e2e: E2E) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    e2e.core.create_namespace({"metadata": {"name": name}})
-    wait_for(
-        lambda: any(
-            sa.metadata.name == "default" for sa in e2e.core.list_namespaced_service_account(name).items
-        ),
-        30,
-        f"default ServiceAccount in {name}",
-    )
+    name = new_namespace(e2e.core, "e2e")
     yield name
     e2e.core.delete_namespace(name)
 

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from autoscaler.controller.wiring import Options, Running
-from tests.autoscaler.controller.conftest import wait_for
+from tests.waiting import wait_for
 from tidescale.local import environment
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from autoscaler.controller.drain import NodeDrainer, api_error
 from autoscaler.controller.node_manifest import kwok_node
 from kernel.errors import PermanentError, TemporaryError
-from tests.autoscaler.controller.conftest import wait_for
+from tests.waiting import wait_for
 
 
 @pytest.mark.parametrize(

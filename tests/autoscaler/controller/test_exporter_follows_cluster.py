@@ -16,7 +16,8 @@ from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.nodepool import POOL_LABEL
-from tests.autoscaler.controller.conftest import wait_for
+from tests.kube_objects import a_deployment
+from tests.waiting import wait_for
 from tidescale.local import environment, exporter, nodes, prometheus
 from tidescale.local.process import stop
 
@@ -71,29 +72,15 @@ def exporter_url(cluster: environment.Environment, tmp_path: Path) -> Iterator[s
 
 
 def gpu_deployment(name: str, pool: Pool, replicas: int) -> dict[str, object]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {POOL_LABEL: pool.name},
-                    "tolerations": [{"key": "tidescale.io/test", "operator": "Equal", "value": pool.taint}],
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai",
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return a_deployment(
+        name,
+        replicas,
+        gpus=1,
+        node_selector={POOL_LABEL: pool.name},
+        tolerations=[{"key": "tidescale.io/test", "operator": "Equal", "value": pool.taint}],
+        container="vllm",
+        image="vllm/vllm-openai",
+    )
 
 
 def series(url: str, pool: Pool) -> list[Series]:

@@ -17,7 +17,8 @@ from autoscaler.nodepool import POOL_LABEL
 from autoscaler.policy import ClusterAPIProvider, MachineDeploymentRef, NodePool
 from jobs.vocabulary import GFD_PRODUCT, NVIDIA_GPU
 from kernel.errors import PermanentError
-from tests.autoscaler.controller.conftest import wait_for
+from tests.kube_objects import a_deployment
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,29 +75,11 @@ def add_ready(provider: KwokPoolProvider, pool: NodePool, kube: client.ApiClient
 
 
 def gpu_deployment(namespace: str, pool: NodePool, replicas: int, gpus: int = 1) -> dict[str, Any]:
-    labels = {"app": "llm"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "llm", "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {POOL_LABEL: pool.metadata.name},
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": "vllm/vllm-openai",
-                            "resources": {"limits": {NVIDIA_GPU: str(gpus)}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    body = a_deployment(
+        "llm", replicas, gpus, node_selector={POOL_LABEL: pool.metadata.name}, image="vllm/vllm-openai"
+    )
+    body["metadata"]["namespace"] = namespace
+    return body
 
 
 def running_pods(core: client.CoreV1Api, namespace: str, count: int) -> list[client.V1Pod]:

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from autoscaler.controller.leader import LeaderElector
-from tests.autoscaler.controller.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from autoscaler.policy import (
     SLOTrigger,
 )
 from autoscaler.triggers import Reading
-from kernel.clock import SYSTEM_CLOCK, Deadline
+from kernel.clock import SYSTEM_CLOCK
+from tests.waiting import wait_for
 from tidescale.local import environment
 from tidescale.local.exporter import set_load
 from tidescale.local.process import free_port
@@ -66,17 +67,6 @@ def source(gpu_env: environment.Environment) -> Iterator[PrometheusSource]:
     s = PrometheusSource(gpu_env.prometheus_url, timeout_s=5, scrape_interval_s=1)
     yield s
     s.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = Deadline(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if deadline.expired():
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        SYSTEM_CLOCK.sleep(0.2)
 
 
 def _instant(url: str, query: str) -> float | None:

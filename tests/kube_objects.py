@@ -1,0 +1,39 @@
+"""Kubernetes objects the integration tests create, built in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GPU = "nvidia.com/gpu"
+
+
+def a_deployment(
+    name: str,
+    replicas: int = 1,
+    gpus: int = 0,
+    *,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict[str, str]] | None = None,
+    container: str = "server",
+    image: str = "vllm/vllm-openai:v0.11.0",
+) -> dict[str, Any]:
+    """A Deployment of `replicas` pods labelled `app=<name>`, each asking for `gpus` GPUs (as limits)."""
+    pod: dict[str, Any] = {
+        "containers": [
+            {"name": container, "image": image, "resources": {"limits": {GPU: str(gpus)}} if gpus else {}}
+        ]
+    }
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+        },
+    }
