@@ -106,6 +106,10 @@ class KwokPoolProvider:
         )
         return list(listed.items)
 
+    def provisioning(self, pool: NodePool) -> int:
+        """Always 0: a KWOK node exists as a Node object from the moment it is created."""
+        return 0
+
     def nodes(self, pool: NodePool, now: float, previous: Mapping[str, PoolNode]) -> tuple[PoolNode, ...]:
         """The pool's nodes, provisioning (not yet Ready) ones included. GPUs requested come from one list
         of the cluster's unfinished pods, not one list per node."""

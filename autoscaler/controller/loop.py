@@ -438,6 +438,14 @@ class Controller:
             return None
         current = provider.nodes(pool, t, e.pool_nodes)
         e.pool_nodes = {n.name: n for n in current}
+        # machines still booting have no Node yet: count them as empty nodes of the pool's shape, so that
+        # the plan does not ask for them again on every reconcile (they are never idle, never removed)
+        gpus = pool.spec.node.gpus
+        booting = provider.provisioning(pool)
+        current = current + tuple(
+            PoolNode(f"{pool.metadata.name}-provisioning-{i}", pool.metadata.name, gpus, 0)
+            for i in range(booting)
+        )
         try:
             _, scheduled = self.targets.pods(e.namespace, parse(view.selector))
         except PermanentError:

@@ -93,6 +93,11 @@ class NodePoolProvider(Protocol):
         """The pool's nodes (ready and provisioning) with their GPU requests, carrying `below_since` over."""
         ...
 
+    def provisioning(self, pool: NodePool) -> int:
+        """Nodes asked for that have no Node object yet (Cluster API machines still booting); they count
+        against the pool's capacity so that the next reconcile does not ask for them again."""
+        ...
+
     def add(self, pool: NodePool, count: int) -> PoolChangeResult: ...
 
     def remove(self, pool: NodePool, names: Sequence[str]) -> PoolChangeResult:

@@ -264,3 +264,71 @@ def test_a_policy_change_wakes_it_and_an_unchanged_generation_does_not_revalidat
     assert world.controller.upsert(changed) is not first
     world.clock.advance(timedelta(seconds=1).total_seconds())
     assert world.step().decided == 1
+
+
+@dataclass
+class FakeProvider:
+    """A node-pool provider that records what it was asked and reports machines still booting."""
+
+    booting: int = 0
+    added: list[int] = field(default_factory=list)
+    type: str = "ClusterAPI"
+
+    def nodes(self, pool: Any, now: float, previous: Mapping[str, Any]) -> tuple[Any, ...]:
+        return ()
+
+    def provisioning(self, pool: Any) -> int:
+        return self.booting
+
+    def add(self, pool: Any, count: int) -> Any:
+        from autoscaler.controller.ports import PoolChangeResult
+
+        self.added.append(count)
+        self.booting += count
+        return PoolChangeResult(pool.metadata.name, added=tuple(f"md#{i}" for i in range(count)))
+
+    def remove(self, pool: Any, names: Sequence[str]) -> Any:
+        raise AssertionError("nothing to remove here")
+
+    def cordon(self, pool: Any, names: Sequence[str], cordoned: bool) -> Any:
+        raise AssertionError("nothing to cordon here")
+
+
+def test_machines_still_booting_are_not_asked_for_again(world: World) -> None:
+    provider = FakeProvider()
+    world.controller.providers["ClusterAPI"] = provider
+    world.controller.upsert_pool(
+        {
+            "apiVersion": "tidescale.io/v1alpha1",
+            "kind": "NodePool",
+            "metadata": {"name": "h100"},
+            "spec": {
+                "node": {
+                    "gpuModel": "H100",
+                    "gpus": 4,
+                    "gpuMemoryMiB": 81559,
+                    "cpu": "48",
+                    "memory": "512Gi",
+                },
+                "maxNodes": 8,
+                "hourlyPrice": 49.0,
+                "provisioningSeconds": 300,
+                "provider": {"type": "ClusterAPI", "machineDeployment": {"name": "gpu-md"}},
+            },
+        }
+    )
+    world.targets.views["ml/svc"] = replace(a_view(), ready=0)
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5,))
+    world.controller.upsert(
+        a_policy_object(
+            minReplicas=2,
+            maxReplicas=2,
+            nodePool="h100",
+            podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
+        )
+    )
+    world.step(0, full=True)
+    assert provider.added == [2]  # two 4-GPU replicas, no node: two machines
+    world.step(15, full=True)
+    world.step(15, full=True)
+    assert provider.added == [2]  # booting machines count: nothing asked twice
