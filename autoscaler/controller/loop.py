@@ -152,6 +152,7 @@ class Controller:
         self.pools: dict[str, NodePool] = {}
         self._lock = threading.Lock()
         self._woken: dict[str, str] = {}  # key → why
+        self._woken_at: dict[str, float] = {}  # key → monotonic time of the first unserved wake
         self._wake_event = threading.Event()
         self._last_sweep = 0.0
         self._status_queue: dict[tuple[str, str], dict[str, Any]] = {}
@@ -237,9 +238,11 @@ class Controller:
 
     def wake(self, keys: Iterable[str], why: str) -> None:
         """Reconcile these policies at the next step (at once when the loop is idle)."""
+        at = self.clock.monotonic()
         with self._lock:
             for k in keys:
                 self._woken.setdefault(k, why)
+                self._woken_at.setdefault(k, at)
         self._wake_event.set()
 
     def find(self, labels: Mapping[str, str]) -> list[str]:
@@ -269,6 +272,7 @@ class Controller:
         # 1. choose: woken, due for polling, or all of them on a sweep
         with self._lock:
             woken, self._woken = self._woken, {}
+            woken_at, self._woken_at = self._woken_at, {}
             entries = [e for e in self.entries.values() if e.policy is not None]
         if sweep:
             self._last_sweep = t
@@ -299,7 +303,7 @@ class Controller:
             if not (sweep or e.key in woken or e.key in fresh):
                 continue
             try:
-                d, acted = self._reconcile(e, views[e.key], moment, t)
+                d, acted = self._reconcile(e, views[e.key], moment, t, woken_at.get(e.key))
             except Exception:  # one policy's surprise must not stop the others
                 errors += 1
                 log.exception("reconciling %s", e.key)
@@ -358,7 +362,7 @@ class Controller:
         return out
 
     def _reconcile(
-        self, e: Entry, view: ScaleView | Exception, moment: datetime, t: float
+        self, e: Entry, view: ScaleView | Exception, moment: datetime, t: float, woken_at: float | None = None
     ) -> tuple[Decision | None, bool]:
         policy = e.policy
         assert policy is not None
@@ -409,7 +413,10 @@ class Controller:
                     for r in results
                 ]
             ref = policy.spec.target_ref
-            event = ScalingEvent(d, rec, acted, (ref.api_version, ref.kind, e.namespace, ref.name))
+            timing: dict[str, str] = {}
+            if acted and woken_at is not None:  # from the wake (alert, pending pod, spec change) to the patch
+                timing["reactionSeconds"] = f"{self.clock.monotonic() - woken_at:.3f}"
+            event = ScalingEvent(d, rec, acted, (ref.api_version, ref.kind, e.namespace, ref.name), timing)
             for sink in self.sinks:
                 sink.emit(event)
         e.announced = refusal

@@ -201,6 +201,8 @@ def test_a_woken_policy_is_decided_at_once_and_a_quiet_one_waits_for_its_sweep(w
     assert report.decided == 1
     assert [r.policy for r in world.metrics.batches[0]] == ["ml/svc"]
     assert world.scaler.calls == [("ml/svc", 4)]
+    # the wake was served 1 s (fake clock) after it came: that is the reaction the metrics record
+    assert world.sink.events[-1].extra["reactionSeconds"] == "1.000"
 
 
 def test_kafka_lag_is_polled_every_second_between_sweeps_and_acted_on_at_once(world: World) -> None:
