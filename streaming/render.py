@@ -32,6 +32,23 @@ GPU_DRIVER_FACTORY = "org.apache.flink.externalresource.gpu.GPUDriverFactory"
 GPU_DISCOVERY = "/opt/spark/examples/src/main/scripts/getGpusResources.sh"
 DEFAULT_BOOTSTRAP = "kafka.kafka.svc:9092"
 DEFAULT_MASTER = "k8s://https://kubernetes.default.svc"
+EXECUTION_MODE = "process"
+# Python UDF settings the local run and the rendered FlinkDeployment share, measured side by side on the
+# LLM preprocessor (docs/benchmarks.md, Streaming). A bundle is what a subtask hands its Python worker
+# before it waits for all of it to come back; at the default size the subtask stalls on a round trip
+# every 1,000 records (≈ 6k records/s with two workers), and a larger one keeps both workers busy.
+# `bundle.time` still bounds how long a record may wait in a bundle; Arrow batches stream back within it.
+PYTHON_SETTINGS = {
+    "python.fn-execution.bundle.size": "100000",
+    "python.fn-execution.arrow.batch.size": "10000",
+}
+
+
+def python_settings(execution_mode: str = EXECUTION_MODE) -> dict[str, str]:
+    """The `python.*` options a pipeline runs with (locally and in a rendered FlinkDeployment)."""
+    return {"python.execution-mode": execution_mode, **PYTHON_SETTINGS}
+
+
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _MIB = {
     None: 1 / 2**20,
@@ -130,7 +147,7 @@ def flink(plan: Plan, target: str = "kubernetes", *, bootstrap: str = DEFAULT_BO
         "taskmanager.numberOfTaskSlots": str(slots),
         "execution.checkpointing.interval": f"{plan.delivery.checkpoint_interval} ms",
         "state.backend.type": "hashmap",
-        "python.execution-mode": "process",
+        **python_settings(),
         "table.local-time-zone": "UTC",
     }
     if plan.delivery.checkpoint_dir:

@@ -16,6 +16,7 @@ from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
 from streaming.engine import Rendered, RunOptions, RunReport
 from streaming.plan import Plan
+from streaming.render import EXECUTION_MODE, python_settings
 
 FLINK_VERSION = "2.2.0"
 CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
@@ -33,10 +34,26 @@ def _data_type(kind: str) -> Any:
     }[kind]
 
 
+def embedded_pythonpath() -> str:
+    """What the JVM-embedded interpreter (thread mode) needs on its path: this interpreter's
+    site-packages (pemja itself, the job's dependencies) and the directory holding `streaming`.
+    It starts without the venv's `site` setup, so neither `python.executable` nor the editable install's
+    .pth file reaches it (reference §7: `No module named 'pemja'` otherwise)."""
+    import sysconfig
+
+    import streaming
+
+    entries = [sysconfig.get_paths()["purelib"], str(Path(streaming.__file__).resolve().parent.parent)]
+    inherited = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([*entries, *(p for p in inherited.split(os.pathsep) if p and p not in entries)])
+
+
 def table_environment(parallelism: int = 1) -> Any:
     """A streaming TableEnvironment on a local mini-cluster, sized for a 2-core machine."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
+    # Read by the JVM PyFlink starts (once per process): thread mode's embedded interpreter needs it.
+    os.environ["PYTHONPATH"] = embedded_pythonpath()
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = env.get_config()
     config.set("parallelism.default", str(parallelism))
@@ -191,11 +208,53 @@ def pipeline_statements(plan: Plan, bootstrap: str, bounded: bool) -> list[str]:
     return statements
 
 
+class RowProcess:
+    """Picklable: the row-at-a-time form of `frames.VectorProcess`, a general UDF, which thread mode
+    runs in the TaskManager's embedded interpreter (it would silently run a pandas UDF in process mode).
+    Returns the columns of `frames.result_columns` as one Row."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._processor: Any = None
+        self._typed = [name for name, _ in plan.fields] if plan.stateful else []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_processor": None}
+
+    def __call__(self, value: bytes | None) -> Any:
+        from pyflink.common import Row
+
+        from streaming.stateless import Processor
+
+        if self._processor is None:
+            self._processor = Processor(self.plan)
+        result = self._processor.process(value)
+        fields = result.record or {}
+        return Row(result.kind, result.topic, result.key, result.value, *(fields.get(n) for n in self._typed))
+
+
 class FlinkEngine:
-    """PyFlink Table API on a local mini-cluster; the stateless prefix is one pandas UDF."""
+    """PyFlink Table API on a local mini-cluster; the stateless prefix is one Python UDF: a general
+    (row-at-a-time) one run in thread mode, inside the TaskManager's JVM, or a pandas one over Arrow
+    batches in process mode (Beam workers). `settings` are extra Flink options (benchmark variants)."""
 
     name: str = "flink"
     delivery: tuple[str, ...] = ("at-least-once", "exactly-once")
+
+    def __init__(
+        self,
+        execution_mode: str = EXECUTION_MODE,
+        settings: dict[str, str] | None = None,
+        function_type: str | None = None,
+    ) -> None:
+        if execution_mode not in ("thread", "process"):
+            raise ValueError(f"python.execution-mode {execution_mode!r} (known: process, thread)")
+        # Thread mode runs general UDFs only; it would silently run a pandas UDF in process mode.
+        self.function_type = function_type or ("general" if execution_mode == "thread" else "pandas")
+        if self.function_type not in ("general", "pandas"):
+            raise ValueError(f"function type {function_type!r} (known: general, pandas)")
+        self.execution_mode = execution_mode
+        self.settings = dict(settings or {})
 
     def run(self, plan: Plan, options: RunOptions) -> RunReport:
         from pyflink.table import DataTypes
@@ -221,10 +280,14 @@ class FlinkEngine:
             config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         if options.restore_from is not None:
             config.set("execution.state-recovery.path", options.restore_from.absolute().as_uri())
+        for key, value in {**python_settings(self.execution_mode), **self.settings}.items():
+            config.set(key, value)
         row = DataTypes.ROW([DataTypes.FIELD(c, _data_type(t)) for c, t in result_columns(plan)])
-        env.create_temporary_function(
-            UDF_NAME, udf(VectorProcess(plan), result_type=row, func_type="pandas", name=UDF_NAME)
-        )
+        if self.function_type == "general":
+            function = udf(RowProcess(plan), result_type=row, name=UDF_NAME)
+        else:
+            function = udf(VectorProcess(plan), result_type=row, func_type="pandas", name=UDF_NAME)
+        env.create_temporary_function(UDF_NAME, function)
         statements = pipeline_statements(plan, options.bootstrap, bounded)
         statement_set = env.create_statement_set()
         for statement in statements:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import PermanentError
@@ -89,18 +90,26 @@ def run_confluent(plan: Plan, options: RunOptions, progress: Progress, clock: Cl
             producer.poll(0)
             if clock.monotonic() - last_commit >= plan.delivery.checkpoint_interval / 1000:
                 producer.flush()
-                if positions:
-                    consumer.commit(asynchronous=False)
+                _commit(consumer, plan.source.topic, positions)
                 last_commit = clock.monotonic()
             if progress.on_batch is not None:
                 progress.on_batch(progress)
         remaining = producer.flush(30)
         if remaining:
             raise PermanentError(f"{remaining} records not delivered by {plan.name}")
-        if positions:
-            consumer.commit(asynchronous=False)
+        _commit(consumer, plan.source.topic, positions)
     finally:
         consumer.close()
+
+
+def _commit(consumer: Any, topic: str, positions: dict[int, int]) -> None:
+    """Commit the positions explicitly: a bare `commit()` raises `_NO_OFFSET` when nothing was
+    consumed since the last one (the final commit right after a periodic one)."""
+    from confluent_kafka import TopicPartition
+
+    if positions:
+        offsets = [TopicPartition(topic, partition, offset) for partition, offset in positions.items()]
+        consumer.commit(offsets=offsets, asynchronous=False)
 
 
 def run_kafka_python(

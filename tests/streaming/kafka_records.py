@@ -117,8 +117,8 @@ def read_all(
         while len(found) < count and not deadline.expired():
             for message in consumer.consume(num_messages=1000, timeout=0.5):
                 if message.error() is None:
-                    key = message.key()
-                    found.append((message.topic(), key.decode() if key else None, message.value().decode()))
+                    key, value = message.key(), message.value() or b""
+                    found.append((str(message.topic()), key.decode() if key else None, value.decode()))
     finally:
         consumer.close()
     return found

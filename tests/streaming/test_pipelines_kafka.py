@@ -153,3 +153,22 @@ def test_the_in_process_loops_give_the_reference_records(
     assert (report.records_in, report.records_out, report.dead_letters) == (300, len(out), len(dead))
     topics = [*sorted({t for t, _, _ in out}), plan.dead_letter.topic]
     assert Counter(read_all(bootstrap, topics, len(values) + 1)) == Counter(out) + Counter(dead)
+
+
+def test_flink_in_thread_mode_runs_the_row_at_a_time_function_and_gives_the_reference_records(
+    local_env: environment.Environment, kafka_io: Any, tmp_path: Path
+) -> None:
+    from streaming.engines.flink import FlinkEngine
+
+    bootstrap = local_env.kafka_bootstrap
+    plan = example_plan("llm-preprocessor", f"{unique()}-flink-thread")
+    values, _ = llm_requests(300)
+    write(bootstrap, plan.source.topic, values, kafka_io)
+    out, dead = expected_stateless(plan, values)
+
+    engine = FlinkEngine("thread")
+    engine.run(plan, RunOptions(bootstrap, bounded=True, checkpoint_dir=tmp_path / "thread", timeout_s=300))
+
+    assert engine.function_type == "general"  # a pandas UDF would silently run in process mode
+    topics = [*sorted({t for t, _, _ in out}), plan.dead_letter.topic]
+    assert Counter(read_all(bootstrap, topics, len(values) + 1)) == Counter(out) + Counter(dead)
