@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         print(f"    first dead letter's reason: {dead[0].get('reason')}")
     arrived = sum(len(r) for r in per_model.values()) + len(dead)
 
+    if "kubernetes" in env.components:
+        # the exporter follows the cluster here: its GPUs belong to real pods, so run the llm Deployment
+        _llm_deployment(env.kubeconfig)
     step("setting the simulated GPU load of the 2 llm replicas; Prometheus scrapes the exporter every second")
     for fraction in (0.1, 0.4, 0.7, 0.95, 0.3):
         exporter.set_load(env.exporter_url, fraction, namespace="demo", deployment="llm")
@@ -107,6 +111,58 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     if args.keep:
         step(f"left running; stop with: tidescale local down --state-dir {state_dir}")
     return 0 if arrived == len(requests) else 1
+
+
+def _llm_deployment(kubeconfig: str, timeout: float = 60) -> None:
+    """The 2-replica, 1-GPU-each `llm` Deployment in namespace `demo` on the KWOK GPU nodes, running."""
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    step("creating the llm Deployment (2 replicas, 1 GPU each) in namespace demo on the KWOK GPU nodes")
+    container = {
+        "name": "vllm",
+        "image": "vllm/vllm-openai:v0.11.0",
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "llm"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "llm"}},
+            "template": {"metadata": {"labels": {"app": "llm"}}, "spec": {"containers": [container]}},
+        },
+    }
+    deadline = Deadline(timeout)
+    creates: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (core.create_namespace, ({"metadata": {"name": "demo"}},)),
+        (apps.create_namespaced_deployment, ("demo", body)),
+    ]
+    for create, arguments in creates:
+        while True:
+            try:
+                create(*arguments)
+                break
+            except ApiException as e:
+                if e.status == 409:  # already there (a kept environment)
+                    break
+                if e.status != 403 or deadline.expired():  # 403: the namespace's ServiceAccount is not ready
+                    raise TidescaleError(
+                        f"demo: cannot create the llm Deployment: HTTP {e.status} {e.reason}"
+                    ) from e
+                SYSTEM_CLOCK.sleep(0.5)
+    while True:
+        pods = core.list_namespaced_pod("demo", label_selector="app=llm").items
+        if sum(1 for p in pods if p.status.phase == "Running") >= 2:
+            return
+        if deadline.expired():
+            raise TidescaleError(
+                f"demo: the llm pods are not running after {timeout:.0f} s (are there GPU nodes?)"
+            )
+        SYSTEM_CLOCK.sleep(0.5)
 
 
 def _read(bootstrap: str, topic: str, idle_s: float = 5) -> list[dict[str, Any]]:
