@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
 
 from kernel.clock import Deadline
+from tests.waiting import new_namespace
 from tidescale.local import environment
 
 
@@ -22,6 +24,26 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.
         yield env
     finally:
         environment.down(state_dir)
+
+
+@pytest.fixture(scope="module")
+def kube(cluster: environment.Environment) -> Any:
+    """A Kubernetes API client for the `cluster` fixture of the test's directory or module (module-scoped:
+    directories start different clusters, and a session-scoped client would keep the first one's)."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: Any) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount in place (pods need it)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+    name = new_namespace(core)
+    yield name
+    core.delete_namespace(name)
 
 
 @pytest.fixture

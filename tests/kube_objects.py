@@ -37,3 +37,11 @@ def a_deployment(
             "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
         },
     }
+
+
+def a_pdb(name: str, labels: dict[str, str], max_unavailable: int = 0) -> dict[str, Any]:
+    """A PodDisruptionBudget over the pods with `labels`."""
+    return {
+        "metadata": {"name": name},
+        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": labels}},
+    }

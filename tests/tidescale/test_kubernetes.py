@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from kernel import artefacts
 from tests.kube_objects import a_deployment
-from tests.waiting import new_namespace, wait_for
+from tests.waiting import wait_for
 from tidescale.local import environment, nodes
 
 pytestmark = pytest.mark.integration
@@ -30,20 +30,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.En
         yield env
     finally:
         environment.down(state_dir)
-
-
-@pytest.fixture(scope="session")
-def api(cluster: environment.Environment) -> client.ApiClient:
-    return config.new_client_from_config(config_file=cluster.kubeconfig)
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace per test, with its default ServiceAccount in place (pods need it)."""
-    core = client.CoreV1Api(api)
-    name = new_namespace(core)
-    yield name
-    core.delete_namespace(name)
 
 
 def a_pod(name: str, gpus: int) -> dict[str, Any]:
@@ -68,17 +54,17 @@ def running_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[
     return [p for p in pods if p.status.phase == "Running" and p.spec.node_name]
 
 
-def test_the_api_server_reports_the_pinned_kubernetes_version(api: client.ApiClient) -> None:
-    version = client.VersionApi(api).get_code()
+def test_the_api_server_reports_the_pinned_kubernetes_version(kube: client.ApiClient) -> None:
+    version = client.VersionApi(kube).get_code()
     assert version.git_version == "v1.37.2"
     assert (version.major, version.minor) == ("1", "37")
 
 
 def test_a_deployments_pods_become_running_on_kwok_gpu_nodes(
-    api: client.ApiClient, namespace: str, cluster: environment.Environment
+    kube: client.ApiClient, namespace: str, cluster: environment.Environment
 ) -> None:
-    client.AppsV1Api(api).create_namespaced_deployment(namespace, a_deployment("llm", replicas=3, gpus=2))
-    core = client.CoreV1Api(api)
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, a_deployment("llm", replicas=3, gpus=2))
+    core = client.CoreV1Api(kube)
     pods = wait_for(
         lambda: (
             len(running_pods(core, namespace, "app=llm")) == 3 and running_pods(core, namespace, "app=llm")
@@ -90,16 +76,16 @@ def test_a_deployments_pods_become_running_on_kwok_gpu_nodes(
 
 
 def test_replicas_are_read_and_patched_through_the_scale_subresource(
-    api: client.ApiClient, namespace: str
+    kube: client.ApiClient, namespace: str
 ) -> None:
-    apps = client.AppsV1Api(api)
+    apps = client.AppsV1Api(kube)
     apps.create_namespaced_deployment(namespace, a_deployment("embed", replicas=1))
     assert apps.read_namespaced_deployment_scale("embed", namespace).spec.replicas == 1
 
     apps.patch_namespaced_deployment_scale("embed", namespace, {"spec": {"replicas": 4}})
 
     assert apps.read_namespaced_deployment_scale("embed", namespace).spec.replicas == 4
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube)
     wait_for(lambda: len(running_pods(core, namespace, "app=embed")) == 4, 90, "4 running embed pods")
     scale = wait_for(
         lambda: (s := apps.read_namespaced_deployment_scale("embed", namespace)).status.replicas == 4 and s,
@@ -110,9 +96,9 @@ def test_replicas_are_read_and_patched_through_the_scale_subresource(
 
 
 def test_a_pod_wanting_more_gpus_than_any_node_has_waits_unschedulable_until_a_fitting_node_is_added(
-    api: client.ApiClient, namespace: str, cluster: environment.Environment
+    kube: client.ApiClient, namespace: str, cluster: environment.Environment
 ) -> None:
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube)
     core.create_namespaced_pod(namespace, a_pod("big-trainer", gpus=16))
 
     def unschedulable() -> Any:
@@ -147,9 +133,9 @@ def test_a_pod_wanting_more_gpus_than_any_node_has_waits_unschedulable_until_a_f
 
 
 def test_a_watch_delivers_the_events_of_a_pod_from_creation_to_running(
-    api: client.ApiClient, namespace: str
+    kube: client.ApiClient, namespace: str
 ) -> None:
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube)
     # watch from the version before the pod exists, so its creation is an event even if KWOK is quick
     version = core.list_namespaced_pod(namespace).metadata.resource_version
     core.create_namespaced_pod(namespace, a_pod("watched", gpus=1))
@@ -167,16 +153,16 @@ def test_a_watch_delivers_the_events_of_a_pod_from_creation_to_running(
 
 
 def test_a_service_account_without_a_role_is_refused_and_allowed_once_bound(
-    api: client.ApiClient, namespace: str
+    kube: client.ApiClient, namespace: str
 ) -> None:
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
     token = core.create_namespaced_service_account_token(
         "reader", namespace, {"spec": {"expirationSeconds": 600}}
     ).status.token
     configuration = client.Configuration()
-    configuration.host = api.configuration.host
-    configuration.ssl_ca_cert = api.configuration.ssl_ca_cert
+    configuration.host = kube.configuration.host
+    configuration.ssl_ca_cert = kube.configuration.ssl_ca_cert
     configuration.api_key = {"BearerToken": token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     as_reader = client.CoreV1Api(client.ApiClient(configuration))
@@ -186,7 +172,7 @@ def test_a_service_account_without_a_role_is_refused_and_allowed_once_bound(
     assert refused.value.status == 403
     assert f"system:serviceaccount:{namespace}:reader" in str(refused.value.body)
 
-    rbac = client.RbacAuthorizationV1Api(api)
+    rbac = client.RbacAuthorizationV1Api(kube)
     rbac.create_namespaced_role(
         namespace,
         {

@@ -30,6 +30,7 @@ from autoscaler.controller.node_manifest import kwok_node
 from autoscaler.nodepool import POOL_LABEL
 from autoscaler.policy import NodePool
 from jobs.vocabulary import NVIDIA_GPU
+from tests.kube_objects import a_pdb
 from tests.waiting import wait_for
 from tidescale.local import crds
 from tidescale.local.environment import Environment
@@ -273,13 +274,7 @@ def test_a_node_a_disruption_budget_protects_is_blocked_and_replicas_stay(
     )
     node = machine_node(kube, md_name, machine=(namespace, machine))
     a_pod_on(kube, namespace, node, {"app": "llm"})
-    client.PolicyV1Api(kube).create_namespaced_pod_disruption_budget(
-        namespace,
-        {
-            "metadata": {"name": "llm"},
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "llm"}}},
-        },
-    )
+    client.PolicyV1Api(kube).create_namespaced_pod_disruption_budget(namespace, a_pdb("llm", {"app": "llm"}))
 
     result = provider.remove(pool, [node])
 

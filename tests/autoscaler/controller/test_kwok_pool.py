@@ -17,7 +17,7 @@ from autoscaler.nodepool import POOL_LABEL
 from autoscaler.policy import ClusterAPIProvider, MachineDeploymentRef, NodePool
 from jobs.vocabulary import GFD_PRODUCT, NVIDIA_GPU
 from kernel.errors import PermanentError
-from tests.kube_objects import a_deployment
+from tests.kube_objects import a_deployment, a_pdb
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -131,13 +131,7 @@ def test_a_node_whose_pod_a_disruption_budget_protects_is_blocked_and_stays_cord
     core = client.CoreV1Api(kube)
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment(namespace, pool, 1))
     (pod,) = running_pods(core, namespace, 1)
-    client.PolicyV1Api(kube).create_namespaced_pod_disruption_budget(
-        namespace,
-        {
-            "metadata": {"name": "llm"},
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "llm"}}},
-        },
-    )
+    client.PolicyV1Api(kube).create_namespaced_pod_disruption_budget(namespace, a_pdb("llm", {"app": "llm"}))
 
     result = provider.remove(pool, [name])
 
