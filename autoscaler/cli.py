@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from autoscaler import bench, crd
+from autoscaler import bench, crd, hindsight
 from autoscaler.backtest import NoPolicy, format_table, run_backtest, to_json_line
 from autoscaler.policy import read_policy_file
 from autoscaler.service_model import ServiceModel
@@ -55,6 +55,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     b.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
     b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     b.set_defaults(func=backtest_command)
+
+    h = policy_sub.add_parser(
+        "hindsight",
+        help="what capacity schedules that know the trace achieve, beside the policy and the baselines",
+    )
+    h.add_argument(
+        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
+    )
+    _trace_arguments(h)
+    h.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    h.add_argument(
+        "--windows",
+        default="60,300",
+        help="comma-separated windows (s) of the clairvoyant schedules (default 60,300)",
+    )
+    h.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    h.set_defaults(func=hindsight_command)
 
     events = sub.add_parser("events", help="scaling events: what the controller decided and why")
     events_sub = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
@@ -229,6 +246,33 @@ def backtest_command(args: argparse.Namespace) -> int:
         print(to_json_line(bt))
     else:
         print(format_table(bt))
+    return 0
+
+
+def hindsight_command(args: argparse.Namespace) -> int:
+    try:
+        model = _service_model(args.service)
+        file = read_policy_file(args.file)
+        requests = multiply(_requests(args.trace, model), args.rate_multiplier)
+        windows = [float(w) for w in args.windows.split(",") if w.strip()]
+        if any(w <= 0 for w in windows):
+            raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
+        bt = run_backtest(file, requests, model, policy_name=args.policy)
+    except InvalidSpec as e:
+        return _fail(str(e))
+    except (NoPolicy, ValueError, KeyError) as e:
+        return _fail(str(e))
+    refs = [hindsight.Reference(r.policy, r.gpu_hours, r.slo_violations) for r in bt.results]
+    # the first goal asks for 20 % fewer GPU-hours than HPA: show what that budget buys
+    refs += [
+        hindsight.Reference("hpa ×0.8", 0.8 * r.gpu_hours, None) for r in bt.results if r.policy == "hpa"
+    ]
+    rep = hindsight.report(requests, bt.model, refs, windows)
+    if args.json:
+        out = {"trace": bt.trace, "policy": bt.policy, "service_model": bt.model.render(), **rep.render()}
+        print(json.dumps(out, separators=(",", ":")))
+    else:
+        print(hindsight.format_report(rep))
     return 0
 
 

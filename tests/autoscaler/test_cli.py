@@ -141,3 +141,21 @@ def test_the_tidescale_command_wires_the_end_to_end_controller_benchmark() -> No
 
     args = build_parser().parse_args(["bench", "controller", "--e2e", "--policies", "10"])
     assert args.e2e_handler is bench_controller.run
+
+
+def test_hindsight_places_the_policy_and_the_baselines_against_the_frontiers(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["policy", "hindsight", str(LLM), "--trace", str(small_trace), "--windows", "60", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["policy"] for r in out["references"]] == ["tidescale", "hpa", "keda", "kpa", "hpa ×0.8"]
+    assert set(out["frontiers"]) == {"constant", "clairvoyant-60s"}
+    hpa = out["references"][1]
+    for best in hpa["fewest_violations_within"].values():
+        assert best is None or best["gpu_hours"] <= hpa["gpu_hours"] + 1e-9
+
+
+def test_hindsight_refuses_a_window_of_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "hindsight", str(LLM), "--windows", "0"]) == 2
+    assert "every window must be > 0 s" in capsys.readouterr().err

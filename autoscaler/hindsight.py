@@ -1,0 +1,349 @@
+"""What an autoscaler could have done on a trace, knowing it: the hindsight frontier of GPU-hours against SLO
+violations, for capacity schedules no online controller can beat on their own terms.
+
+Three families, on the replay's service model (a c-server FIFO; latency = wait + prompt ÷ prefill):
+
+- **constant**: c replicas the whole time, every c — the best an autoscaler that cannot tell one minute from
+  the next can do, with the level picked in hindsight. Exact (one FIFO over the whole trace).
+- **clairvoyant-W**: a level per window of W seconds, chosen knowing the future, every replica started costing
+  the model start in GPU time. For each window and level the violations come from a FIFO that starts the
+  window empty (a backlog carried over is forgotten, which flatters the schedule); a dynamic program then
+  minimises GPU-seconds + λ·violations over the levels, and a bisection on λ finds the schedule with the
+  fewest violations within a GPU-hour budget. W = 60 s is a controller that knows each coming minute one model
+  start ahead; larger W know less about when inside the window the load comes.
+- **reachable by reaction**: for a constant level, the share of its violations that arrive at least one model
+  start (plus the detection delay) after their congestion episode began — the only ones a replica started when
+  the episode began could still have served. Near zero means no reactive controller can lower violations
+  below what it holds in advance: only capacity placed ahead of the load (a forecast) can.
+
+Neither family includes the replay's start (one warm replica, one node): capacity is in place from the first
+second, which flatters them again. A goal that these schedules miss is out of reach of any controller that
+lacks their foresight.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.service_model import ServiceModel
+from autoscaler.trace import Requests
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One capacity schedule: its GPU-hours (replicas × GPUs per replica, model starts included) and the
+    requests whose time to first token exceeded the SLO."""
+
+    gpu_hours: float
+    violations: int
+    mean_replicas: float
+    starts: int = 0
+
+
+@dataclass(frozen=True)
+class Frontier:
+    family: str  # "constant" or "clairvoyant-<W>s"
+    points: tuple[Point, ...]  # by GPU-hours, each with fewer violations than the one before
+
+    def fewest_violations_within(self, gpu_hours: float) -> Point | None:
+        """The point with the fewest violations at ≤ `gpu_hours` (None when every point costs more)."""
+        within = [p for p in self.points if p.gpu_hours <= gpu_hours + 1e-9]
+        return min(within, key=lambda p: (p.violations, p.gpu_hours)) if within else None
+
+    def least_gpu_hours_within(self, violations: int) -> Point | None:
+        """The cheapest point with ≤ `violations` (None when none has so few)."""
+        within = [p for p in self.points if p.violations <= violations]
+        return min(within, key=lambda p: (p.gpu_hours, p.violations)) if within else None
+
+
+@dataclass(frozen=True)
+class Work:
+    """The trace as the service model sees it."""
+
+    arrival: FloatArray
+    service: FloatArray  # seconds a replica is busy
+    prefill: FloatArray  # seconds to the first token once served
+    slo_s: float
+    duration_s: float
+    gpus_per_replica: int
+    start_s: float  # model start: GPU-seconds a started replica costs before it serves
+    delay_s: float  # the earliest an autoscaler sees a request after it arrives
+
+    @classmethod
+    def of(cls, requests: Requests, model: ServiceModel) -> Work:
+        return cls(
+            arrival=np.asarray(requests.arrival, dtype=np.float64),
+            service=requests.prompt / model.prefill_tokens_per_s
+            + requests.generated / model.decode_tokens_per_s,
+            prefill=requests.prompt / model.prefill_tokens_per_s,
+            slo_s=model.slo_ttft_s,
+            duration_s=max(1.0, requests.duration_s),
+            gpus_per_replica=max(1, model.gpus_per_replica),
+            start_s=model.cold_start_s,
+            delay_s=model.direct_delay_s,
+        )
+
+    def replicas_of_work(self) -> float:
+        """Mean load in replicas (busy replica-seconds per second)."""
+        return float(self.service.sum()) / self.duration_s
+
+
+def fifo(
+    work: Work, replicas: int, lo: int = 0, hi: int | None = None, t0: float | None = None
+) -> tuple[int, int]:
+    """(violations, reachable) for requests lo:hi served by `replicas` from an empty start at `t0` (default
+    the first arrival). `reachable` counts violations that arrived ≥ start_s + delay_s after their congestion
+    episode began (the last arrival that found a replica free)."""
+    hi = len(work.arrival) if hi is None else hi
+    if hi <= lo:
+        return 0, 0
+    if replicas <= 0:
+        return hi - lo, 0
+    start = float(work.arrival[lo]) if t0 is None else t0
+    free = [start] * replicas
+    arrival, service, prefill = work.arrival, work.service, work.prefill
+    slo, lead = work.slo_s, work.start_s + work.delay_s
+    violations = reachable = 0
+    onset = start
+    for k in range(lo, hi):
+        a = float(arrival[k])
+        f = free[0]
+        if f <= a:
+            begin = a
+            onset = a
+        else:
+            begin = f
+        if begin - a + prefill[k] > slo:
+            violations += 1
+            if a - onset >= lead:
+                reachable += 1
+        heapq.heapreplace(free, begin + float(service[k]))
+    return violations, reachable
+
+
+def _ceiling(work: Work) -> int:
+    """Enough replicas that no request waits: the most requests in flight if each were served at once."""
+    if not len(work.arrival):
+        return 0
+    ends = np.sort(work.arrival + work.service)
+    inflight = np.arange(1, len(work.arrival) + 1) - np.searchsorted(ends, work.arrival, side="right")
+    return int(inflight.max())
+
+
+def _pareto(points: Sequence[Point]) -> tuple[Point, ...]:
+    out: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.gpu_hours, p.violations)):
+        if not out or p.violations < out[-1].violations:
+            out.append(p)
+    return tuple(out)
+
+
+def window_violations(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Violations per (window, level) when each window starts with an empty queue. Levels ascending; once a
+    level has none, the higher ones have none either (more replicas never start a FIFO request later)."""
+    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    edges = np.searchsorted(work.arrival, np.arange(n_windows + 1) * window_s, side="left")
+    edges[-1] = len(work.arrival)
+    out = np.zeros((n_windows, len(levels)))
+    for w in range(n_windows):
+        lo, hi = int(edges[w]), int(edges[w + 1])
+        for j, c in enumerate(levels):
+            v, _ = fifo(work, int(c), lo, hi, t0=w * window_s)
+            out[w, j] = v
+            if v == 0:
+                break
+    return out
+
+
+def schedule(
+    cost: npt.NDArray[np.float64], levels: npt.NDArray[np.int64], window_s: float, start_s: float, lam: float
+) -> npt.NDArray[np.int64]:
+    """The level index per window minimising Σ (level·W + start_s·new replicas + λ·violations); the first
+    window's level is in place for free."""
+    n_windows, n_levels = cost.shape
+    starts = start_s * np.maximum(0, levels[:, None] - levels[None, :]).astype(np.float64)  # [new, previous]
+    total = levels * window_s + lam * cost[0]
+    back = np.zeros((n_windows, n_levels), dtype=np.int64)
+    for w in range(1, n_windows):
+        via = total[None, :] + starts
+        back[w] = via.argmin(axis=1)
+        total = via[np.arange(n_levels), back[w]] + levels * window_s + lam * cost[w]
+    path = np.zeros(n_windows, dtype=np.int64)
+    path[-1] = int(total.argmin())
+    for w in range(n_windows - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    return path
+
+
+def _point(
+    work: Work,
+    cost: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.int64],
+    path: npt.NDArray[np.int64],
+    window_s: float,
+) -> Point:
+    chosen = levels[path]
+    starts = int(np.maximum(0, np.diff(chosen)).sum())
+    # the last window is only as long as the trace
+    spans = np.full(len(chosen), window_s)
+    spans[-1] = max(0.0, work.duration_s - window_s * (len(chosen) - 1))
+    gpu_s = float((chosen * spans).sum()) + starts * work.start_s
+    violations = int(cost[np.arange(len(path)), path].sum())
+    return Point(
+        gpu_s * work.gpus_per_replica / 3600.0,
+        violations,
+        float((chosen * spans).sum()) / work.duration_s,
+        starts,
+    )
+
+
+def clairvoyant(
+    work: Work, window_s: float, levels: npt.NDArray[np.int64], budgets: Sequence[float] = ()
+) -> Frontier:
+    """The clairvoyant-W frontier: schedules for λ on a geometric grid, plus for each GPU-hour budget the
+    schedule that bisection on λ finds just within it."""
+    cost = window_violations(work, window_s, levels)
+    memo: dict[float, Point] = {}
+
+    def at(lam: float) -> Point:
+        if lam not in memo:
+            memo[lam] = _point(
+                work, cost, levels, schedule(cost, levels, window_s, work.start_s, lam), window_s
+            )
+        return memo[lam]
+
+    grid = [2.0**k for k in range(-6, 14)]
+    for lam in grid:
+        at(lam)
+    for budget in budgets:
+        lo, hi = 0.0, grid[-1]
+        if at(hi).gpu_hours <= budget:
+            continue
+        for _ in range(40):  # GPU-hours grow with λ: the largest λ within the budget
+            mid = (lo + hi) / 2
+            if at(mid).gpu_hours <= budget:
+                lo = mid
+            else:
+                hi = mid
+    return Frontier(f"clairvoyant-{window_s:g}s", _pareto(list(memo.values())))
+
+
+def levels_for(work: Work, max_levels: int = 160) -> npt.NDArray[np.int64]:
+    """0 … the no-wait ceiling in at most `max_levels` steps."""
+    top = max(1, _ceiling(work))
+    step = max(1, math.ceil(top / max_levels))
+    return np.arange(0, top + step, step, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A replayed controller's outcome to place against the frontiers."""
+
+    policy: str
+    gpu_hours: float
+    violations: int | None  # None for a budget with no replay behind it
+
+
+@dataclass(frozen=True)
+class Report:
+    mean_replicas_of_work: float
+    frontiers: tuple[Frontier, ...]
+    references: tuple[Reference, ...]
+    # (level, violations, reachable by reaction) of the constant levels nearest each reference's GPU-hours
+    reaction: tuple[tuple[int, int, int], ...]
+
+    def best(self, family: str, gpu_hours: float) -> Point | None:
+        f = next(f for f in self.frontiers if f.family == family)
+        return f.fewest_violations_within(gpu_hours)
+
+    def render(self) -> dict[str, object]:
+        return {
+            "mean_replicas_of_work": round(self.mean_replicas_of_work, 2),
+            "references": [
+                {
+                    "policy": r.policy,
+                    "gpu_hours": round(r.gpu_hours, 3),
+                    "slo_violations": r.violations,
+                    "fewest_violations_within": {
+                        f.family: _row(f.fewest_violations_within(r.gpu_hours)) for f in self.frontiers
+                    },
+                }
+                for r in self.references
+            ],
+            "reaction": [
+                {"replicas": c, "slo_violations": v, "reachable_by_reaction": reach}
+                for c, v, reach in self.reaction
+            ],
+            "frontiers": {f.family: [_row(p) for p in f.points] for f in self.frontiers},
+        }
+
+
+def _row(p: Point | None) -> dict[str, float | int] | None:
+    if p is None:
+        return None
+    return {
+        "gpu_hours": round(p.gpu_hours, 3),
+        "slo_violations": p.violations,
+        "mean_replicas": round(p.mean_replicas, 2),
+        "starts": p.starts,
+    }
+
+
+def report(
+    requests: Requests, model: ServiceModel, references: Sequence[Reference], windows: Sequence[float]
+) -> Report:
+    """The constant and clairvoyant frontiers on `requests`, each searched around the references' budgets,
+    and how much of a constant level's violations a reaction could reach."""
+    work = Work.of(requests, model)
+    levels = levels_for(work)
+    hours = work.duration_s / 3600.0 * work.gpus_per_replica
+    # constant levels: the grid, stopping at the first level without violations, plus the level each
+    # reference's GPU-hours would buy
+    near = sorted({int(r.gpu_hours / hours) for r in references if hours > 0})
+    seen: dict[int, tuple[int, int]] = {}
+    for c in levels:
+        seen[int(c)] = fifo(work, int(c))
+        if seen[int(c)][0] == 0:
+            break
+    for c in near:
+        seen.setdefault(c, fifo(work, c))
+    const = Frontier("constant", _pareto([Point(c * hours, v, float(c)) for c, (v, _) in seen.items()]))
+    budgets = [r.gpu_hours for r in references]
+    frontiers = (const, *(clairvoyant(work, w, levels, budgets) for w in windows))
+    reaction = tuple((c, *seen[c]) for c in near)
+    return Report(work.replicas_of_work(), frontiers, tuple(references), reaction)
+
+
+def format_report(rep: Report) -> str:
+    """Each replayed controller beside the fewest violations each family reaches within its GPU-hours."""
+    families = [f.family for f in rep.frontiers]
+    head = f"{'policy':12} {'GPU-h':>7} {'SLO viol.':>9}  " + "  ".join(f"{f:>22}" for f in families)
+    lines = [
+        f"mean load {rep.mean_replicas_of_work:.1f} replicas of work; fewest violations within each policy's "
+        "GPU-hours (violations @ GPU-h):",
+        head,
+    ]
+    for r in rep.references:
+        cells = []
+        for f in rep.frontiers:
+            p = f.fewest_violations_within(r.gpu_hours)
+            cells.append(f"{'-' if p is None else f'{p.violations} @ {p.gpu_hours:.1f}':>22}")
+        seen = "-" if r.violations is None else str(r.violations)
+        lines.append(f"{r.policy:12} {r.gpu_hours:7.2f} {seen:>9}  " + "  ".join(cells))
+    for c, v, reach in rep.reaction:
+        share = reach / v if v else 0.0
+        lines.append(
+            f"constant {c} replicas: {v} violations, {reach} ({share:.1%}) late enough in their congestion "
+            "for a replica started at its onset to serve them"
+        )
+    return "\n".join(lines)
