@@ -1,5 +1,5 @@
 """What an autoscaler could have done on a trace, knowing it: the hindsight frontier of GPU-hours against SLO
-violations, for capacity schedules no online controller can beat on their own terms.
+violations of capacity schedules chosen in hindsight, to place real controllers against.
 
 Three families, on the replay's service model (a c-server FIFO; latency = wait + prompt ÷ prefill):
 
@@ -16,9 +16,11 @@ Three families, on the replay's service model (a c-server FIFO; latency = wait +
   the episode began could still have served. Near zero means no reactive controller can lower violations
   below what it holds in advance: only capacity placed ahead of the load (a forecast) can.
 
-Neither family includes the replay's start (one warm replica, one node): capacity is in place from the first
-second, which flatters them again. A goal that these schedules miss is out of reach of any controller that
-lacks their foresight.
+Both families start as the replay does (one warm replica, the first node's other GPUs after a model start,
+more after a node's provisioning and a model start), so a constant level is exactly what the replay gives a
+controller that writes it in its first second (tested); beyond that they are free to move capacity when
+they like. A goal the best constant level misses and a clairvoyant schedule meets only with W-second
+windows asks a controller to forecast the load W seconds at a time, one model start ahead.
 
 Pure: no I/O, no clock.
 """
@@ -78,6 +80,12 @@ class Work:
     gpus_per_replica: int
     start_s: float  # model start: GPU-seconds a started replica costs before it serves
     delay_s: float  # the earliest an autoscaler sees a request after it arrives
+    # The replay's start: `warm` replicas serve from the first second, the rest of the first nodes'
+    # `slots` after a model start, any more after a node's provisioning and a model start (pods waiting
+    # for a node hold no GPU). The defaults: every replica serves from the first second.
+    warm: int = 1 << 30
+    slots: int = 1 << 30
+    node_s: float = 0.0
 
     @classmethod
     def of(cls, requests: Requests, model: ServiceModel) -> Work:
@@ -91,7 +99,25 @@ class Work:
             gpus_per_replica=max(1, model.gpus_per_replica),
             start_s=model.cold_start_s,
             delay_s=model.direct_delay_s,
+            warm=1,  # `autoscaler.simulator.replay`'s initial replicas
+            slots=model.initial_nodes * model.gpus_per_node // max(1, model.gpus_per_replica),
+            node_s=model.node_provisioning_s,
         )
+
+    def ready_at(self, replicas: int, t0: float) -> list[float]:
+        """When each of `replicas` replicas can first serve, from `t0` on (ascending: a heap as it is)."""
+        later = self.node_s + self.start_s
+        return [
+            max(t0, 0.0 if i < self.warm else self.start_s if i < self.slots else later)
+            for i in range(replicas)
+        ]
+
+    def gpu_seconds(self, replicas: int, a: float, b: float) -> float:
+        """GPU-seconds `replicas` replicas hold over [a, b): those beyond the first nodes from when their node
+        is ready."""
+        first = min(replicas, self.slots) * (b - a)
+        rest = max(0, replicas - self.slots) * max(0.0, b - max(a, self.node_s))
+        return (first + rest) * self.gpus_per_replica
 
     def replicas_of_work(self) -> float:
         """Mean load in replicas (busy replica-seconds per second)."""
@@ -110,7 +136,7 @@ def fifo(
     if replicas <= 0:
         return hi - lo, 0
     start = float(work.arrival[lo]) if t0 is None else t0
-    free = [start] * replicas
+    free = work.ready_at(replicas, start)
     arrival, service, prefill = work.arrival, work.service, work.prefill
     slo, lead = work.slo_s, work.start_s + work.delay_s
     violations = reachable = 0
@@ -165,19 +191,34 @@ def window_violations(work: Work, window_s: float, levels: npt.NDArray[np.int64]
     return out
 
 
+def window_gpu_seconds(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """GPU-seconds per (window, level), the last window only as long as the trace."""
+    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    return np.array(
+        [
+            [work.gpu_seconds(int(c), w * window_s, min((w + 1) * window_s, work.duration_s)) for c in levels]
+            for w in range(n_windows)
+        ]
+    )
+
+
 def schedule(
-    cost: npt.NDArray[np.float64], levels: npt.NDArray[np.int64], window_s: float, start_s: float, lam: float
+    cost: npt.NDArray[np.float64],
+    gpu: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.int64],
+    start_s: float,
+    lam: float,
 ) -> npt.NDArray[np.int64]:
-    """The level index per window minimising Σ (level·W + start_s·new replicas + λ·violations); the first
-    window's level is in place for free."""
+    """The level index per window minimising Σ (GPU-seconds + start_s·new replicas + λ·violations), with
+    `cost` and `gpu` per (window, level); the first window's level is in place for free."""
     n_windows, n_levels = cost.shape
     starts = start_s * np.maximum(0, levels[:, None] - levels[None, :]).astype(np.float64)  # [new, previous]
-    total = levels * window_s + lam * cost[0]
+    total = gpu[0] + lam * cost[0]
     back = np.zeros((n_windows, n_levels), dtype=np.int64)
     for w in range(1, n_windows):
         via = total[None, :] + starts
         back[w] = via.argmin(axis=1)
-        total = via[np.arange(n_levels), back[w]] + levels * window_s + lam * cost[w]
+        total = via[np.arange(n_levels), back[w]] + gpu[w] + lam * cost[w]
     path = np.zeros(n_windows, dtype=np.int64)
     path[-1] = int(total.argmin())
     for w in range(n_windows - 1, 0, -1):
@@ -188,19 +229,21 @@ def schedule(
 def _point(
     work: Work,
     cost: npt.NDArray[np.float64],
+    gpu: npt.NDArray[np.float64],
     levels: npt.NDArray[np.int64],
     path: npt.NDArray[np.int64],
     window_s: float,
 ) -> Point:
     chosen = levels[path]
     starts = int(np.maximum(0, np.diff(chosen)).sum())
+    rows = np.arange(len(path))
     # the last window is only as long as the trace
     spans = np.full(len(chosen), window_s)
     spans[-1] = max(0.0, work.duration_s - window_s * (len(chosen) - 1))
-    gpu_s = float((chosen * spans).sum()) + starts * work.start_s
-    violations = int(cost[np.arange(len(path)), path].sum())
+    gpu_s = float(gpu[rows, path].sum()) + starts * work.start_s * work.gpus_per_replica
+    violations = int(cost[rows, path].sum())
     return Point(
-        gpu_s * work.gpus_per_replica / 3600.0,
+        gpu_s / 3600.0,
         violations,
         float((chosen * spans).sum()) / work.duration_s,
         starts,
@@ -213,13 +256,13 @@ def clairvoyant(
     """The clairvoyant-W frontier: schedules for λ on a geometric grid, plus for each GPU-hour budget the
     schedule that bisection on λ finds just within it."""
     cost = window_violations(work, window_s, levels)
+    gpu = window_gpu_seconds(work, window_s, levels)
+    start = work.start_s * work.gpus_per_replica
     memo: dict[float, Point] = {}
 
     def at(lam: float) -> Point:
         if lam not in memo:
-            memo[lam] = _point(
-                work, cost, levels, schedule(cost, levels, window_s, work.start_s, lam), window_s
-            )
+            memo[lam] = _point(work, cost, gpu, levels, schedule(cost, gpu, levels, start, lam), window_s)
         return memo[lam]
 
     grid = [2.0**k for k in range(-6, 14)]
@@ -299,6 +342,14 @@ def _row(p: Point | None) -> dict[str, float | int] | None:
     }
 
 
+def _level_within(work: Work, gpu_hours: float) -> int:
+    """The most replicas held the whole trace within `gpu_hours`."""
+    c = 0
+    while work.gpu_seconds(c + 1, 0.0, work.duration_s) <= gpu_hours * 3600 + 1e-6:
+        c += 1
+    return c
+
+
 def report(
     requests: Requests, model: ServiceModel, references: Sequence[Reference], windows: Sequence[float]
 ) -> Report:
@@ -306,10 +357,9 @@ def report(
     and how much of a constant level's violations a reaction could reach."""
     work = Work.of(requests, model)
     levels = levels_for(work)
-    hours = work.duration_s / 3600.0 * work.gpus_per_replica
     # constant levels: the grid, stopping at the first level without violations, plus the level each
     # reference's GPU-hours would buy
-    near = sorted({int(r.gpu_hours / hours) for r in references if hours > 0})
+    near = sorted({_level_within(work, r.gpu_hours) for r in references})
     seen: dict[int, tuple[int, int]] = {}
     for c in levels:
         seen[int(c)] = fifo(work, int(c))
@@ -317,7 +367,10 @@ def report(
             break
     for c in near:
         seen.setdefault(c, fifo(work, c))
-    const = Frontier("constant", _pareto([Point(c * hours, v, float(c)) for c, (v, _) in seen.items()]))
+    points = [
+        Point(work.gpu_seconds(c, 0.0, work.duration_s) / 3600, v, float(c)) for c, (v, _) in seen.items()
+    ]
+    const = Frontier("constant", _pareto(points))
     budgets = [r.gpu_hours for r in references]
     frontiers = (const, *(clairvoyant(work, w, levels, budgets) for w in windows))
     reaction = tuple((c, *seen[c]) for c in near)

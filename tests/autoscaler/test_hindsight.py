@@ -8,6 +8,7 @@ import pytest
 
 from autoscaler import hindsight as h
 from autoscaler.service_model import ServiceModel
+from autoscaler.simulator import Actions, Simulation, replay
 from autoscaler.trace import Requests
 
 
@@ -55,16 +56,17 @@ def test_the_schedule_starts_replicas_only_when_the_violations_they_avoid_outwei
     # window 1 needs 2 replicas to avoid 10 violations; the others need none (holding 2 from the free first
     # window costs 200 GPU-s more than starting them: 2 × 60)
     cost = np.array([[0, 0, 0], [10, 5, 0], [0, 0, 0]], dtype=np.float64)
-    cheap = h.schedule(cost, levels, window_s=100, start_s=60, lam=100.0)
+    gpu = np.tile(levels * 100.0, (3, 1))
+    cheap = h.schedule(cost, gpu, levels, start_s=60, lam=100.0)
     assert list(levels[cheap]) == [0, 2, 0]
-    dear = h.schedule(cost, levels, window_s=100, start_s=60, lam=1.0)
+    dear = h.schedule(cost, gpu, levels, start_s=60, lam=1.0)
     assert list(levels[dear]) == [0, 0, 0]
 
 
 def test_the_first_window_level_is_in_place_for_free_and_a_level_is_kept_when_restarting_costs_more() -> None:
     levels = np.array([0, 1], dtype=np.int64)
     cost = np.array([[5, 0], [0, 0], [5, 0]], dtype=np.float64)
-    path = h.schedule(cost, levels, window_s=10, start_s=60, lam=10.0)
+    path = h.schedule(cost, np.tile(levels * 10.0, (3, 1)), levels, start_s=60, lam=10.0)
     # dropping to 0 in the middle saves 10 GPU-s but restarting costs 60
     assert list(levels[path]) == [1, 1, 1]
 
@@ -124,3 +126,60 @@ def test_the_report_places_each_reference_against_every_family() -> None:
     k = rep.best("clairvoyant-60s", 2.0)
     assert c is not None and k is not None and k.violations <= c.violations
     assert "constant" in h.format_report(rep) and "reachable" not in h.format_report(rep).split("\n")[0]
+
+
+def test_the_replays_start_holds_replicas_back_until_their_node_and_model_are_ready() -> None:
+    work = h.Work(
+        arrival=np.full(40, 10.0),
+        service=np.ones(40),
+        prefill=np.full(40, 0.5),
+        slo_s=2.0,
+        duration_s=600.0,
+        gpus_per_replica=1,
+        start_s=60.0,
+        delay_s=1.0,
+        warm=1,
+        slots=8,
+        node_s=180.0,
+    )
+    assert work.ready_at(10, 0.0) == [0.0] + [60.0] * 7 + [240.0] * 2
+    assert work.ready_at(2, 100.0) == [100.0, 100.0]
+    # 40 requests at 10 s meet one warm replica: those a single replica cannot finish within 2 s violate
+    assert h.fifo(work, 40, t0=0.0)[0] == 38
+    # replicas beyond the first node's 8 GPUs hold theirs only once their node is ready
+    assert work.gpu_seconds(10, 0.0, 600.0) == 8 * 600 + 2 * 420
+
+
+class _Constant:
+    """Writes `replicas` and the nodes they need at the first step, then does nothing."""
+
+    name = "constant"
+    description = "constant"
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.done = False
+
+    def step(self, sim: Simulation) -> Actions | None:
+        if self.done:
+            return None
+        self.done = True
+        nodes = -(-self.replicas // sim.model.gpus_per_node) - len(sim.nodes)
+        return Actions(replicas=self.replicas, add_nodes=max(0, nodes))
+
+
+def test_a_constant_level_is_exactly_the_replay_of_a_controller_that_holds_it_from_the_start() -> None:
+    rng = np.random.default_rng(8)
+    arrival = np.sort(np.concatenate([rng.uniform(0, 900, 2000), rng.uniform(300, 320, 800)]))
+    requests = Requests(
+        "gen", arrival, rng.integers(500, 6000, len(arrival)).astype(float), np.full(len(arrival), 20.0)
+    )
+    model = ServiceModel(initial_nodes=1)
+    work = h.Work.of(requests, model)
+    for replicas in (6, 12, 20):
+        replayed = replay(requests, model, _Constant(replicas))
+        violations, _ = h.fifo(work, replicas, t0=0.0)
+        assert replayed.slo_violations == violations
+        assert replayed.gpu_hours == pytest.approx(
+            work.gpu_seconds(replicas, 0.0, work.duration_s) / 3600, rel=1e-3
+        )
