@@ -31,6 +31,7 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -202,6 +203,17 @@ def window_gpu_seconds(work: Work, window_s: float, levels: npt.NDArray[np.int64
     )
 
 
+class Windows(NamedTuple):
+    """Violations and GPU-seconds per (window, level)."""
+
+    violations: npt.NDArray[np.float64]
+    gpu: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> Windows:
+        return cls(window_violations(work, window_s, levels), window_gpu_seconds(work, window_s, levels))
+
+
 def schedule(
     cost: npt.NDArray[np.float64],
     gpu: npt.NDArray[np.float64],
@@ -251,12 +263,15 @@ def _point(
 
 
 def clairvoyant(
-    work: Work, window_s: float, levels: npt.NDArray[np.int64], budgets: Sequence[float] = ()
+    work: Work,
+    window_s: float,
+    levels: npt.NDArray[np.int64],
+    budgets: Sequence[float] = (),
+    windows: Windows | None = None,
 ) -> Frontier:
     """The clairvoyant-W frontier: schedules for λ on a geometric grid, plus for each GPU-hour budget the
     schedule that bisection on λ finds just within it."""
-    cost = window_violations(work, window_s, levels)
-    gpu = window_gpu_seconds(work, window_s, levels)
+    cost, gpu = windows or Windows.of(work, window_s, levels)
     start = work.start_s * work.gpus_per_replica
     memo: dict[float, Point] = {}
 
@@ -279,6 +294,21 @@ def clairvoyant(
             else:
                 hi = mid
     return Frontier(f"clairvoyant-{window_s:g}s", _pareto(list(memo.values())))
+
+
+def previous(
+    work: Work, window_s: float, levels: npt.NDArray[np.int64], windows: Windows | None = None
+) -> Frontier:
+    """An online forecast to set beside the clairvoyant schedule: each window gets the level that would have
+    been best for the window before (known once it has passed), for λ on a geometric grid; the first window
+    starts at the first window's own best. It shows whether the recent past predicts the next window."""
+    cost, gpu = windows or Windows.of(work, window_s, levels)
+    points = []
+    for lam in (2.0**k for k in range(-6, 14)):
+        best = (gpu + lam * cost).argmin(axis=1)
+        path = np.concatenate([best[:1], best[:-1]])
+        points.append(_point(work, cost, gpu, levels, path, window_s))
+    return Frontier(f"previous-{window_s:g}s", _pareto(points))
 
 
 def levels_for(work: Work, max_levels: int = 160) -> npt.NDArray[np.int64]:
@@ -372,7 +402,11 @@ def report(
     ]
     const = Frontier("constant", _pareto(points))
     budgets = [r.gpu_hours for r in references]
-    frontiers = (const, *(clairvoyant(work, w, levels, budgets) for w in windows))
+    families: list[Frontier] = [const]
+    for w in windows:
+        matrices = Windows.of(work, w, levels)
+        families += [clairvoyant(work, w, levels, budgets, matrices), previous(work, w, levels, matrices)]
+    frontiers = tuple(families)
     reaction = tuple((c, *seen[c]) for c in near)
     return Report(work.replicas_of_work(), frontiers, tuple(references), reaction)
 

@@ -114,7 +114,13 @@ def test_the_report_places_each_reference_against_every_family() -> None:
     )
     refs = [h.Reference("hpa", 2.0, 300), h.Reference("hpa ×0.8", 1.6, None)]
     rep = h.report(requests, ServiceModel(), refs, [60.0, 300.0])
-    assert [f.family for f in rep.frontiers] == ["constant", "clairvoyant-60s", "clairvoyant-300s"]
+    assert [f.family for f in rep.frontiers] == [
+        "constant",
+        "clairvoyant-60s",
+        "previous-60s",
+        "clairvoyant-300s",
+        "previous-300s",
+    ]
     assert [r.policy for r in rep.references] == ["hpa", "hpa ×0.8"]
     rendered = json.loads(json.dumps(rep.render()))
     assert [r["policy"] for r in rendered["references"]] == ["hpa", "hpa ×0.8"]
@@ -183,3 +189,16 @@ def test_a_constant_level_is_exactly_the_replay_of_a_controller_that_holds_it_fr
         assert replayed.gpu_hours == pytest.approx(
             work.gpu_seconds(replicas, 0.0, work.duration_s) / 3600, rel=1e-3
         )
+
+
+def test_the_previous_windows_level_lags_a_step_that_the_clairvoyant_schedule_meets() -> None:
+    # 5 requests a second for 5 minutes, then 40 a second for 5 minutes
+    arrival = [i / 5 for i in range(1500)] + [300 + i / 40 for i in range(12000)]
+    work = a_work(arrival, service=0.4, prefill=0.2, duration=600.0)
+    levels = h.levels_for(work)
+    clair = h.clairvoyant(work, 60.0, levels).least_gpu_hours_within(0)
+    assert clair is not None
+    lagging = h.previous(work, 60.0, levels).fewest_violations_within(clair.gpu_hours)
+    assert (
+        lagging is not None and lagging.violations > 1000
+    )  # the minute after the step is served by 2 replicas
