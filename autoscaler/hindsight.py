@@ -55,8 +55,20 @@ class Point:
 
 @dataclass(frozen=True)
 class Frontier:
-    family: str  # "constant" or "clairvoyant-<W>s"
+    family: str  # "constant", "clairvoyant-<W>s" or "previous-<W>s"
     points: tuple[Point, ...]  # by GPU-hours, each with fewer violations than the one before
+    # (λ, the schedule minimising GPU-seconds + λ·violations) for the families searched that way
+    optima: tuple[tuple[float, Point], ...] = ()
+
+    def violations_at_least(self, gpu_hours: float) -> float | None:
+        """A lower bound on the violations of every schedule of this family within `gpu_hours` (Lagrangian
+        duality: for each λ, GPU-s + λ·V ≥ the optimum's, so V ≥ V_λ + (G_λ − budget)/λ); None when the
+        family was not searched by λ. The fewest found within the budget can be above it: the λ search
+        finds only schedules on the lower convex hull."""
+        if not self.optima:
+            return None
+        budget_s = gpu_hours * 3600.0
+        return max(0.0, *(p.violations + (p.gpu_hours * 3600.0 - budget_s) / lam for lam, p in self.optima))
 
     def fewest_violations_within(self, gpu_hours: float) -> Point | None:
         """The point with the fewest violations at ≤ `gpu_hours` (None when every point costs more)."""
@@ -293,7 +305,8 @@ def clairvoyant(
                 lo = mid
             else:
                 hi = mid
-    return Frontier(f"clairvoyant-{window_s:g}s", _pareto(list(memo.values())))
+    optima = tuple(sorted(memo.items()))
+    return Frontier(f"clairvoyant-{window_s:g}s", _pareto([p for _, p in optima]), optima)
 
 
 def previous(
@@ -349,6 +362,11 @@ class Report:
                     "slo_violations": r.violations,
                     "fewest_violations_within": {
                         f.family: _row(f.fewest_violations_within(r.gpu_hours)) for f in self.frontiers
+                    },
+                    "violations_at_least": {
+                        f.family: round(bound)
+                        for f in self.frontiers
+                        if (bound := f.violations_at_least(r.gpu_hours)) is not None
                     },
                 }
                 for r in self.references
@@ -417,14 +435,18 @@ def format_report(rep: Report) -> str:
     head = f"{'policy':12} {'GPU-h':>7} {'SLO viol.':>9}  " + "  ".join(f"{f:>22}" for f in families)
     lines = [
         f"mean load {rep.mean_replicas_of_work:.1f} replicas of work; fewest violations within each policy's "
-        "GPU-hours (violations @ GPU-h):",
+        "GPU-hours (violations @ GPU-h; ≥ N: no clairvoyant schedule within them has fewer):",
         head,
     ]
     for r in rep.references:
         cells = []
         for f in rep.frontiers:
             p = f.fewest_violations_within(r.gpu_hours)
-            cells.append(f"{'-' if p is None else f'{p.violations} @ {p.gpu_hours:.1f}':>22}")
+            bound = f.violations_at_least(r.gpu_hours)
+            cell = "-" if p is None else f"{p.violations} @ {p.gpu_hours:.1f}"
+            if bound is not None:
+                cell += f" ≥ {bound:.0f}"
+            cells.append(f"{cell:>22}")
         seen = "-" if r.violations is None else str(r.violations)
         lines.append(f"{r.policy:12} {r.gpu_hours:7.2f} {seen:>9}  " + "  ".join(cells))
     for c, v, reach in rep.reaction:

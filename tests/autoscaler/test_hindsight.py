@@ -202,3 +202,22 @@ def test_the_previous_windows_level_lags_a_step_that_the_clairvoyant_schedule_me
     assert (
         lagging is not None and lagging.violations > 1000
     )  # the minute after the step is served by 2 replicas
+
+
+def test_no_clairvoyant_schedule_within_a_budget_beats_the_lagrangian_bound() -> None:
+    work = burst_every_ten_minutes()
+    levels = h.levels_for(work)
+    frontier = h.clairvoyant(work, 60.0, levels)
+    windows = h.Windows.of(work, 60.0, levels)
+    # every schedule that holds one level per window (sampled) respects the bound at its own GPU-hours
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        path = rng.integers(0, len(levels), size=windows.violations.shape[0])
+        p = h._point(work, windows.violations, windows.gpu, levels, path, 60.0)
+        bound = frontier.violations_at_least(p.gpu_hours)
+        assert bound is not None and p.violations >= bound - 1e-6
+    # and the bound is tight at the schedules the search found
+    for p in frontier.points:
+        bound = frontier.violations_at_least(p.gpu_hours)
+        assert bound is not None and bound <= p.violations + 1e-6
+    assert h.Frontier("constant", frontier.points).violations_at_least(1.0) is None
