@@ -101,7 +101,8 @@ class Work:
     node_s: float = 0.0
 
     @classmethod
-    def of(cls, requests: Requests, model: ServiceModel) -> Work:
+    def of(cls, requests: Requests, model: ServiceModel, initial_replicas: int = 1) -> Work:
+        """`initial_replicas`: the warm replicas the replay starts with (`autoscaler.simulator.replay`)."""
         return cls(
             arrival=np.asarray(requests.arrival, dtype=np.float64),
             service=requests.prompt / model.prefill_tokens_per_s
@@ -112,7 +113,7 @@ class Work:
             gpus_per_replica=max(1, model.gpus_per_replica),
             start_s=model.cold_start_s,
             delay_s=model.direct_delay_s,
-            warm=1,  # `autoscaler.simulator.replay`'s initial replicas
+            warm=initial_replicas,
             slots=model.initial_nodes * model.gpus_per_node // max(1, model.gpus_per_replica),
             node_s=model.node_provisioning_s,
         )
@@ -150,23 +151,25 @@ def fifo(
         return hi - lo, 0
     start = float(work.arrival[lo]) if t0 is None else t0
     free = work.ready_at(replicas, start)
-    arrival, service, prefill = work.arrival, work.service, work.prefill
+    # plain floats: indexing numpy arrays one element at a time costs more than the whole loop
+    arrivals = work.arrival[lo:hi].tolist()
+    services = work.service[lo:hi].tolist()
+    prefills = work.prefill[lo:hi].tolist()
     slo, lead = work.slo_s, work.start_s + work.delay_s
     violations = reachable = 0
     onset = start
-    for k in range(lo, hi):
-        a = float(arrival[k])
+    for a, busy, first in zip(arrivals, services, prefills, strict=True):
         f = free[0]
         if f <= a:
             begin = a
             onset = a
         else:
             begin = f
-        if begin - a + prefill[k] > slo:
+        if begin - a + first > slo:
             violations += 1
             if a - onset >= lead:
                 reachable += 1
-        heapq.heapreplace(free, begin + float(service[k]))
+        heapq.heapreplace(free, begin + busy)
     return violations, reachable
 
 
