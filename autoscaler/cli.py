@@ -3,10 +3,11 @@
 `add_commands` registers `tidescale policy validate FILE…` (exit 2 on any invalid file; each problem on one
 line as `file:LINE: field: reason`) and `tidescale policy backtest FILE --trace CSV [--rate-multiplier X]
 [--json]` (the policy and the HPA, KEDA and KPA baselines replayed on the trace; with `--json` the last line
-is one JSON object). `add_benchmarks` registers `tidescale bench controller --policies N --json` (decisions
-per second of the pure decision core; `--e2e` is the controller benchmark of the controller issue) and
-`tidescale bench autoscaler` (the backtest table at several rate multipliers). Handlers take the parsed
-arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
+is one JSON object), and `tidescale policy hindsight FILE …` (the same replay set against capacity schedules
+chosen in hindsight, `autoscaler.hindsight`). `add_benchmarks` registers `tidescale bench controller
+--policies N --json` (decisions per second of the pure decision core; `--e2e` is the controller benchmark
+of the controller issue) and `tidescale bench autoscaler` (the backtest table at several rate multipliers).
+Handlers take the parsed arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
 
 The shell of this package's pure modules: it reads the files named on the command line and prints; it
 opens no network connection and starts no process, except `tidescale events watch [--json]`, which tails the
@@ -36,7 +37,9 @@ DEFAULT_POLICY = Path("examples/policies/llm-inference.yaml")
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    policy = sub.add_parser("policy", help="scaling policies: validate them, backtest them on a trace")
+    policy = sub.add_parser(
+        "policy", help="scaling policies: validate them, backtest them on a trace, set them against hindsight"
+    )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
 
     v = policy_sub.add_parser("validate", help="check ScalingPolicy/NodePool files; exit 2 on any error")
