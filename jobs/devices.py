@@ -164,6 +164,19 @@ class DeviceState:
             list(self.fpga_free),
         )
 
+    def signature(self) -> tuple[tuple[int, ...], ...]:
+        """Every mutable field as one hashable value: two nodes with equal devices and equal signatures
+        answer every request the same way (the placement's node equivalence classes key on it)."""
+        return (
+            tuple(self.milli_free),
+            tuple(self.memory_free),
+            tuple(self.ratio),
+            tuple(self.slices_free),
+            tuple(self.vfs_free),
+            tuple(int(f) for f in self.npu_free),
+            tuple(int(f) for f in self.fpga_free),
+        )
+
     def fully_free(self, i: int) -> bool:
         g = self.devices.gpus[i]
         return self.milli_free[i] == MILLI and self.memory_free[i] == g.memory_mib and self.ratio[i] == 0
