@@ -4,15 +4,19 @@ Whole GPUs (exclusive), shared GPUs (a share of one GPU's compute in thousandths
 memory), vGPU slices at ratios 1:2, 1:4 and 1:8 (a sliced GPU only takes slices of that ratio), NPUs,
 FPGAs and RDMA NICs (virtual functions). Intra-node topology: GPUs in one NVLink group, GPUs and NICs
 behind one PCIe switch. `DeviceState` is the mutable free/used view of one node; `assign` finds devices
-for a request or returns the reason it cannot, phrased with the resource name the pod asked with.
+for a request or returns the reason it cannot, phrased with the resource name the pod asked with;
+`conflict` says why an assignment made elsewhere (read back from a pod's annotations) cannot be taken.
+Each vGPU slice has an identity: slot k of the 1:N slicing of its GPU, so that two pods never hold the
+same slice.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MILLI = 1000
 VGPU_RATIOS = (2, 4, 8)
@@ -107,23 +111,41 @@ class DeviceRequest:
 
 @dataclass(frozen=True)
 class DeviceAssignment:
+    """Device indices (positions in `NodeDevices`) one pod holds.
+
+    `slices`: for a vGPU request, the slot index on each GPU of `gpus` (same length and order); empty
+    otherwise, or when the source only knew the GPUs (`DeviceState.apply` then takes the lowest free
+    slots). `vgpu_ratio` is for display only ("gpu 0 slot 2/4") and takes no part in equality.
+    """
+
     gpus: tuple[int, ...] = ()
     nics: tuple[int, ...] = ()
     npus: tuple[int, ...] = ()
     fpgas: tuple[int, ...] = ()
+    slices: tuple[int, ...] = ()
+    vgpu_ratio: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
+        if self.slices and len(self.slices) == len(self.gpus):
+            of = f"/{self.vgpu_ratio}" if self.vgpu_ratio else ""
+            gpus = ",".join(f"{i} slot {s}{of}" for i, s in zip(self.gpus, self.slices, strict=True))
+        else:
+            gpus = ",".join(map(str, self.gpus))
         parts = [
-            f"{kind} {','.join(map(str, ids))}"
+            f"{kind} {ids}"
             for kind, ids in (
-                ("gpu", self.gpus),
-                ("nic", self.nics),
-                ("npu", self.npus),
-                ("fpga", self.fpgas),
+                ("gpu", gpus),
+                ("nic", ",".join(map(str, self.nics))),
+                ("npu", ",".join(map(str, self.npus))),
+                ("fpga", ",".join(map(str, self.fpgas))),
             )
             if ids
         ]
         return "; ".join(parts) or "no devices"
+
+
+def _lowest_clear_bit(mask: int) -> int:
+    return (~mask & (mask + 1)).bit_length() - 1
 
 
 @dataclass
@@ -138,6 +160,7 @@ class DeviceState:
     vfs_free: list[int] = field(default_factory=list)
     npu_free: list[bool] = field(default_factory=list)
     fpga_free: list[bool] = field(default_factory=list)
+    slot_used: list[int] = field(default_factory=list)  # per GPU, bit k set: vGPU slot k is held
 
     @staticmethod
     def fresh(devices: NodeDevices) -> DeviceState:
@@ -150,6 +173,7 @@ class DeviceState:
             [n.vfs for n in devices.nics],
             [True] * len(devices.npus),
             [True] * len(devices.fpgas),
+            [0] * len(devices.gpus),
         )
 
     def copy(self) -> DeviceState:
@@ -162,6 +186,7 @@ class DeviceState:
             list(self.vfs_free),
             list(self.npu_free),
             list(self.fpga_free),
+            list(self.slot_used),
         )
 
     def signature(self) -> tuple[tuple[int, ...], ...]:
@@ -175,11 +200,16 @@ class DeviceState:
             tuple(self.vfs_free),
             tuple(int(f) for f in self.npu_free),
             tuple(int(f) for f in self.fpga_free),
+            tuple(self.slot_used),
         )
 
     def fully_free(self, i: int) -> bool:
         g = self.devices.gpus[i]
         return self.milli_free[i] == MILLI and self.memory_free[i] == g.memory_mib and self.ratio[i] == 0
+
+    def free_slot(self, i: int) -> int:
+        """The lowest vGPU slot of GPU `i` nobody holds (0 on a GPU not sliced yet)."""
+        return _lowest_clear_bit(self.slot_used[i])
 
     @property
     def gpu_milli_free(self) -> int:
@@ -295,8 +325,13 @@ class DeviceState:
                 return "no RDMA NIC on the GPUs' PCIe switch"
         if len(nics) < req.rdma:
             return f"insufficient {req.rdma_label}"
+        slices: tuple[int, ...] = ()
+        ratio = 0
+        if req.gpu is not None and req.gpu.vgpus:
+            slices = tuple(self.free_slot(i) for i in gpus)
+            ratio = req.gpu.vgpu_ratio
         return DeviceAssignment(
-            gpus, tuple(nics[: req.rdma]), tuple(npus[: req.npus]), tuple(fpgas[: req.fpgas])
+            gpus, tuple(nics[: req.rdma]), tuple(npus[: req.npus]), tuple(fpgas[: req.fpgas]), slices, ratio
         )
 
     def _nics_near(self, gpus: tuple[int, ...], count: int) -> bool:
@@ -306,26 +341,100 @@ class DeviceState:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def apply(self, req: DeviceRequest, got: DeviceAssignment, sign: int = 1) -> None:
-        """Take (sign=1) or give back (sign=-1) the devices of an assignment."""
+    def conflict(self, req: DeviceRequest, got: DeviceAssignment) -> str | None:
+        """Why `got` (an assignment made elsewhere, e.g. read from a pod's annotations) cannot be
+        applied for `req` on this state, or None when `apply` may take it. Refusing here is what keeps a
+        GPU, a vGPU slot or an NPU from being booked twice."""
+        d = self.devices
+        for kind, ids, have in (
+            ("GPU", got.gpus, len(d.gpus)),
+            ("NIC", got.nics, len(d.nics)),
+            ("NPU", got.npus, len(d.npus)),
+            ("FPGA", got.fpgas, len(d.fpgas)),
+        ):
+            bad = [i for i in ids if not 0 <= i < have]
+            if bad:
+                return f"no {kind} {bad[0]} (the node has {have})"
         g = req.gpu
-        if g is not None:
+        for kind, ids, want in (
+            ("GPU", got.gpus, g.gpus_touched if g is not None else 0),
+            ("NIC", got.nics, req.rdma),
+            ("NPU", got.npus, req.npus),
+            ("FPGA", got.fpgas, req.fpgas),
+        ):
+            if len(ids) != want:
+                return f"{len(ids)} {kind}s assigned, the request takes {want}"
+        for kind, ids in (("GPU", got.gpus), ("NPU", got.npus), ("FPGA", got.fpgas)):
+            twice = [i for i, n in Counter(ids).items() if n > 1]
+            if twice:
+                return f"{kind} {twice[0]} assigned twice"
+        if g is not None and got.gpus:
+            why = self._gpu_conflict(g, got)
+            if why:
+                return why
+        for i, n in Counter(got.nics).items():
+            if self.vfs_free[i] < n:
+                return f"NIC {i} has {max(self.vfs_free[i], 0)} free virtual functions, {n} needed"
+        for kind, ids, free in (("NPU", got.npus, self.npu_free), ("FPGA", got.fpgas, self.fpga_free)):
+            taken = [i for i in ids if not free[i]]
+            if taken:
+                return f"{kind} {taken[0]} is taken"
+        return None
+
+    def _gpu_conflict(self, g: GpuRequest, got: DeviceAssignment) -> str | None:
+        if g.vgpus:
+            return self._slice_conflict(g, got)
+        for i in got.gpus:
+            if self.ratio[i]:
+                return f"GPU {i} is sliced 1:{self.ratio[i]}"
+            if g.count:
+                if not self.fully_free(i):
+                    return f"GPU {i} is not free ({self.milli_free[i]}m of {MILLI}m left)"
+                continue
+            if self.milli_free[i] < g.milli:
+                return f"GPU {i} has {self.milli_free[i]}m left, the share takes {g.milli}m"
+            need = self.memory_need(g, i)
+            if need and self.devices.gpus[i].memory_mib == 0:
+                return f"GPU {i} has unknown memory, the share takes {need} MiB"
+            if need > self.memory_free[i]:
+                return f"GPU {i} has {self.memory_free[i]} MiB left, the share takes {need} MiB"
+        return None
+
+    def _slice_conflict(self, g: GpuRequest, got: DeviceAssignment) -> str | None:
+        want = g.vgpu_ratio
+        if want not in VGPU_RATIOS:
+            return f"vGPU ratio 1:{want} unsupported (1:2, 1:4, 1:8)"
+        if got.slices and len(got.slices) != len(got.gpus):
+            return f"{len(got.slices)} vGPU slots for {len(got.gpus)} GPUs"
+        for k, i in enumerate(got.gpus):
+            have = self.ratio[i]
+            if have and have != want:
+                return f"GPU {i} is sliced 1:{have}, not 1:{want}"
+            if not have and not self.fully_free(i):
+                return f"GPU {i} is shared ({self.milli_free[i]}m of {MILLI}m left), not sliced"
+            if got.slices:
+                slot = got.slices[k]
+                if not 0 <= slot < want:
+                    return f"GPU {i} has no slot {slot} at 1:{want}"
+                if self.slot_used[i] >> slot & 1:
+                    return f"GPU {i} slot {slot}/{want} is taken"
+            elif have and self.slices_free[i] <= 0:
+                return f"GPU {i} has no free 1:{want} slot"
+        return None
+
+    def apply(self, req: DeviceRequest, got: DeviceAssignment, sign: int = 1) -> DeviceAssignment:
+        """Take (sign=1) or give back (sign=-1) the devices of an assignment. Returns the assignment
+        as taken: a vGPU assignment without `slices` gets the lowest free slots (keep that one to give
+        them back exactly; given back without `slices`, the highest held slots go)."""
+        g = req.gpu
+        slices = got.slices
+        if g is not None and g.vgpus:
+            slices = self._apply_slices(g, got, sign)
+        elif g is not None:
             for i in got.gpus:
                 if g.count:
                     self.milli_free[i] -= sign * MILLI
                     self.memory_free[i] -= sign * self.devices.gpus[i].memory_mib
-                elif g.vgpus:
-                    if sign > 0 and self.ratio[i] == 0:
-                        self.ratio[i] = g.vgpu_ratio
-                        self.slices_free[i] = g.vgpu_ratio
-                    self.slices_free[i] -= sign
-                    self.milli_free[i] -= sign * (MILLI // g.vgpu_ratio)
-                    self.memory_free[i] -= sign * (self.devices.gpus[i].memory_mib // g.vgpu_ratio)
-                    if sign < 0 and self.slices_free[i] == self.ratio[i]:
-                        self.ratio[i] = 0
-                        self.slices_free[i] = 0
-                        self.milli_free[i] = MILLI
-                        self.memory_free[i] = self.devices.gpus[i].memory_mib
                 else:
                     self.milli_free[i] -= sign * g.milli
                     self.memory_free[i] -= sign * self.memory_need(g, i)
@@ -335,3 +444,28 @@ class DeviceState:
             self.npu_free[i] = sign < 0
         for i in got.fpgas:
             self.fpga_free[i] = sign < 0
+        if slices == got.slices:
+            return got
+        return replace(got, slices=slices, vgpu_ratio=g.vgpu_ratio if g is not None else 0)
+
+    def _apply_slices(self, g: GpuRequest, got: DeviceAssignment, sign: int) -> tuple[int, ...]:
+        slots = []
+        for k, i in enumerate(got.gpus):
+            if sign > 0:
+                if self.ratio[i] == 0:
+                    self.ratio[i] = g.vgpu_ratio
+                slot = got.slices[k] if got.slices else self.free_slot(i)
+                self.slot_used[i] |= 1 << slot
+            else:
+                slot = got.slices[k] if got.slices else max(self.slot_used[i].bit_length() - 1, 0)
+                self.slot_used[i] &= ~(1 << slot)
+            slots.append(slot)
+            self.slices_free[i] = self.ratio[i] - self.slot_used[i].bit_count()
+            self.milli_free[i] -= sign * (MILLI // g.vgpu_ratio)
+            self.memory_free[i] -= sign * (self.devices.gpus[i].memory_mib // g.vgpu_ratio)
+            if sign < 0 and self.slot_used[i] == 0:
+                self.ratio[i] = 0
+                self.slices_free[i] = 0
+                self.milli_free[i] = MILLI
+                self.memory_free[i] = self.devices.gpus[i].memory_mib
+        return tuple(slots)

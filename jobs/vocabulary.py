@@ -9,8 +9,9 @@ KAI (`gpu-fraction`, `gpu-memory` annotations), the Alibaba trace simulator
 fixed ratio are asked with `tidescale.io/vgpu-ratio: "2"|"4"|"8"` next to a vGPU count.
 
 `pod_request` reads a pod's summed container requests and annotations; `node_capacity` reads a node's
-allocatable and labels; `render` writes a request back in one dialect. Errors are `ValueError`s that
-name the field.
+allocatable, labels and annotations (HAMi's vGPU counts, gpushare's GiB totals, or an explicit
+`tidescale.io/gpus` / `tidescale.io/nics` inventory); `render` writes a request back in one dialect.
+Errors are `ValueError`s that name the field.
 
 Pure: no I/O, no clock.
 """
@@ -55,6 +56,8 @@ VGPU_RATIO = "tidescale.io/vgpu-ratio"
 ASCEND_PREFIX = "huawei.com/Ascend"
 GFD_PRODUCT = "nvidia.com/gpu.product"
 GFD_MEMORY = "nvidia.com/gpu.memory"
+NODE_GPUS = "tidescale.io/gpus"  # node annotation: JSON [{"index", "model", "memoryMiB", "nvlink", "pcie"}]
+NODE_NICS = "tidescale.io/nics"  # node annotation: JSON [{"index", "pcie", "vfs"}]
 
 DIALECTS = ("nvidia", "hami", "gpushare", "volcano", "koordinator", "kai", "alibaba")
 
@@ -261,9 +264,18 @@ def pod_request(
 
 
 def node_capacity(
-    allocatable: Mapping[str, str | int | float], labels: Mapping[str, str] | None = None
+    allocatable: Mapping[str, str | int | float],
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> tuple[Resources, NodeDevices]:
-    """A node's scalar capacity and devices from its allocatable resources and labels."""
+    """A node's scalar capacity and devices from its allocatable resources, labels and annotations.
+
+    GPUs are counted from `nvidia.com/gpu`, `aliyun.com/gpu-count` or the simulator's count, except on
+    HAMi nodes: there `nvidia.com/gpu` counts vGPUs (GPUs x deviceSplitCount) and `nvidia.com/gpucores`
+    (100 per card) counts the cards. A card's memory comes from the `nvidia.com/gpu.memory` label, else
+    from the node total (`nvidia.com/gpumem` MiB, `aliyun.com/gpu-mem` GiB) split evenly. The
+    `tidescale.io/gpus` and `tidescale.io/nics` annotations, when present, replace what was counted.
+    """
     labels = dict(labels or {})
     model = labels.get(GFD_PRODUCT) or labels.get(ALI_MODEL) or ""
     memory = int(labels.get(GFD_MEMORY, "0") or 0)
@@ -289,15 +301,96 @@ def node_capacity(
             continue
         else:
             scalars[name] = canonical(name, value)
-    if GPUSHARE_MEM in allocatable and gpus and not memory:
-        memory = _int(allocatable, GPUSHARE_MEM) * 1024 // gpus
+    if HAMI_CORES in allocatable:
+        # HAMi advertises nvidia.com/gpu as vGPUs (cards x deviceSplitCount); 100 cores is one card
+        gpus = _int(allocatable, HAMI_CORES) // 100
+    if gpus and not memory:
+        if HAMI_MEM in allocatable:
+            memory = _int(allocatable, HAMI_MEM) // gpus
+        elif GPUSHARE_MEM in allocatable:
+            memory = _int(allocatable, GPUSHARE_MEM) * 1024 // gpus
+    gpu_list = tuple(Gpu(i, model, memory) for i in range(gpus))
+    nics: tuple[Nic, ...] = (Nic(0, None, rdma),) if rdma else ()
+    ann = annotations or {}
+    if NODE_GPUS in ann:
+        gpu_list = _gpu_inventory(ann[NODE_GPUS], model, memory)
+    if NODE_NICS in ann:
+        nics = _nic_inventory(ann[NODE_NICS])
     devices = NodeDevices(
-        gpus=tuple(Gpu(i, model, memory) for i in range(gpus)),
-        nics=(Nic(0, None, rdma),) if rdma else (),
+        gpus=gpu_list,
+        nics=nics,
         npus=tuple(npus),
         fpgas=tuple(Accelerator(i) for i in range(fpgas)),
     )
     return Resources({k: v for k, v in scalars.items() if v}), devices
+
+
+_GPU_FIELDS = {"index", "model", "memoryMiB", "nvlink", "pcie"}
+_NIC_FIELDS = {"index", "pcie", "vfs"}
+
+
+def _inventory(name: str, raw: str, fields: set[str]) -> list[dict[str, object]]:
+    """The entries of an inventory annotation, sorted by index, each index 0..N-1 exactly once."""
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: not JSON: {e.msg}") from None
+    if not isinstance(entries, list) or not all(isinstance(x, dict) for x in entries):
+        raise ValueError(f"{name}: must be a JSON list of objects")
+    for k, entry in enumerate(entries):
+        extra = sorted(set(entry) - fields)
+        if extra:
+            raise ValueError(
+                f"{name}: entry {k}: unknown field {extra[0]!r} (known: {', '.join(sorted(fields))})"
+            )
+        if "index" not in entry:
+            raise ValueError(f"{name}: entry {k}: no index")
+    by_index = sorted((_field_int(f"{name}: entry {k}", e, "index", 0), k) for k, e in enumerate(entries))
+    indices = [i for i, _ in by_index]
+    if indices != list(range(len(entries))):
+        raise ValueError(f"{name}: indices must be 0..{len(entries) - 1} once each, got {indices}")
+    return [entries[k] for _, k in by_index]
+
+
+def _field_int(where: str, entry: Mapping[str, object], key: str, low: int) -> int:
+    value = entry[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{where}: {key} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def _field_optional_int(where: str, entry: Mapping[str, object], key: str) -> int | None:
+    return None if entry.get(key) is None else _field_int(where, entry, key, 0)
+
+
+def _gpu_inventory(raw: str, model: str, memory: int) -> tuple[Gpu, ...]:
+    out = []
+    for i, e in enumerate(_inventory(NODE_GPUS, raw, _GPU_FIELDS)):
+        where = f"{NODE_GPUS}: GPU {i}"
+        gpu_model = e.get("model", model)
+        if not isinstance(gpu_model, str):
+            raise ValueError(f"{where}: model must be a string, got {gpu_model!r}")
+        out.append(
+            Gpu(
+                i,
+                gpu_model,
+                _field_int(where, e, "memoryMiB", 0) if "memoryMiB" in e else memory,
+                _field_optional_int(where, e, "nvlink"),
+                _field_optional_int(where, e, "pcie"),
+            )
+        )
+    return tuple(out)
+
+
+def _nic_inventory(raw: str) -> tuple[Nic, ...]:
+    return tuple(
+        Nic(
+            i,
+            _field_optional_int(f"{NODE_NICS}: NIC {i}", e, "pcie"),
+            _field_int(f"{NODE_NICS}: NIC {i}", e, "vfs", 1) if "vfs" in e else 1,
+        )
+        for i, e in enumerate(_inventory(NODE_NICS, raw, _NIC_FIELDS))
+    )
 
 
 def render(request: PodRequest, dialect: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -26,6 +26,18 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.
         environment.down(state_dir)
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
+    """The control plane alone (no node pools: tests create the nodes they need), shared by every test
+    directory that does not need a differently shaped one."""
+    state_dir = tmp_path_factory.mktemp("kubernetes")
+    env = environment.up(["kubernetes"], state_dir)
+    try:
+        yield env
+    finally:
+        environment.down(state_dir)
+
+
 @pytest.fixture(scope="module")
 def kube(cluster: environment.Environment) -> Any:
     """A Kubernetes API client for the `cluster` fixture of the test's directory or module (module-scoped:

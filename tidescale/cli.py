@@ -14,6 +14,7 @@ from autoscaler import cli as autoscaler_cli
 from autoscaler.controller import cli as controller_cli
 from autoscaler.exporter import cli as exporter_cli
 from jobs import cli as jobs_cli
+from jobs.scheduler import cli as scheduler_cli
 from streaming import cli as streaming_cli
 from tidescale import bench_controller, bench_environment, bench_streaming, demo, local_cli
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler_cli.add_commands(sub)
     controller_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
+    scheduler_cli.add_commands(sub)
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
     jobs_cli.add_benchmarks(bench_sub)

@@ -11,10 +11,11 @@ from typing import Any
 
 from kubernetes import client
 
-from autoscaler.controller.kube import Informer, ScaleClient, workload_view
+from autoscaler.controller.kube import ScaleClient, workload_view
 from autoscaler.controller.ports import ScaleView
 from autoscaler.controller.selectors import Selector
 from kernel.errors import PermanentError
+from kernel.informer import Informer
 
 GPU = "nvidia.com/gpu"
 

@@ -23,7 +23,6 @@ from autoscaler.controller.http import ControllerHTTP
 from autoscaler.controller.kafka_events import KafkaEventSink
 from autoscaler.controller.kafka_lag_source import KafkaLagSource
 from autoscaler.controller.kube_events import KubernetesEventSink
-from autoscaler.controller.leader import LeaderElector
 from autoscaler.controller.loop import Controller, ControllerConfig, CycleReport, QueuedSink
 from autoscaler.controller.metrics import ControllerMetrics, MetricsEventSink
 from autoscaler.controller.ports import EventSink, MetricRequest, ReadingKey
@@ -31,6 +30,8 @@ from autoscaler.controller.prometheus_source import PrometheusSource
 from autoscaler.controller.targets import ClusterTargets
 from autoscaler.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK, Clock
+from kernel.informer import Informer, object_key
+from kernel.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,13 @@ class Running:
             on_cycle=self._on_cycle,
         )
         custom = client.CustomObjectsApi(self.api)
-        self.policies = kube.Informer(
+        self.policies = Informer(
             "scalingpolicies",
             custom.list_cluster_custom_object,
             (kube.GROUP, kube.VERSION, kube.POLICIES),
             handlers=(self._on_policy,),
         )
-        self.pools = kube.Informer(
+        self.pools = Informer(
             "nodepools",
             custom.list_cluster_custom_object,
             (kube.GROUP, kube.VERSION, kube.POOLS),
@@ -172,7 +173,7 @@ class Running:
 
     def _on_policy(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
-            key = kube.object_key(obj)
+            key = object_key(obj)
             self.controller.remove(key)
             self.metrics.forget(key)
             return

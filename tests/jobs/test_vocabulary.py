@@ -1,7 +1,13 @@
-import pytest
+import json
+from pathlib import Path
 
-from jobs.devices import GpuRequest
+import pytest
+import yaml
+
+from jobs.devices import Gpu, GpuRequest, Nic
 from jobs.vocabulary import DIALECTS, PodRequest, node_capacity, pod_request, render
+
+LOCAL_NODES = Path(__file__).resolve().parents[2] / "examples" / "local" / "nodes.yaml"
 
 ALI = {"alibabacloud.com/gpu-milli": "460", "alibabacloud.com/gpu-count": "1"}
 
@@ -136,6 +142,85 @@ def test_node_allocatable_becomes_gpus(
     assert scalars["cpu"] == 96_000
     assert len(devices.gpus) == count
     assert {(g.model, g.memory_mib) for g in devices.gpus} == {(model, memory)}
+
+
+def test_a_hami_node_counts_cards_from_gpucores_and_splits_gpumem_over_them() -> None:
+    pools = yaml.safe_load(LOCAL_NODES.read_text(encoding="utf-8"))["pools"]
+    pool = next(p for p in pools if p["name"] == "l40s-shared")
+    assert pool["capacity"]["nvidia.com/gpu"] == "40"  # vGPUs: 4 cards x deviceSplitCount 10
+    _, devices = node_capacity(pool["capacity"], {})
+    assert [(g.index, g.memory_mib) for g in devices.gpus] == [(i, 46068) for i in range(4)]
+    assert pool["gpu"]["memoryMiB"] == 46068
+
+
+def test_a_gpu_memory_label_wins_over_the_hami_node_total() -> None:
+    _, devices = node_capacity(
+        {"nvidia.com/gpu": "20", "nvidia.com/gpumem": "90000", "nvidia.com/gpucores": "200"},
+        {"nvidia.com/gpu.memory": "46068"},
+    )
+    assert {g.memory_mib for g in devices.gpus} == {46068} and len(devices.gpus) == 2
+
+
+INVENTORY = [
+    {"index": 1, "model": "H100", "memoryMiB": 81559, "nvlink": 0, "pcie": 1},
+    {"index": 0, "nvlink": 0, "pcie": 0},
+]
+
+
+def test_an_inventory_annotation_replaces_the_counted_gpus_and_nics() -> None:
+    _, devices = node_capacity(
+        {"nvidia.com/gpu": 8, "rdma/hca": 4},
+        {"nvidia.com/gpu.product": "A100", "nvidia.com/gpu.memory": "81920"},
+        {
+            "tidescale.io/gpus": json.dumps(INVENTORY),
+            "tidescale.io/nics": '[{"index": 0, "pcie": 1, "vfs": 8}, {"index": 1}]',
+        },
+    )
+    assert devices.gpus == (Gpu(0, "A100", 81920, 0, 0), Gpu(1, "H100", 81559, 0, 1))
+    assert devices.nics == (Nic(0, 1, 8), Nic(1, None, 1))
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({"tidescale.io/gpus": "[{"}, "tidescale.io/gpus: not JSON"),
+        ({"tidescale.io/gpus": '{"index": 0}'}, "tidescale.io/gpus: must be a JSON list of objects"),
+        (
+            {"tidescale.io/gpus": '[{"index": 0, "mem": 1}]'},
+            "tidescale.io/gpus: entry 0: unknown field 'mem'",
+        ),
+        ({"tidescale.io/gpus": '[{"model": "A100"}]'}, "tidescale.io/gpus: entry 0: no index"),
+        (
+            {"tidescale.io/gpus": '[{"index": 0}, {"index": 2}]'},
+            r"indices must be 0\.\.1 once each, got \[0, 2\]",
+        ),
+        (
+            {"tidescale.io/gpus": '[{"index": 0, "memoryMiB": "80G"}]'},
+            "tidescale.io/gpus: GPU 0: memoryMiB must be a whole number >= 0, got '80G'",
+        ),
+        (
+            {"tidescale.io/nics": '[{"index": 0, "vfs": 0}]'},
+            "tidescale.io/nics: NIC 0: vfs must be a whole number >= 1",
+        ),
+        (
+            {"tidescale.io/nics": '[{"index": true}]'},
+            "tidescale.io/nics: entry 0: index must be a whole number",
+        ),
+    ],
+    ids=[
+        "not-json",
+        "not-a-list",
+        "unknown-field",
+        "no-index",
+        "index-gap",
+        "memory-not-int",
+        "no-vfs",
+        "bool-index",
+    ],
+)
+def test_a_bad_inventory_annotation_is_refused_by_name(annotations: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        node_capacity({"nvidia.com/gpu": 2}, {}, annotations)
 
 
 def test_nodes_with_npus_fpgas_and_rdma_list_them() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.controller.leader import Claim, LeaderElector, LeaseRecord, claim, released
+from kernel.leader import Claim, LeaderElector, LeaseRecord, claim, released
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

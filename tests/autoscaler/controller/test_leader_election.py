@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kubernetes import client
 
-from autoscaler.controller.leader import LeaderElector
+from kernel.leader import LeaderElector
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
