@@ -19,7 +19,7 @@ from jobs.explain import explain
 from jobs.scorers import POLICY_NAMES
 from jobs.snapshot import read_snapshot
 from jobs.workload import read_pod_group
-from kernel.errors import InvalidSpec
+from kernel.errors import InvalidSpec, TidescaleError
 
 DEFAULT_TRACES = Path("../shared/traces/openb")
 DEFAULT_NODES = "openb_node_list_gpu_node.csv"
@@ -33,8 +33,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "explain",
         help="where a pod group would be placed on a cluster snapshot, and why (or why not)",
     )
-    ex.add_argument("file", type=Path, help="pod group (YAML or JSON)")
-    ex.add_argument("--snapshot", type=Path, required=True, help="cluster snapshot (YAML or JSON)")
+    ex.add_argument("file", type=Path, nargs="?", help="pod group (YAML or JSON), with --snapshot")
+    ex.add_argument("--snapshot", type=Path, help="cluster snapshot (YAML or JSON)")
+    ex.add_argument("--kubeconfig", help="explain a pending pod on the live cluster instead (with --pod)")
+    ex.add_argument("--pod", help="NAMESPACE/NAME of the pending pod (its gang is explained with it)")
+    ex.add_argument("--scheduler-config", type=Path, help="the scheduler's SchedulerConfig (placement, name)")
     ex.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ex.set_defaults(func=explain_command)
 
@@ -134,6 +137,11 @@ def bench_command(args: argparse.Namespace) -> int:
 
 
 def explain_command(args: argparse.Namespace) -> int:
+    if args.kubeconfig or args.pod:
+        return explain_live(args)
+    if args.file is None or args.snapshot is None:
+        print("jobs explain: FILE --snapshot SNAPSHOT, or --kubeconfig K --pod NS/NAME", file=sys.stderr)
+        return 2
     try:
         group = read_pod_group(args.file)
         snapshot = read_snapshot(args.snapshot)
@@ -147,6 +155,34 @@ def explain_command(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps(result.to_json()))
+    else:
+        print("\n".join(result.lines()))
+    return 0 if result.complete else 1
+
+
+def explain_live(args: argparse.Namespace) -> int:
+    from kubernetes import config
+
+    from jobs.scheduler.config import SchedulerConfig, read_config
+    from jobs.scheduler.live import explain_pod
+
+    if not (args.kubeconfig and args.pod):
+        print("jobs explain: --kubeconfig and --pod go together", file=sys.stderr)
+        return 2
+    try:
+        cfg = read_config(args.scheduler_config) if args.scheduler_config else SchedulerConfig()
+        api = config.new_client_from_config(config_file=args.kubeconfig)
+        result = explain_pod(api, args.pod, cfg)
+    except TidescaleError as e:
+        print(f"jobs explain: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        data: dict[str, Any] = {"pod": result.pod, "bound": result.bound_to}
+        if result.held is not None:
+            data["held"] = {"reason": result.held.reason, "message": result.held.message}
+        if result.explanation is not None:
+            data["explanation"] = result.explanation.to_json()
+        print(json.dumps(data))
     else:
         print("\n".join(result.lines()))
     return 0 if result.complete else 1

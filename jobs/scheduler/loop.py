@@ -128,18 +128,23 @@ class Scheduler:
         if changed:
             self._wake.set()
 
-    def run(self, stop: threading.Event, idle_check_seconds: float = 1.0) -> None:
-        """Cycle whenever woken, while this replica leads. `idle_check_seconds` bounds how long a pod in
-        bind backoff waits past its backoff (the only timer; nothing is polled on a tick)."""
+    def run(self, stop: threading.Event, flush_seconds: float = 5.0) -> None:
+        """Cycle whenever woken, while this replica leads. The only timers: a pod in bind backoff is
+        retried when its backoff ends, and Event series counts are flushed every `flush_seconds`."""
+        last_flush = self.clock.monotonic()
         while not stop.is_set():
-            woke = self._wake.wait(timeout=self._next_backoff(idle_check_seconds))
+            woke = self._wake.wait(timeout=self._next_backoff(flush_seconds) or flush_seconds)
             if stop.is_set():
                 break
+            if self.clock.monotonic() - last_flush >= flush_seconds:
+                self.events.flush()
+                last_flush = self.clock.monotonic()
             if not self.is_leader():
+                stop.wait(0.5)
                 continue
-            self._wake.clear()
             if not woke and not self._backoff_due():
                 continue
+            self._wake.clear()
             try:
                 report = self.run_cycle()
                 if report.more:
@@ -148,7 +153,6 @@ class Scheduler:
                 log.exception("scheduler: cycle %d failed", self.cycle_no)
                 stop.wait(1.0)
                 self._wake.set()
-            self.events.flush() if self.cycle_no % 50 == 0 else None
 
     def close(self) -> None:
         self._binder.shutdown(wait=True, cancel_futures=False)
@@ -176,6 +180,10 @@ class Scheduler:
         started = self.clock.monotonic()
         # 1. observe
         inp = self.cache.build()
+        live = {p.uid for p in inp.pending}
+        for memo in (self._backoff, self._reported):
+            for uid in [u for u in list(memo) if u not in live]:
+                memo.pop(uid, None)
         now_mono = self.clock.monotonic()
         waiting = [p for p in inp.pending if self._backoff.get(p.uid, _Backoff(0, 0.0)).until <= now_mono]
         # 2. offer

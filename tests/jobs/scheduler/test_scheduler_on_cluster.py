@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from autoscaler.controller.node_manifest import kwok_node
 from jobs.scheduler.config import SchedulerConfig
+from jobs.scheduler.live import explain_pod
 from jobs.scheduler.wiring import Options, Running
 from jobs.workload import BinpackSpec
 from kernel.clock import SYSTEM_CLOCK
@@ -317,6 +319,18 @@ def test_an_unknown_device_request_is_unschedulable_with_its_reason(h: Harness) 
     assert cond.reason == "Unschedulable" and "MIG profiles are not modelled" in cond.message
 
 
+def test_explain_reads_the_live_cluster_for_a_pending_pod(h: Harness) -> None:
+    h.add_nodes(2, {"nvidia.com/gpu": "1"})
+    h.start()
+    h.pod("big", gpus=2)
+    wait_for(lambda: h.condition("big") is not None, 30, "PodScheduled on big")
+    cfg = SchedulerConfig(scheduler_name=h.name, node_selector={PARTITION: h.ns}, placement=BinpackSpec())
+    result = explain_pod(h.core.api_client, f"{h.ns}/big", cfg)
+    assert not result.complete
+    text = "\n".join(result.lines())
+    assert "2 nodes: insufficient nvidia.com/gpu" in text
+
+
 # -- other schedulers' pods ------------------------------------------------------------------------
 
 
@@ -469,3 +483,65 @@ def test_a_pod_waits_while_its_only_node_is_gone_and_binds_when_one_returns(h: H
     assert h.bound() == {}
     h.add_nodes(1, {"nvidia.com/gpu": "1"})
     wait_for(lambda: "late" in h.bound(), 30, "requeued onto the new node")
+
+
+# -- the README's examples -------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _apply(h: Harness, doc: dict[str, Any]) -> None:
+    kind, ns = doc["kind"], doc["metadata"].get("namespace", "")
+    if kind == "Namespace":
+        h.core.create_namespace(doc)
+    elif kind == "Pod":
+        h.core.create_namespaced_pod(ns, doc)
+    elif kind == "PodGroup":
+        h.custom.create_namespaced_custom_object(*VOLCANO, ns, "podgroups", doc)
+    elif kind == "Queue":
+        h.custom.create_cluster_custom_object(*VOLCANO, "queues", doc)
+        h.queues.append(doc["metadata"]["name"])
+    else:
+        raise AssertionError(f"the examples hold a {kind}: teach this test to apply it")
+
+
+def test_the_readme_examples_schedule_on_the_example_nodes(h: Harness) -> None:
+    spec = local_nodes.load(EXAMPLES / "local" / "nodes.yaml")
+    names = []
+    for pool in spec.pools:
+        for index in range(pool.count):
+            manifest = local_nodes.node_manifest(pool, index)
+            manifest["metadata"]["name"] = f"{h.ns}-{manifest['metadata']['name']}"
+            manifest["metadata"]["labels"][PARTITION] = h.ns
+            h.core.create_node(manifest)
+            h.nodes.append(manifest["metadata"]["name"])
+            names.append(manifest["metadata"]["name"])
+    local_nodes.wait_ready(h.kubeconfig, names, 60)
+    h.name = "tidescale-examples"  # the examples name schedulerName tidescale: only this test's nodes serve
+    try:
+        h.start()
+        for path in sorted((EXAMPLES / "jobs" / "cluster").glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc["kind"] == "Pod":
+                    doc["spec"]["schedulerName"] = h.name
+                _apply(h, doc)
+        core = h.core
+        wait_for(
+            lambda: len([p for p in core.list_namespaced_pod("team-a").items if p.spec.node_name]) == 7,
+            60,
+            "all seven example pods bound",
+        )
+        pods = {p.metadata.name: p for p in core.list_namespaced_pod("team-a").items}
+        train_nodes = {pods[f"train-{i}"].spec.node_name for i in range(4)}
+        assert len(train_nodes) == 4 and all("h100" in n for n in train_nodes)
+        assert pods["reranker-0"].metadata.annotations["tidescale.io/gpu-slices"].endswith(":0")
+        assert "tidescale.io/gpus" in pods["embedder-0"].metadata.annotations
+        status = h.custom.get_namespaced_custom_object(*VOLCANO, "team-a", "podgroups", "train")["status"]
+        assert status["phase"] == "Running"
+    finally:
+        h.core.delete_namespace("team-a")
+        wait_for(
+            lambda: "team-a" not in {n.metadata.name for n in h.core.list_namespace().items},
+            60,
+            "namespace team-a gone",
+        )
