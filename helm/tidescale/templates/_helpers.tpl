@@ -22,3 +22,22 @@ app.kubernetes.io/component: controller
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The scheduler: its name, selector labels and ServiceAccount. */}}
+{{- define "tidescale.scheduler.fullname" -}}
+{{- printf "%s-scheduler" (include "tidescale.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tidescale.scheduler.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: scheduler
+{{- end -}}
+
+{{- define "tidescale.scheduler.serviceAccountName" -}}
+{{- if .Values.scheduler.serviceAccount.create -}}
+{{- default (include "tidescale.scheduler.fullname" .) .Values.scheduler.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.scheduler.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
