@@ -1,10 +1,13 @@
 """One scheduling cycle: pending pod groups, queues and a snapshot in; decisions out.
 
 `schedule_cycle(queues, snapshot)` decides against a copy of the snapshot and returns a
-`CycleResult`; nothing outside is touched. Steps, repeated until no entry is left:
+`CycleResult`; nothing outside is touched. Each distinct placement policy is built once per cycle and
+learns the workload once (`PlacementPolicy.learn`: the snapshot's pods plus every pending pod), so
+what it caches (node-class scores) serves every group. Steps, repeated until no entry is left:
 
-1. every queue offers its best entry under the queue policy; the policy's key (then the uid)
-   picks one across queues, re-evaluated after each admission so fair shares stay current;
+1. every queue offers its best entry under the queue policy (its first of tier 0 in the queue's
+   order, else its first); the policy's key (then the uid) picks one across queues, re-evaluated
+   for the queue that just changed so fair shares stay current;
 2. the policy's quota verdict (max, guarantee, cohort borrowing) admits or refuses it;
 3. the group's placement plugin places it on the working copy of the cluster;
 4. if it does not fit but its queue is entitled to capacity that borrowers hold, the borrowers'
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from jobs.placement import Placement, PlacementRegistry, default_registry
+from jobs.placement import Placement, PlacementPolicy, PlacementRegistry, Unschedulable, default_registry
 from jobs.queues import Book, Entry, Queue, QueuePolicy, Running, demand
 from jobs.resources import CPU, EPHEMERAL, MEMORY, Resources
 from jobs.snapshot import ClusterState
+from jobs.workload import PlacementSpec
 
 ADMITTED = "Admitted"
 UNSCHEDULABLE = "Unschedulable"
@@ -48,6 +53,7 @@ class Decision:
     detail: str = ""
     placement: Placement | None = field(default=None, compare=False)
     borrowing: bool = False
+    why: Unschedulable | None = field(default=None, compare=False)  # nodes counted per reason, when placed
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,67 @@ def _capacity(snapshot: ClusterState) -> Resources:
     return Resources({k: cap[k] for k in (CPU, MEMORY, EPHEMERAL) if cap[k]} | ({"gpu": gpu} if gpu else {}))
 
 
+class _Line:
+    """One queue's pending entries in the policy's order, with what was taken out.
+
+    `scan` only moves forward: entries it passed were of tier 1, and tiers never drop in a cycle
+    (usage only grows), so a queue's next entry costs amortised O(1)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.taken = [False] * len(entries)
+        self.first = 0
+        self.scan = 0
+        self.left = len(entries)
+
+    def head(self, policy: QueuePolicy, book: Book) -> Entry:
+        n = len(self.entries)
+        while self.scan < n and (self.taken[self.scan] or policy.tier(self.entries[self.scan], book)):
+            self.scan += 1
+        if self.scan < n:
+            return self.entries[self.scan]
+        while self.taken[self.first]:
+            self.first += 1
+        return self.entries[self.first]
+
+    def take(self, entry: Entry) -> None:
+        k = self.scan if self.scan < len(self.entries) and self.entries[self.scan] is entry else self.first
+        assert self.entries[k] is entry
+        self.taken[k] = True
+        self.left -= 1
+
+
+def _lines(pending: Sequence[Entry], policy: QueuePolicy) -> dict[str, _Line]:
+    by_queue: dict[str, list[Entry]] = {}
+    for e in pending:
+        by_queue.setdefault(e.queue, []).append(e)
+    return {
+        q: _Line(sorted(entries, key=lambda e: (policy.order(e), e.uid))) for q, entries in by_queue.items()
+    }
+
+
+def _placements(
+    pending: Sequence[Entry], registry: PlacementRegistry, state: ClusterState
+) -> dict[int, PlacementPolicy]:
+    """One policy per distinct placement spec (by the spec's id), each taught the workload once."""
+    by_spec: dict[int, PlacementPolicy] = {}
+    by_text: dict[str, PlacementPolicy] = {}
+    specs: dict[int, PlacementSpec] = {}
+    for e in pending:
+        spec = e.group.placement
+        if id(spec) in by_spec:
+            continue
+        specs[id(spec)] = spec  # keeps the spec alive, so its id stays its own
+        text = spec.model_dump_json()
+        if text not in by_text:
+            by_text[text] = registry.build(spec)
+        by_spec[id(spec)] = by_text[text]
+    pods = [p for e in pending for p in e.group.pods]
+    for policy in by_text.values():
+        policy.learn(state, pods)
+    return by_spec
+
+
 def schedule_cycle(
     queues: QueueState, snapshot: ClusterState, registry: PlacementRegistry | None = None
 ) -> CycleResult:
@@ -106,26 +173,33 @@ def schedule_cycle(
     policy = queues.policy
     state = snapshot.copy()
     book = Book(queues.queues, _capacity(snapshot), running_from(snapshot))
-    left = sorted(queues.pending, key=lambda e: (e.seq, e.uid))
+    placements = _placements(queues.pending, registry, state)
+    lines = _lines(queues.pending, policy)
+    heads: dict[str, tuple[tuple[Any, ...], str, Entry]] = {}
     decisions: list[Decision] = []
     reclaims: list[Reclaim] = []
     reclaimed: set[str] = set()
-    while left:
-        # 1. each queue's best entry, then the best across queues
-        heads: dict[str, Entry] = {}
-        for e in left:
-            cur = heads.get(e.queue)
-            if cur is None or (policy.key(e, book), e.uid) < (policy.key(cur, book), cur.uid):
-                heads[e.queue] = e
-        entry = min(heads.values(), key=lambda e: (policy.key(e, book), e.uid))
-        left.remove(entry)
+    changed = set(lines)
+    while lines:
+        # 1. each queue's best entry (only the queue that changed needs a new look), then the best
+        for q in changed:
+            if q in lines:
+                head = lines[q].head(policy, book)
+                heads[q] = (policy.key(head, book), head.uid, head)
+        _, _, entry = min(heads.values(), key=lambda h: (h[0], h[1]))
+        line = lines[entry.queue]
+        line.take(entry)
+        del heads[entry.queue]
+        if not line.left:
+            del lines[entry.queue]
+        changed = {entry.queue}
         # 2. quota
         verdict = policy.admit(entry, book)
         if not verdict.ok:
             decisions.append(Decision(entry.uid, entry.queue, OVER_QUOTA, verdict.reason))
             continue
         # 3. placement on the working copy
-        result = registry.build(entry.group.placement).place(entry.group, state)
+        result = placements[id(entry.group.placement)].place(entry.group, state)
         if isinstance(result, Placement):
             placed = {b.pod for b in result.bindings}
             book.charge(entry.queue, _placed_demand(entry, placed))
@@ -151,10 +225,11 @@ def schedule_cycle(
                     entry.queue,
                     RECLAIMING,
                     f"waiting for {', '.join(v.uid for v in victims)}: {result}",
+                    why=result,
                 )
             )
             continue
-        decisions.append(Decision(entry.uid, entry.queue, UNSCHEDULABLE, str(result)))
+        decisions.append(Decision(entry.uid, entry.queue, UNSCHEDULABLE, str(result), why=result))
     return CycleResult(tuple(decisions), tuple(reclaims))
 
 

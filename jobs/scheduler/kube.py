@@ -85,7 +85,7 @@ class ClusterWriter:
         try:
             if api == "volcano":
                 self.custom.patch_namespaced_custom_object(
-                    group, version, namespace, "podgroups", dict(body), _request_timeout=REQUEST_TIMEOUT
+                    group, version, namespace, "podgroups", name, dict(body), _request_timeout=REQUEST_TIMEOUT
                 )
             else:
                 self.custom.patch_namespaced_custom_object_status(
