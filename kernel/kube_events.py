@@ -54,6 +54,7 @@ class _Series:
     written: int
     last_seen: datetime
     last_written: datetime
+    annotations: dict[str, str]  # the latest occurrence's (written with the series count)
 
 
 def micro_time(t: datetime) -> str:
@@ -131,6 +132,7 @@ class EventRecorder:
             if s is not None:
                 s.count += 1
                 s.last_seen = now
+                s.annotations = dict(annotations or {})
                 self._cache.move_to_end(key)
                 due = s.written == 1 or (now - s.last_written).total_seconds() >= self._patch_every
         if s is not None:
@@ -156,7 +158,7 @@ class EventRecorder:
         self._api.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT)
         self.created += 1
         with self._lock:
-            self._cache[key] = _Series(namespace, name, 1, 1, now, now)
+            self._cache[key] = _Series(namespace, name, 1, 1, now, now, dict(annotations or {}))
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
@@ -173,8 +175,10 @@ class EventRecorder:
 
     def _patch(self, s: _Series) -> None:
         with self._lock:
-            count, seen = s.count, s.last_seen
-        body = {"series": {"count": count, "lastObservedTime": micro_time(seen)}}
+            count, seen, annotations = s.count, s.last_seen, dict(s.annotations)
+        body: dict[str, Any] = {"series": {"count": count, "lastObservedTime": micro_time(seen)}}
+        if annotations:
+            body["metadata"] = {"annotations": annotations}
         try:
             self._api.patch_namespaced_event(
                 s.name,

@@ -13,22 +13,17 @@ Standard library `http.server`; binds only the host it is given.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 1024 * 1024
+from kernel.http_endpoint import HttpEndpoint
 
 Find = Callable[[Mapping[str, str]], list[str]]
 Wake = Callable[[list[str], str], None]
 
 
-class ControllerHTTP:
+class ControllerHTTP(HttpEndpoint):
     """Binds at construction (a taken port fails early, as OSError); serves after `start()`."""
 
     def __init__(
@@ -40,57 +35,19 @@ class ControllerHTTP:
         metrics: Callable[[], bytes],
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        outer = self
-        self.find, self.wake, self.metrics, self.ready = find, wake, metrics, ready
+        self.find, self.wake = find, wake
         self.alerts_received = 0
+        super().__init__(host, port, metrics, ready, self._post)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http: " + format, *args)
-
-            def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, outer.metrics(), "text/plain; version=0.0.4; charset=utf-8")
-                elif self.path == "/healthz":
-                    self._send(200, b"ok", "text/plain")
-                elif self.path == "/readyz":
-                    ok = outer.ready()
-                    self._send(200 if ok else 503, b"ok" if ok else b"not leading", "text/plain")
-                else:
-                    self._send(404, b'{"error": "not found"}')
-
-            def do_POST(self) -> None:
-                if self.path not in ("/alerts", "/api/v2/alerts"):
-                    self._send(404, b'{"error": "not found"}')
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self._send(413, b'{"error": "body too large"}')
-                    return
-                try:
-                    payload = json.loads(self.rfile.read(length) or b"{}")
-                    woken = outer.handle_alerts(payload)
-                except (ValueError, TypeError, AttributeError) as e:
-                    body = json.dumps({"error": f"not an Alertmanager webhook payload: {e}"}).encode()
-                    self._send(HTTPStatus.BAD_REQUEST, body)
-                    return
-                self._send(200, json.dumps({"woken": woken}).encode())
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _post(self, path: str, raw: bytes) -> tuple[int, bytes]:
+        if path not in ("/alerts", "/api/v2/alerts"):
+            return 404, b'{"error": "not found"}'
+        try:
+            woken = self.handle_alerts(json.loads(raw or b"{}"))
+        except (ValueError, TypeError, AttributeError) as e:
+            body = json.dumps({"error": f"not an Alertmanager webhook payload: {e}"}).encode()
+            return HTTPStatus.BAD_REQUEST, body
+        return 200, json.dumps({"woken": woken}).encode()
 
     def handle_alerts(self, payload: Any) -> list[str]:
         alerts = payload["alerts"] if isinstance(payload, dict) else payload
@@ -108,14 +65,3 @@ class ControllerHTTP:
                 woken.extend(k for k in keys if k not in woken)
         self.alerts_received += 1
         return woken
-
-    def start(self) -> ControllerHTTP:
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -22,10 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,15 +33,13 @@ from kubernetes.client.exceptions import ApiException
 from autoscaler.controller.ports import ScalingEvent
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.errors import TemporaryError
+from kernel.kube_events import AGGREGATE_SECONDS, REQUEST_TIMEOUT, EventRecorder, ObjectRef, micro_time
 
 log = logging.getLogger(__name__)
 
 REPORTING_CONTROLLER = "tidescale.io/controller"
 RECORD_ANNOTATION = "tidescale.io/record"
 POLICY_API_VERSION = "tidescale.io/v1alpha1"
-AGGREGATE_SECONDS = 600.0  # like kubectl's recorder: identical events within 10 minutes are one series
-REQUEST_TIMEOUT = 5.0  # seconds: a slow API server delays an event, never the reconcile loop for long
-NOTE_LIMIT = 1024  # the API server refuses longer notes
 
 # the HPA's names for "the recommendation was applied unchanged": the event says which way instead
 _APPLIED = frozenset({"DesiredWithinRange", "ReadyForNewScale"})
@@ -92,25 +87,9 @@ def reason_of(record: Mapping[str, Any]) -> str:
     )
 
 
-@dataclass
-class _Series:
-    """One Event object and what has been seen of it since it was written."""
-
-    namespace: str
-    name: str
-    count: int  # occurrences seen
-    written: int  # occurrences the object says
-    last_seen: datetime
-    last_written: datetime
-    record: str
-
-
-def _micro(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class KubernetesEventSink:
-    """An `EventSink` writing events.k8s.io/v1 Events on each event's target (`ScalingEvent.involved`)."""
+    """An `EventSink` writing events.k8s.io/v1 Events on each event's target (`ScalingEvent.involved`),
+    through the kernel's `EventRecorder` (series aggregation, counted failures)."""
 
     def __init__(
         self,
@@ -122,46 +101,34 @@ class KubernetesEventSink:
         series_patch_seconds: float = 30.0,
         cache_size: int = 4096,
     ) -> None:
-        self._api = client.EventsV1Api(api_client)
         self._apps_api = client.AppsV1Api(api_client)
         self._uids: dict[tuple[str, str, str], tuple[str, datetime]] = {}
         self.component = component
-        self.instance = (instance or f"{component}-{platform.node()}")[:128]
         self._clock = clock
-        self._patch_every = series_patch_seconds
-        self._cache: OrderedDict[tuple[str, ...], _Series] = OrderedDict()
         self._cache_size = cache_size
-        self._lock = threading.Lock()
-        self.created = 0
-        self.patched = 0
-        self.errors = 0
+        self._recorder = EventRecorder(
+            api_client,
+            REPORTING_CONTROLLER,
+            clock,
+            instance=instance or f"{component}-{platform.node()}",
+            series_patch_seconds=series_patch_seconds,
+            cache_size=cache_size,
+        )
+        self.instance = self._recorder.instance
+
+    @property
+    def created(self) -> int:
+        return self._recorder.created
+
+    @property
+    def patched(self) -> int:
+        return self._recorder.patched
+
+    @property
+    def errors(self) -> int:
+        return self._recorder.errors
 
     def emit(self, event: ScalingEvent) -> None:
-        try:
-            self._emit(event)
-        except Exception as e:
-            self.errors += 1
-            status = f"{e.status} {e.reason}" if isinstance(e, ApiException) else type(e).__name__
-            log.warning(
-                "kubernetes event for %s on %s not written: %s",
-                event.decision.policy,
-                "/".join(event.involved[1:]),
-                status,
-                exc_info=not isinstance(e, ApiException),
-            )
-
-    def flush(self) -> None:
-        """Write the series counts that repeats have raised since the last write."""
-        with self._lock:
-            pending = [s for s in self._cache.values() if s.count > s.written]
-        for s in pending:
-            try:
-                self._patch(s)
-            except Exception:
-                self.errors += 1
-                log.warning("kubernetes event %s/%s: series not updated", s.namespace, s.name, exc_info=True)
-
-    def _emit(self, event: ScalingEvent) -> None:
         d = event.decision
         api_version, kind, namespace, name = event.involved
         if not (kind and name):
@@ -169,74 +136,25 @@ class KubernetesEventSink:
             namespace = namespace or d.policy.partition("/")[0]
             api_version = api_version or "apps/v1"
         record = {**event.record, "acted": event.acted}
-        reason = event_reason(d.rule, d.current, d.desired, bool(d.node_pools))
         blocked = blocked_nodes(event.record, event.extra)
-        kind_ = event_type(d.rule, bool(blocked))
         note = d.reason
         if blocked:
             note = f"{note}; drain blocked by a PodDisruptionBudget on {', '.join(blocked)}"
-        note = note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
-        key = (api_version, kind, namespace, name, reason, kind_, note)
-        now = self._clock.now()
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        uid = event.extra.get("uid") or self._uid(kind, namespace, name, self._clock.now())
+        policy_ns, _, policy_name = d.policy.partition("/")
+        self._recorder.record(
+            ObjectRef(api_version, kind, namespace, name, uid),
+            event_reason(d.rule, d.current, d.desired, bool(d.node_pools)),
+            note,
+            type_=event_type(d.rule, bool(blocked)),
+            action=_action(d.current, d.desired, bool(d.node_pools)),
+            related=ObjectRef(POLICY_API_VERSION, "ScalingPolicy", policy_ns, policy_name),
+            annotations={RECORD_ANNOTATION: json.dumps(record, ensure_ascii=False, separators=(",", ":"))},
+        )
 
-        with self._lock:
-            s = self._cache.get(key)
-            if s is not None and (now - s.last_seen).total_seconds() > AGGREGATE_SECONDS:
-                del self._cache[key]
-                s = None
-            if s is not None:
-                s.count += 1
-                s.last_seen = now
-                s.record = text
-                self._cache.move_to_end(key)
-                # the first repeat is written at once (the object becomes a series); later ones batch up
-                due = s.written == 1 or (now - s.last_written).total_seconds() >= self._patch_every
-        if s is not None:
-            if due:
-                self._patch(s)
-            return
-
-        ev_name = f"{name}.{int(now.timestamp() * 1e9):x}"
-        body: dict[str, Any] = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {
-                "name": ev_name,
-                "namespace": namespace,
-                "annotations": {RECORD_ANNOTATION: text},
-            },
-            "eventTime": _micro(now),
-            "reportingController": REPORTING_CONTROLLER,
-            "reportingInstance": self.instance,
-            "action": _action(d.current, d.desired, bool(d.node_pools)),
-            "reason": reason,
-            "note": note,
-            "type": kind_,
-            "regarding": {
-                "apiVersion": api_version,
-                "kind": kind,
-                "namespace": namespace,
-                "name": name,
-                **(
-                    {"uid": uid}
-                    if (uid := event.extra.get("uid") or self._uid(kind, namespace, name, now))
-                    else {}
-                ),
-            },
-            "related": {
-                "apiVersion": POLICY_API_VERSION,
-                "kind": "ScalingPolicy",
-                "namespace": d.policy.partition("/")[0],
-                "name": d.policy.partition("/")[2],
-            },
-        }
-        self._api.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT)
-        self.created += 1
-        with self._lock:
-            self._cache[key] = _Series(namespace, ev_name, 1, 1, now, now, text)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+    def flush(self) -> None:
+        """Write the series counts that repeats have raised since the last write."""
+        self._recorder.flush()
 
     def _uid(self, kind: str, namespace: str, name: str, now: datetime) -> str:
         """The target's uid (kubectl describe finds events by it), looked up once per 10 minutes; "" when the
@@ -258,33 +176,6 @@ class KubernetesEventSink:
             self._uids.clear()
         self._uids[(kind, namespace, name)] = (uid, now)
         return uid
-
-    def _patch(self, s: _Series) -> None:
-        with self._lock:
-            count, seen, text = s.count, s.last_seen, s.record
-        body = {
-            "metadata": {"annotations": {RECORD_ANNOTATION: text}},
-            "series": {"count": count, "lastObservedTime": _micro(seen)},
-        }
-        try:
-            self._api.patch_namespaced_event(
-                s.name,
-                s.namespace,
-                body,
-                _content_type="application/merge-patch+json",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as e:
-            if e.status == 404:  # the API server's event TTL removed it: the next occurrence starts anew
-                with self._lock:
-                    for k, v in list(self._cache.items()):
-                        if v is s:
-                            del self._cache[k]
-            raise
-        self.patched += 1
-        with self._lock:
-            s.written = max(s.written, count)
-            s.last_written = self._clock.now()
 
 
 _READERS = {
@@ -314,7 +205,7 @@ def as_record(event: Any) -> dict[str, Any]:
         seen = event.series.last_observed_time if event.series else event.event_time
         record = {
             "kind": "ScalingDecision",
-            "time": _micro(seen) if isinstance(seen, datetime) else str(seen or ""),
+            "time": micro_time(seen) if isinstance(seen, datetime) else str(seen or ""),
             "policy": f"{related.namespace}/{related.name}" if related else "",
             "target": f"{regarding.kind}/{regarding.name}" if regarding else "",
             "reason": event.note or "",

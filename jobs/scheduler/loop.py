@@ -304,7 +304,11 @@ class Scheduler:
                 return
             now = self.clock.now()
             annotations = assignment_annotations(
-                pod.request, pod.devices, pod.node, int(now.timestamp() * 1e9), memory
+                pod.request,
+                pod.devices,
+                pod.node,
+                int(now.timestamp()) * 10**9 + now.microsecond * 1000,
+                memory,
             )
             uid = str(meta(p.obj).get("uid") or "")
             self.writer.bind(p.namespace, p.name, uid, pod.node, annotations)

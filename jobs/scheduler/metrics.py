@@ -1,19 +1,9 @@
-"""The scheduler's Prometheus metrics and its HTTP endpoint: `GET /metrics`, `/healthz` (200 while the
-process serves), `/readyz` (200 while this replica leads, or runs without election). Standard library
-`http.server`; binds only the host it is given.
-"""
+"""The scheduler's Prometheus metrics (served by the kernel's `HttpEndpoint`: `/metrics`, `/healthz`,
+`/readyz` while this replica leads)."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-log = logging.getLogger(__name__)
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -53,50 +43,3 @@ class SchedulerMetrics:
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
-
-
-class MetricsServer:
-    """Binds at construction (a taken port fails early, as OSError); serves after `start()`."""
-
-    def __init__(self, host: str, port: int, metrics: Callable[[], bytes], ready: Callable[[], bool]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http: " + format, *args)
-
-            def _send(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
-                elif self.path == "/healthz":
-                    self._send(200, b"ok")
-                elif self.path == "/readyz":
-                    ok = ready()
-                    self._send(200 if ok else 503, b"ok" if ok else b"not leading")
-                else:
-                    self._send(404, b"not found")
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> MetricsServer:
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -21,9 +21,10 @@ from jobs.scheduler.cache import SchedulerCache
 from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.kube import VOLCANO, ClusterWriter
 from jobs.scheduler.loop import Scheduler
-from jobs.scheduler.metrics import MetricsServer, SchedulerMetrics
+from jobs.scheduler.metrics import SchedulerMetrics
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.errors import PermanentError
+from kernel.http_endpoint import HttpEndpoint
 from kernel.informer import Informer
 from kernel.kube_events import EventRecorder
 from kernel.leader import LeaderElector
@@ -128,7 +129,7 @@ class Running:
             log.warning(
                 "scheduling.volcano.sh is not served: no PodGroups or Queues (plain pods still scheduled)"
             )
-        self.http = MetricsServer(
+        self.http = HttpEndpoint(
             options.metrics_address, options.metrics_port, self.metrics.render, self.leading.is_set
         )
         self.stop_event = threading.Event()
