@@ -5,6 +5,9 @@ The shell around `jobs.simulator`: reads the node and pod lists, runs one simula
 the decisions with the system clock, reads the peak RSS, and reports the published medians beside our
 figures (../shared/reference/scheduling.md §5.7-5.8). `synthetic_cluster` builds a bigger cluster from
 the trace's node shapes for the scale benchmark.
+
+`run_cycle_bench` times the live scheduler on the same experiment (`jobs.replay`: N submitted pods
+pending at once, one `schedule_cycle`) and compares its placements with the simulator's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from jobs.fgd import MILLI, TypicalTasks
 from jobs.openb import NodeList, read_nodes, read_pods
+from jobs.replay import replay, submission
 from jobs.scorers import policy_factory
 from jobs.simulator import DEFAULT_TUNE, FIRST_SEED, read_level, simulate
 from kernel.clock import SYSTEM_CLOCK, Clock
@@ -204,6 +209,72 @@ def run_bench(cfg: BenchConfig, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     if cfg.limit_pods:
         result["limit_pods"] = cfg.limit_pods
     return result
+
+
+@dataclass(frozen=True)
+class CycleBenchConfig:
+    nodes_path: Path
+    pods_path: Path
+    policy: str = "tidescale"  # fgd or tidescale
+    pods: int = 2000  # submitted pods pending in the one cycle; 0: all (the workload tuned to `tune`)
+    seed: int = FIRST_SEED
+    tune: float = DEFAULT_TUNE
+    learned: bool = False  # learn the typical tasks from the pending pods (else the simulator's)
+    compare: bool = True  # also run the simulator on the same pods and compare placements
+
+
+def run_cycle_bench(cfg: CycleBenchConfig, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    """The live scheduler's `schedule_cycle` on the openb experiment: decisions/s for N pending pods
+    and, beside the simulator's, where they went and the unallocated GPU % (at 100 % arrival: None
+    unless the N pods reach it; `pods=0` submits the whole tuned workload)."""
+    nodes = _gpu_nodes(read_nodes(cfg.nodes_path))
+    pods = read_pods(cfg.pods_path)
+    tasks = TypicalTasks.from_arrays(pods.cpu_milli, pods.gpu_milli, pods.num_gpu, pods.gpu_spec)
+    sub = submission(nodes, pods, cfg.seed, cfg.tune, cfg.pods or None)
+    started = clock.monotonic()
+    live = replay(sub, cfg.policy, None if cfg.learned else tasks)
+    elapsed = max(clock.monotonic() - started, 1e-9)
+    gpu = nodes.total_gpu_milli
+
+    def allocated(used: Any) -> float:
+        return round(100.0 * float(used[-1]) / gpu, 2) if len(used) else 0.0
+
+    result: dict[str, Any] = {
+        "benchmark": "scheduler-cycle",
+        "policy": cfg.policy,
+        "nodes": len(nodes),
+        "gpus": gpu // MILLI,
+        "pending_pods": len(sub.pods),
+        "seed": cfg.seed,
+        "typical_tasks": "learned from the pending pods" if cfg.learned else "the simulator's (trace pods)",
+        "cycle_seconds": round(elapsed, 3),
+        "decisions_per_second": round(len(sub.pods) / elapsed, 1),
+        "placed": int(live.events.placed.sum()),
+        "allocated_gpu_pct": allocated(live.events.used_milli),
+        "unallocated_gpu_pct_at_100": _number(read_level(live.events, gpu, 100).unallocated_pct),
+        "snapshot_node_classes": live.events.classes_seen,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+    if cfg.compare:
+        started = clock.monotonic()
+        sim = simulate(nodes, pods, policy_factory(cfg.policy), cfg.seed, cfg.tune, tasks, cfg.pods or None)
+        sim_elapsed = max(clock.monotonic() - started, 1e-9)
+        assert sim.events.node is not None
+        same = int((sim.events.node == live.node).sum())
+        result["simulator"] = {
+            "seconds": round(sim_elapsed, 3),
+            "decisions_per_second": round(sim.pods / sim_elapsed, 1),
+            "placed": int(sim.events.placed.sum()),
+            "allocated_gpu_pct": allocated(sim.events.used_milli),
+            "unallocated_gpu_pct_at_100": _number(read_level(sim.events, gpu, 100).unallocated_pct),
+            "same_node_pct": round(100.0 * same / max(1, len(sub.pods)), 2),
+        }
+    return result
+
+
+def _number(v: float) -> float | None:
+    """A level no event reached (NaN) as None, so the result is strict JSON."""
+    return None if math.isnan(v) else v
 
 
 def _gpu_nodes(nodes: NodeList) -> NodeList:

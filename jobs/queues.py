@@ -1,14 +1,16 @@
 """Queues and queue policies: in which order pending pod groups are tried, and whether quota allows them.
 
-A `QueuePolicy` gives every pending entry a sort key (smaller goes first; the cycle re-asks after
-each admission, so dynamic orders such as fair share stay current) and a quota verdict:
+A `QueuePolicy` orders the entries within a queue (`order`, fixed for a cycle, and `tier`), gives
+each queue's next entry a sort key across queues (smaller goes first; the cycle re-asks after each
+admission, so dynamic orders such as fair share stay current) and a quota verdict:
 
 - `FIFO` (oldest first), `LIFO` (newest first), `Priority` (highest priority, then oldest);
 - `Capacity`: per queue `guaranteed` and `max`; a queue may borrow what others in its `cohort`
   leave idle below their guarantee, and a queue that needs its guarantee back reclaims it from
-  borrowers (lowest priority, newest first);
+  borrowers (lowest priority, newest first; never from a queue that is not `reclaimable`);
 - `FairShare`: weighted dominant-resource fairness (DRF): the queue with the smallest dominant
-  share / weight goes first.
+  share / weight goes first;
+- `PerQueue`: one of the above per queue (a default for the rest).
 
 Quotas count `cpu` (milli), `memory` (bytes) and `gpu` (GPU milli; in documents, GPUs such as "1.5").
 Every key ends with the entry's uid, so the order is total and runs are deterministic.
@@ -55,7 +57,9 @@ def demand(group: PodGroup) -> Resources:
 @dataclass(frozen=True)
 class Queue:
     """A queue's quota. Capacity governs the resources named in `guaranteed` (a zero guarantee
-    included: such a queue runs only on what it borrows); `max` caps the resources it names."""
+    included: such a queue runs only on what it borrows); `max` caps the resources it names. A queue
+    that is not `reclaimable` (Volcano's `reclaimable: false`) never gives its workloads back, even
+    when it borrows."""
 
     name: str
     cohort: str | None = None
@@ -63,6 +67,7 @@ class Queue:
     max: Resources | None = None
     weight: int = 1
     governs: tuple[str, ...] = ()
+    reclaimable: bool = True
 
     @staticmethod
     def of(
@@ -71,6 +76,7 @@ class Queue:
         max: Mapping[str, str | int | float] | None = None,
         cohort: str | None = None,
         weight: int = 1,
+        reclaimable: bool = True,
     ) -> Queue:
         g = dict(guaranteed or {})
         return Queue(
@@ -80,6 +86,7 @@ class Queue:
             quota_vector(max) if max is not None else None,
             weight,
             tuple(sorted(g)),
+            reclaimable,
         )
 
     @property
@@ -177,10 +184,23 @@ def check_max(entry: Entry, book: Book) -> Verdict | None:
 
 
 class QueuePolicy(Protocol):
+    """How pending entries are ordered and admitted. The cycle relies on three facts: `order` is
+    fixed for a cycle; `tier` and `key` depend only on the entry, its queue and that queue's usage;
+    an entry's tier never drops as its queue's usage grows. Within one queue, `key` orders entries as
+    (tier, order) does, so a queue's next entry is its first of tier 0, else its first."""
+
     name: str
 
+    def order(self, entry: Entry) -> tuple[Any, ...]:
+        """Where the entry stands within its queue (smaller goes first)."""
+        ...
+
+    def tier(self, entry: Entry, book: Book) -> int:
+        """0 when the entry may pass its queue's earlier entries of tier 1, else 1."""
+        ...
+
     def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
-        """Sort key: smaller goes first. The cycle appends the uid as the final tie-break."""
+        """Sort key across queues: smaller goes first. The cycle appends the uid as the final tie-break."""
         ...
 
     def admit(self, entry: Entry, book: Book) -> Verdict:
@@ -191,8 +211,14 @@ class QueuePolicy(Protocol):
 class FIFO:
     name = "FIFO"
 
-    def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
+    def order(self, entry: Entry) -> tuple[Any, ...]:
         return (entry.seq,)
+
+    def tier(self, entry: Entry, book: Book) -> int:
+        return 0
+
+    def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
+        return self.order(entry)
 
     def admit(self, entry: Entry, book: Book) -> Verdict:
         return check_max(entry, book) or Verdict(True)
@@ -201,18 +227,27 @@ class FIFO:
 class LIFO(FIFO):
     name = "LIFO"
 
-    def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
+    def order(self, entry: Entry) -> tuple[Any, ...]:
         return (-entry.seq,)
 
 
 class Priority(FIFO):
     name = "Priority"
 
-    def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
+    def order(self, entry: Entry) -> tuple[Any, ...]:
         return (-entry.group.priority, entry.seq)
 
 
 ORDERINGS: dict[str, Callable[[], QueuePolicy]] = {"FIFO": FIFO, "LIFO": LIFO, "Priority": Priority}
+
+
+def _within(entry: Entry, book: Book) -> bool:
+    """The entry's demand stays within its queue's guarantee (a queue without one: never)."""
+    q = book.queue(entry.queue)
+    if not q.governed:
+        return False
+    after = book.usage.get(q.name, Resources()) + demand(entry.group)
+    return not _over(after, q.guaranteed, q.governed)
 
 
 class Capacity:
@@ -223,13 +258,17 @@ class Capacity:
     def __init__(self, ordering: QueuePolicy | None = None) -> None:
         self.ordering = ordering or Priority()
 
+    def order(self, entry: Entry) -> tuple[Any, ...]:
+        return self.ordering.order(entry)
+
+    def tier(self, entry: Entry, book: Book) -> int:
+        return 0 if _within(entry, book) else 1
+
     def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
         q = book.queue(entry.queue)
-        after = book.usage.get(q.name, Resources()) + demand(entry.group)
-        within = not _over(after, q.guaranteed, q.governed) if q.governed else False
         use = book.usage.get(q.name, Resources())
         ratio = max((use[r] / q.guaranteed[r] if q.guaranteed[r] else 1.0 for r in q.governed), default=1.0)
-        return (0 if within else 1, ratio, *self.ordering.key(entry, book))
+        return (self.tier(entry, book), ratio, *self.order(entry))
 
     def idle_in_cohort(self, queue: str, book: Book) -> Resources:
         idle: dict[str, int] = {}
@@ -264,10 +303,11 @@ class Capacity:
         return Verdict(True, borrowing=True)
 
     def reclaimable(self, entry: Entry, book: Book) -> tuple[Running, ...]:
-        """Borrowers' workloads that could be taken back to make room for an entitled entry."""
+        """Borrowers' workloads that could be taken back to make room for an entitled entry (none
+        from queues that are not reclaimable)."""
         borrowers = []
         for q in book.cohort(entry.queue):
-            if q.name == entry.queue:
+            if q.name == entry.queue or not q.reclaimable:
                 continue
             if _over(book.usage.get(q.name, Resources()), q.guaranteed, q.governed):
                 borrowers.append(q.name)
@@ -284,12 +324,75 @@ class FairShare:
     def __init__(self, ordering: QueuePolicy | None = None) -> None:
         self.ordering = ordering or Priority()
 
+    def order(self, entry: Entry) -> tuple[Any, ...]:
+        return self.ordering.order(entry)
+
+    def tier(self, entry: Entry, book: Book) -> int:
+        return 0
+
+    def share(self, queue: str, book: Book) -> float:
+        return book.dominant_share(queue) / max(1, book.queue(queue).weight)
+
     def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
-        weight = max(1, book.queue(entry.queue).weight)
-        return (book.dominant_share(entry.queue) / weight, *self.ordering.key(entry, book))
+        return (self.share(entry.queue, book), *self.order(entry))
 
     def admit(self, entry: Entry, book: Book) -> Verdict:
         return check_max(entry, book) or Verdict(True)
+
+
+POLICIES: dict[str, Callable[[], QueuePolicy]] = {**ORDERINGS, "Capacity": Capacity, "FairShare": FairShare}
+
+
+def policy_named(name: str) -> QueuePolicy:
+    """A queue policy by its name, with its default ordering (Capacity, FairShare: Priority)."""
+    make = POLICIES.get(name)
+    if make is None:
+        raise KeyError(f"no queue policy {name!r} (known: {', '.join(POLICIES)})")
+    return make()
+
+
+class PerQueue:
+    """A policy per queue (by name or built), `default` for queues not named.
+
+    Within a queue, entries go in that queue's order (Capacity queues: entries within the guarantee
+    first). Across queues the key is (capacity tier: 0 when a Capacity queue's entry stays within its
+    guarantee, else 1, and 0 for other queues; dominant share / weight for FairShare queues, 0.0 for
+    others; the queue's ordering key). Capacity queues are admitted by Capacity's rules (guarantee,
+    cohort borrowing, reclaim), the others by their `max` alone.
+    """
+
+    name = "PerQueue"
+
+    def __init__(
+        self, default: str | QueuePolicy = "FIFO", queues: Mapping[str, str | QueuePolicy] | None = None
+    ) -> None:
+        self.default = _built(default)
+        self.policies = {q: _built(p) for q, p in (queues or {}).items()}
+
+    def policy(self, queue: str) -> QueuePolicy:
+        return self.policies.get(queue, self.default)
+
+    def order(self, entry: Entry) -> tuple[Any, ...]:
+        return self.policy(entry.queue).order(entry)
+
+    def tier(self, entry: Entry, book: Book) -> int:
+        return self.policy(entry.queue).tier(entry, book)
+
+    def key(self, entry: Entry, book: Book) -> tuple[Any, ...]:
+        p = self.policy(entry.queue)
+        share = p.share(entry.queue, book) if isinstance(p, FairShare) else 0.0
+        return (p.tier(entry, book), share, *p.order(entry))
+
+    def admit(self, entry: Entry, book: Book) -> Verdict:
+        return self.policy(entry.queue).admit(entry, book)
+
+
+def _built(policy: str | QueuePolicy) -> QueuePolicy:
+    if isinstance(policy, str):
+        return policy_named(policy)
+    if isinstance(policy, PerQueue):
+        raise ValueError("a PerQueue policy cannot name another PerQueue policy for a queue")
+    return policy
 
 
 # -- documents and the registry ----------------------------------------------------------------
@@ -319,8 +422,18 @@ class FairShareSpec(Spec):
     ordering: Ordering = "Priority"
 
 
+PolicyName = Literal["FIFO", "LIFO", "Priority", "Capacity", "FairShare"]
+
+
+class PerQueueSpec(Spec):
+    type: Literal["PerQueue"] = "PerQueue"
+    default: PolicyName = "FIFO"
+    queues: dict[str, PolicyName] = {}
+
+
 QueuePolicySpec = Annotated[
-    FIFOSpec | LIFOSpec | PrioritySpec | CapacitySpec | FairShareSpec, Field(discriminator="type")
+    FIFOSpec | LIFOSpec | PrioritySpec | CapacitySpec | FairShareSpec | PerQueueSpec,
+    Field(discriminator="type"),
 ]
 
 
@@ -330,6 +443,7 @@ class QueueSpec(Spec):
     guaranteed: dict[str, str | int | float] = {}
     max: dict[str, str | int | float] | None = None
     weight: int = Field(1, ge=1)
+    reclaimable: bool = True
 
     @field_validator("guaranteed", "max")
     @classmethod
@@ -339,7 +453,7 @@ class QueueSpec(Spec):
         return v
 
     def build(self) -> Queue:
-        return Queue.of(self.name, self.guaranteed, self.max, self.cohort, self.weight)
+        return Queue.of(self.name, self.guaranteed, self.max, self.cohort, self.weight, self.reclaimable)
 
 
 class QueuesSpec(Spec):
@@ -379,6 +493,7 @@ def register_builtins(registry: QueueRegistry) -> QueueRegistry:
     registry.register("Priority", lambda spec: Priority())
     registry.register("Capacity", lambda spec: Capacity(ORDERINGS[spec.ordering]()))
     registry.register("FairShare", lambda spec: FairShare(ORDERINGS[spec.ordering]()))
+    registry.register("PerQueue", lambda spec: PerQueue(spec.default, spec.queues))
     return registry
 
 

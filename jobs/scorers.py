@@ -166,6 +166,10 @@ class FGD(_Policy):
     def __init__(self, frag: FragModel) -> None:
         self.frag = frag
 
+    def gain(self, whole: bool) -> Gain:
+        """The score of one candidate placement (what `class_scores` computes for many at once)."""
+        return fgd_gain
+
     def class_scores(self, view: ClassView, shape: TaskShape, ok: NDArray[np.bool_]) -> Scored:
         if len(view.cpu) <= SMALL_BATCH:
             return self._scalar(view, shape, ok, fgd_gain)

@@ -234,6 +234,7 @@ class Events:
     frag_milli: F64
     placed: NDArray[np.bool_]
     classes_seen: int
+    node: I64 | None = None  # the chosen node's index in tie-break order (-1: dropped)
 
 
 class Simulation:
@@ -343,6 +344,7 @@ class Simulation:
         used = np.zeros(p, dtype=np.int64)
         arrived = np.zeros(p, dtype=np.int64)
         placed = np.zeros(p, dtype=np.bool_)
+        chosen = np.full(p, -1, dtype=np.int64)
         old_cls = np.zeros(p, dtype=np.int64)
         new_cls = np.zeros(p, dtype=np.int64)
         cls0 = self.state.cls.copy()
@@ -374,6 +376,7 @@ class Simulation:
                 self.place(j, shape, mems[i], gpus)
                 new_cls[i] = self.state.cls[j]
                 placed[i] = True
+                chosen[i] = j
                 used_now += demand
             used[i] = used_now
             arrived[i] = arrived_now
@@ -381,7 +384,7 @@ class Simulation:
         f = self.classes.frag
         start = float(f[cls0].sum())
         delta = np.where(placed, f[new_cls] - f[old_cls], 0.0)
-        return Events(used, arrived, start + np.cumsum(delta), placed, self.classes.n)
+        return Events(used, arrived, start + np.cumsum(delta), placed, self.classes.n, chosen)
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,24 @@ zone / rack / hypernode / pool, and optionally explicit GPUs and NICs with NVLin
 pods already bound to them. `ClusterState` holds, per node, the free scalars and a `DeviceState`;
 `bind` / `unbind` change it one pod at a time so that policies can try, keep or roll back.
 
+`ClusterState` also keeps the nodes in equivalence classes, incrementally: two nodes are in one class
+when their static identity (capacity, devices, labels but the per-node ones, taints, unschedulable,
+topology), their used scalars and their device state are equal, so every request gets the same answer
+from both. Class ids only grow; a class that emptied is never revived under its id, so an answer
+cached per class id stays true for as long as the state lives.
+
 Pure apart from `read_snapshot`, which reads one file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, field_validator
 
 from jobs.devices import Accelerator, DeviceAssignment, DeviceState, Gpu, Nic, NodeDevices
@@ -26,6 +34,9 @@ from kernel.errors import InvalidSpec
 API_VERSION = "tidescale.io/v1alpha1"
 DEFAULT_MAX_PODS = 110
 Quantity = str | int | float
+# Labels whose value differs on every node: left out of a node's class identity (else no two real
+# nodes would share a class); the placement checks a node selector on them node by node.
+PER_NODE_LABELS = frozenset({"kubernetes.io/hostname"})
 
 
 def _check_quantities(raw: Mapping[str, Quantity]) -> Mapping[str, Quantity]:
@@ -169,8 +180,25 @@ class Receipt:
     pod: BoundPod
 
 
+def static_identity(node: Node) -> Hashable:
+    """Everything about a node that placement reads and binding does not change, but its name and
+    the `PER_NODE_LABELS`."""
+    return (
+        tuple(sorted(node.capacity.amounts.items())),
+        node.devices,
+        tuple(sorted((k, v) for k, v in node.labels.items() if k not in PER_NODE_LABELS)),
+        node.taints,
+        node.unschedulable,
+        tuple(sorted(node.topology.items())),
+    )
+
+
 class ClusterState:
-    """Free capacity per node; one pod at a time goes in (`bind`) or out (`unbind`)."""
+    """Free capacity per node; one pod at a time goes in (`bind`) or out (`unbind`).
+
+    `cls[i]` is node i's equivalence class and `members[c]` the nodes of class c (see the module
+    docstring); `token` identifies this state (a copy gets its own), for caches keyed by class id.
+    """
 
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = tuple(nodes)
@@ -178,6 +206,14 @@ class ClusterState:
         self.used: list[Resources] = [Resources() for _ in self.nodes]
         self.dev: list[DeviceState] = [DeviceState.fresh(n.devices) for n in self.nodes]
         self.bound: list[BoundPod] = []
+        statics: dict[Hashable, int] = {}
+        self.static: list[int] = [statics.setdefault(static_identity(n), len(statics)) for n in self.nodes]
+        self.cls: NDArray[np.int64] = np.zeros(len(self.nodes), dtype=np.int64)
+        self.members: list[set[int]] = []
+        self._class_ids: dict[Hashable, int] = {}
+        self.token = object()
+        for i in range(len(self.nodes)):
+            self.cls[i] = self._join(i)
 
     def copy(self) -> ClusterState:
         out = ClusterState.__new__(ClusterState)
@@ -186,22 +222,64 @@ class ClusterState:
         out.used = list(self.used)
         out.dev = [d.copy() for d in self.dev]
         out.bound = list(self.bound)
+        out.static = self.static
+        # a copy has its own token, so its class ids may start afresh: the live classes, renumbered
+        # in their order (emptied ones left behind; binding a snapshot's pods leaves many)
+        live = [c for c, m in enumerate(self.members) if m]
+        new_id = {c: k for k, c in enumerate(live)}
+        out.cls = np.asarray([new_id[int(c)] for c in self.cls], dtype=np.int64).reshape(len(self.nodes))
+        out.members = [set(self.members[c]) for c in live]
+        out._class_ids = {key: new_id[c] for key, c in self._class_ids.items() if c in new_id}
+        out.token = object()
         return out
+
+    @property
+    def classes(self) -> int:
+        """How many class ids were ever handed out (live and emptied)."""
+        return len(self.members)
+
+    def class_key(self, i: int) -> Hashable:
+        return (self.static[i], tuple(sorted(self.used[i].amounts.items())), self.dev[i].signature())
+
+    def _join(self, i: int) -> int:
+        key = self.class_key(i)
+        c = self._class_ids.get(key)
+        if c is not None and self.members[c]:
+            self.members[c].add(i)
+            return c
+        c = len(self.members)
+        self.members.append({i})
+        self._class_ids[key] = c
+        return c
+
+    def _moved(self, i: int) -> None:
+        self.members[int(self.cls[i])].discard(i)
+        self.cls[i] = self._join(i)
 
     def free(self, i: int) -> Resources:
         return self.nodes[i].capacity - self.used[i]
 
     def bind(self, i: int, pod: BoundPod) -> Receipt:
         self.used[i] = self.used[i] + pod.request.resources
-        self.dev[i].apply(pod.request.devices, pod.devices, +1)
+        taken = self.dev[i].apply(pod.request.devices, pod.devices, +1)
+        if taken != pod.devices or taken.slices != pod.devices.slices:
+            pod = replace(pod, devices=taken)  # the vGPU slots it took, so unbind frees exactly those
         self.bound.append(pod)
+        self._moved(i)
         return Receipt(i, pod)
 
     def unbind(self, receipt: Receipt) -> None:
         i, pod = receipt.node, receipt.pod
         self.used[i] = self.used[i] - pod.request.resources
         self.dev[i].apply(pod.request.devices, pod.devices, -1)
-        self.bound.remove(pod)
+        # rollbacks undo the newest bindings first: look from the end, by identity
+        for k in range(len(self.bound) - 1, -1, -1):
+            if self.bound[k] is pod:
+                del self.bound[k]
+                break
+        else:
+            self.bound.remove(pod)
+        self._moved(i)
 
     @property
     def capacity(self) -> Resources:

@@ -3,13 +3,16 @@
 The first occurrence creates an Event; a repeat (same object, reason, type and note within 10 minutes)
 does not create a new object: the first repeat patches `series` at once, later ones at most every
 `series_patch_seconds`, and `flush()` writes any pending count. Failures are logged and counted, never
-raised: an Event must never stop the loop that reports it.
+raised: an Event must never stop the loop that reports it. With `asynchronous=True` occurrences go through a
+bounded queue to one writer thread (a hot loop never waits on the API server; when the queue is full an
+occurrence is dropped and counted in `dropped`).
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -71,8 +74,15 @@ class EventRecorder:
         instance: str | None = None,
         series_patch_seconds: float = 30.0,
         cache_size: int = 4096,
+        asynchronous: bool = False,
+        queue_size: int = 10_000,
     ) -> None:
         self._api = client.EventsV1Api(api_client)
+        self._queue: queue.Queue[tuple[Any, ...] | None] | None = (
+            queue.Queue(maxsize=queue_size) if asynchronous else None
+        )
+        self._writer: threading.Thread | None = None
+        self.dropped = 0
         self.controller = controller
         self.instance = (instance or f"{controller.rpartition('/')[2]}-{platform.node()}")[:128]
         self._clock = clock
@@ -95,8 +105,46 @@ class EventRecorder:
         related: ObjectRef | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> None:
+        args = (regarding, reason, note, type_, action or reason, related, annotations)
+        if self._queue is not None:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._drain, name="events", daemon=True)
+                self._writer.start()
+            try:
+                self._queue.put_nowait(args)
+            except queue.Full:
+                self.dropped += 1
+            return
+        self._write(*args)
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._write(*item)
+
+    def close(self) -> None:
+        """Write what is queued (asynchronous mode), stop the writer, flush the series counts."""
+        if self._queue is not None and self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self.flush()
+
+    def _write(
+        self,
+        regarding: ObjectRef,
+        reason: str,
+        note: str,
+        type_: str,
+        action: str,
+        related: ObjectRef | None,
+        annotations: Mapping[str, str] | None,
+    ) -> None:
         try:
-            self._record(regarding, reason, note, type_, action or reason, related, annotations)
+            self._record(regarding, reason, note, type_, action, related, annotations)
         except Exception as e:
             self.errors += 1
             status = f"{e.status} {e.reason}" if isinstance(e, ApiException) else type(e).__name__

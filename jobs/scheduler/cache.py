@@ -63,6 +63,7 @@ class CycleInput:
     queues: list[QueueSpecView]
     invalid_queues: dict[str, str]
     queues_served: bool = False
+    freed: int = 0  # the cache's `freed` count when this input was taken
     group_objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     queue_objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods_by_key: dict[str, str] = field(default_factory=dict)  # "ns/name" -> uid
@@ -90,6 +91,9 @@ class SchedulerCache:
         self._assumed: dict[str, Assumed] = {}
         self._seq = 0
         self.double_booked = 0
+        # bumped by every change that can make a waiting pod fit (capacity freed or added, a group's or a
+        # queue's spec changed, an assumption dropped); pods found unschedulable wait for the next bump
+        self.freed = 0
 
     # -- informer handlers (return: whether a cycle could decide differently now) ------------
 
@@ -113,7 +117,10 @@ class SchedulerCache:
                 return old is not None
             self._node_errors.pop(name, None)
             self._nodes[name] = node
-            return old != node
+            if old != node:
+                self.freed += 1
+                return True
+            return False
 
     @staticmethod
     def _shape(obj: Mapping[str, Any], scheduler_name: str) -> tuple[Any, ...]:
@@ -132,14 +139,16 @@ class SchedulerCache:
             if kind == "DELETED" or (is_terminal(obj) and not wants_scheduler(obj, self.scheduler_name)):
                 self._pods.pop(uid, None)
                 self._assumed.pop(uid, None)
+                if old is not None and node_name_of(old.obj):
+                    self.freed += 1
                 return old is not None and (bool(node_name_of(old.obj)) or self._is_ours(old.obj))
             if old is None:
                 self._seq += 1
                 entry = _PodEntry(obj, self._seq, None)
             else:
                 entry = _PodEntry(obj, old.seq, old.request, old.error)
-                if meta(old.obj).get("resourceVersion") != meta(obj).get("resourceVersion"):
-                    entry.request, entry.error = None, ""
+                if old.obj.get("spec", {}).get("containers") != obj.get("spec", {}).get("containers"):
+                    entry.request, entry.error = None, ""  # resized in place: read the request again
             self._pods[uid] = entry
             if node_name_of(obj):
                 self._assumed.pop(uid, None)  # the bind is seen: the annotations now speak for it
@@ -157,9 +166,13 @@ class SchedulerCache:
             old = self._groups.get(key)
             if kind == "DELETED":
                 self._groups.pop(key, None)
+                self.freed += 1
                 return True
             self._groups[key] = obj
-            return old is None or (old.get("spec") != obj.get("spec"))
+            if old is None or old.get("spec") != obj.get("spec"):
+                self.freed += 1
+                return True
+            return False
 
     def on_queue(self, kind: str, obj: dict[str, Any]) -> bool:
         key = key_of(obj)
@@ -167,12 +180,14 @@ class SchedulerCache:
             old = self._queues.get(key)
             if kind == "DELETED":
                 self._queues.pop(key, None)
+                self.freed += 1
                 return True
             self._queues[key] = obj
             old_ann = (meta(old).get("annotations") or {}) if old else None
-            return (
-                old is None or old.get("spec") != obj.get("spec") or old_ann != meta(obj).get("annotations")
-            )
+            if old is None or old.get("spec") != obj.get("spec") or old_ann != meta(obj).get("annotations"):
+                self.freed += 1
+                return True
+            return False
 
     # -- the assume cache ---------------------------------------------------------------------
 
@@ -182,7 +197,8 @@ class SchedulerCache:
 
     def forget(self, uid: str) -> None:
         with self._lock:
-            self._assumed.pop(uid, None)
+            if self._assumed.pop(uid, None) is not None:
+                self.freed += 1
 
     def is_assumed(self, uid: str) -> bool:
         with self._lock:
@@ -218,6 +234,7 @@ class SchedulerCache:
             pods = list(self._pods.items())
             groups = dict(self._groups)
             queues = dict(self._queues)
+            freed = self.freed
             assumed = dict(self._assumed)
             requests: dict[str, PodRequest] = {}
             for uid, e in pods:
@@ -305,6 +322,7 @@ class SchedulerCache:
             views,
             bad_queues,
             self.queues_served,
+            freed,
             groups,
             queues,
             by_key,

@@ -117,6 +117,10 @@ class Scheduler:
         self._reported: dict[str, _Reported] = {}
         self._backoff: dict[str, _Backoff] = {}
         self._evicted: set[str] = set()
+        # pods a cycle found unschedulable -> the cache's `freed` count then: they are offered again only
+        # after something could make them fit (kube-scheduler's unschedulable queue)
+        self._parked: dict[str, int] = {}
+        self._status_writes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
         self._queue_warned: dict[str, str] = {}
 
     # -- driving -------------------------------------------------------------------------------
@@ -156,7 +160,8 @@ class Scheduler:
 
     def close(self) -> None:
         self._binder.shutdown(wait=True, cancel_futures=False)
-        self.events.flush()
+        self._status_writes.shutdown(wait=True, cancel_futures=True)
+        self.events.close()
 
     def idle(self) -> bool:
         """No bind in flight (tests and the benchmark wait on it)."""
@@ -181,11 +186,16 @@ class Scheduler:
         # 1. observe
         inp = self.cache.build()
         live = {p.uid for p in inp.pending}
-        for memo in (self._backoff, self._reported):
+        for memo in (self._backoff, self._reported, self._parked):
             for uid in [u for u in list(memo) if u not in live]:
                 memo.pop(uid, None)
         now_mono = self.clock.monotonic()
-        waiting = [p for p in inp.pending if self._backoff.get(p.uid, _Backoff(0, 0.0)).until <= now_mono]
+        waiting = [
+            p
+            for p in inp.pending
+            if self._backoff.get(p.uid, _Backoff(0, 0.0)).until <= now_mono
+            and self._parked.get(p.uid) != inp.freed
+        ]
         # 2. offer
         offer = build_offer(
             waiting,
@@ -371,6 +381,7 @@ class Scheduler:
                 continue
             message = _decision_message(d, total)
             for p in offer.members.get(d.uid, ()):
+                self._parked[p.uid] = inp.freed
                 self._unschedulable(p, message)
                 count += 1
         waiting = {q.uid: q for q in inp.pending}
@@ -397,10 +408,18 @@ class Scheduler:
         if last is not None and last.message == message and now - last.at < self.config.status_resync_seconds:
             return
         self._reported[p.uid] = _Reported(message, now)
+        self._status_writes.submit(self._write_unschedulable, p, message)
+
+    def _write_unschedulable(self, p: PendingPod, message: str) -> None:
+        """On the status pool: the loop never waits for the API server's answer."""
+        if self._reported.get(p.uid, _Reported("", 0.0)).message != message:
+            return  # a newer message is queued behind this one
         try:
             self.writer.pod_status(p.namespace, p.name, pod_scheduled_false(message, self.clock.now()))
         except TidescaleError as e:
             log.info("PodScheduled of %s/%s not written: %s", p.namespace, p.name, e)
+        except Exception:
+            log.exception("PodScheduled of %s/%s not written", p.namespace, p.name)
         self.events.record(_pod_ref(p), "FailedScheduling", message, type_="Warning", action="Scheduling")
 
     def _group_statuses(self, facts: _CycleFacts, by_uid: Mapping[str, Decision]) -> None:

@@ -82,7 +82,7 @@ class Running:
         self.metrics = SchedulerMetrics()
         self.leading = threading.Event()
         self.writer = ClusterWriter(self.write_api, TokenBucket(cfg.qps, cfg.burst, clock))
-        self.events = EventRecorder(self.events_api, REPORTING_CONTROLLER, clock)
+        self.events = EventRecorder(self.events_api, REPORTING_CONTROLLER, clock, asynchronous=True)
         self.scheduler = Scheduler(
             self.cache,
             self.writer,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.bench import published, synthetic_cluster, variant_of
+from jobs.bench import CycleBenchConfig, published, run_cycle_bench, synthetic_cluster, variant_of
 from jobs.openb import read_nodes
 from tests.jobs.jobs_builders import write_openb
 from tidescale.cli import main
@@ -76,3 +76,20 @@ def test_levels_no_event_reached_are_null_in_the_json() -> None:
 
     nan = float("nan")
     assert _finite({"a": [nan, 1.0], "b": {"c": nan}}) == {"a": [None, 1.0], "b": {"c": None}}
+
+
+@pytest.mark.parametrize("policy", ["fgd", "tidescale"])
+def test_the_cycle_benchmark_times_the_live_scheduler_beside_the_simulator(
+    trace: tuple[Path, Path], policy: str
+) -> None:
+    nodes, pods = trace
+    out = run_cycle_bench(CycleBenchConfig(nodes, pods, policy, pods=0))
+    assert (out["policy"], out["nodes"], out["gpus"]) == (policy, 12, 56)
+    assert out["pending_pods"] > 60 and out["decisions_per_second"] > 0
+    sim = out["simulator"]
+    assert sim["same_node_pct"] == 100.0
+    assert (out["placed"], out["unallocated_gpu_pct_at_100"]) == (
+        sim["placed"],
+        sim["unallocated_gpu_pct_at_100"],
+    )
+    json.dumps(out, allow_nan=False)

@@ -132,4 +132,5 @@ def test_a_pod_that_fits_nowhere_is_dropped_and_counted_as_arrived() -> None:
     frag = FragModel(TypicalTasks((TaskShape(1000, 1000, 1),), (1.0,)), ["T4"])
     ev = Simulation(nodes, np.array([0]), frag, BestFit(), rng).run(pods)
     assert ev.placed.tolist() == [True, False]
+    assert ev.node is not None and ev.node.tolist() == [0, -1]
     assert ev.arrived_milli.tolist() == [1000, 2000] and ev.used_milli.tolist() == [1000, 1000]

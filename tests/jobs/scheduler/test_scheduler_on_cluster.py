@@ -242,9 +242,8 @@ def test_a_coscheduling_labelled_gang_binds_all_or_none(h: Harness) -> None:
     }
     for i in range(2):
         h.pod(f"w-{i}", gpus=2, labels=labels)
-    _settle()
+    wait_for(lambda: "2/3 pods" in (getattr(h.condition("w-0"), "message", "") or ""), 20, "2/3 pods exist")
     assert h.bound() == {}  # 2 of min 3 exist: the gang waits for its last member
-    assert "2/3 pods" in h.condition("w-0").message
     h.pod("w-2", gpus=2, labels=labels)  # 6 GPUs asked of 4: still none
     wait_for(lambda: "only 2 fit" in (getattr(h.condition("w-2"), "message", "") or ""), 20, "gang refused")
     assert h.bound() == {}
