@@ -30,7 +30,7 @@ def nodes_message(total_nodes: int, why: Unschedulable) -> str:
     counted = ", ".join(f"{n} {r}" for r, n in ordered)
     head = f"0/{total_nodes} nodes are available"
     text = f"{head}: {counted}." if counted else f"{head}."
-    if why.message:
+    if why.message and not why.message.startswith("no node fits pod "):  # the counts already say that
         text = f"{text} {why.message}"
     return text[: MESSAGE_LIMIT - 1] + "…" if len(text) > MESSAGE_LIMIT else text
 

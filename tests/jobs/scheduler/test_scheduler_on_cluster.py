@@ -526,15 +526,19 @@ def test_the_readme_examples_schedule_on_the_example_nodes(h: Harness) -> None:
                 _apply(h, doc)
         core = h.core
         wait_for(
-            lambda: len([p for p in core.list_namespaced_pod("team-a").items if p.spec.node_name]) == 7,
+            lambda: len([p for p in core.list_namespaced_pod("team-a").items if p.spec.node_name]) == 9,
             60,
-            "all seven example pods bound",
+            "all nine example pods bound",
         )
         pods = {p.metadata.name: p for p in core.list_namespaced_pod("team-a").items}
         train_nodes = {pods[f"train-{i}"].spec.node_name for i in range(4)}
         assert len(train_nodes) == 4 and all("h100" in n for n in train_nodes)
         assert pods["reranker-0"].metadata.annotations["tidescale.io/gpu-slices"].endswith(":0")
         assert "tidescale.io/gpus" in pods["embedder-0"].metadata.annotations
+        assert pods["npu-infer-0"].metadata.annotations["tidescale.io/npus"] == "0,1,2,3"
+        assert "ascend" in pods["npu-infer-0"].spec.node_name
+        fpga = pods["fpga-decode-0"].metadata.annotations
+        assert (fpga["tidescale.io/fpgas"], fpga["tidescale.io/nics"]) == ("0", "0")
         status = h.custom.get_namespaced_custom_object(*VOLCANO, "team-a", "podgroups", "train")["status"]
         assert status["phase"] == "Running"
     finally:
