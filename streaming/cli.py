@@ -1,4 +1,4 @@
-"""`tidescale pipeline validate|render|run` and `tidescale bench streaming`.
+"""`tidescale pipeline validate|render|submit|run` and `tidescale bench streaming`.
 
 Shell: argument parsing and printing; each handler returns an exit code (2 for invalid specs).
 """
@@ -51,6 +51,29 @@ def add_commands(sub: Any) -> None:
     rendering.add_argument("--bootstrap", default=render.DEFAULT_BOOTSTRAP, help="Kafka as the pods see it")
     rendering.add_argument("--master", default=render.DEFAULT_MASTER, help="for --spark-submit")
     rendering.set_defaults(func=render_command)
+
+    submitting = commands.add_parser(
+        "submit",
+        help="submit to Kubernetes with the engine's own client (spark-submit, flink run) through the "
+        "tidescale scheduler",
+    )
+    submitting.add_argument("file", metavar="FILE")
+    submitting.add_argument("--engine", choices=("flink", "spark"), required=True)
+    submitting.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="default: $KUBECONFIG")
+    submitting.add_argument("--namespace", "-n", default=None, help="default: the spec's, else default")
+    submitting.add_argument("--queue", default=None, help="default: the spec's scheduling.queue")
+    submitting.add_argument("--scheduler-name", default="tidescale")
+    submitting.add_argument("--image", default=None, help="default: the spec's, else the engine's")
+    submitting.add_argument("--name", default=None, help="the job's name (default: the pipeline's)")
+    submitting.add_argument(
+        "--service-account", default=None, help="default: one made for the job, with the rights it needs"
+    )
+    submitting.add_argument("--bootstrap", default=render.DEFAULT_BOOTSTRAP, help="Kafka as the pods see it")
+    submitting.add_argument("--replace", action="store_true", help="replace a job of the same name")
+    submitting.add_argument("--timeout", type=float, default=180.0, help="seconds for the engine's client")
+    submitting.add_argument("--dry-run", action="store_true", help="print what would be created and run")
+    submitting.add_argument("--json", action="store_true")
+    submitting.set_defaults(func=submit_command)
 
     running = commands.add_parser("run", help="run a pipeline locally against Kafka until stopped")
     running.add_argument("file", metavar="FILE")
@@ -117,6 +140,57 @@ def render_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def submit_command(args: argparse.Namespace) -> int:
+    from streaming import launch
+
+    pipeline = _load(args.file)
+    if pipeline is None:
+        return 2
+    if not args.kubeconfig and not args.dry_run:
+        print("no kubeconfig: pass --kubeconfig or set KUBECONFIG", file=sys.stderr)
+        return 2
+    try:
+        result = launch.submit_pipeline(
+            pipeline,
+            args.engine,
+            kubeconfig=args.kubeconfig,
+            namespace=args.namespace,
+            scheduler_name=args.scheduler_name,
+            queue=args.queue,
+            image=args.image,
+            job_name=args.name,
+            service_account=args.service_account,
+            bootstrap=args.bootstrap,
+            replace=args.replace,
+            dry_run=args.dry_run,
+            timeout_s=args.timeout,
+        )
+    except launch.LaunchFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.output:
+            print(exc.output.rstrip(), file=sys.stderr)
+        return 1
+    except PermanentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    for note in result.notes:
+        print(f"# note: {note}")
+    where = f"{result.namespace}/{result.job_name}"
+    if result.dry_run:
+        print(f"# would create {', '.join(result.objects)} in {result.namespace}")
+        documents = [result.pod_group, *result.templates.values()]
+        print(yaml.safe_dump_all(documents, sort_keys=False), end="")
+        print("---\n# run:")
+        print(" \\\n  ".join(_command_lines(result.command)))
+        return 0
+    owned = ", ".join(result.objects[:-1])
+    print(f"pipeline {where} submitted with {result.engine}: {'/'.join(result.root)} owns {owned}")
+    return 0
+
+
 def _command_lines(command: tuple[str, ...]) -> list[str]:
     """One line per flag and its value, for a readable `spark-submit`."""
     import shlex
@@ -125,7 +199,7 @@ def _command_lines(command: tuple[str, ...]) -> list[str]:
     parts = list(command)
     while parts:
         part = parts.pop(0)
-        if part.startswith("--") and parts and not parts[0].startswith("--"):
+        if part.startswith("-") and parts and not parts[0].startswith("-"):
             lines.append(f"{part} {shlex.quote(parts.pop(0))}")
         else:
             lines.append(shlex.quote(part))

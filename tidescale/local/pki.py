@@ -2,7 +2,7 @@
 
 A CA; the API server's serving certificate (SANs 127.0.0.1, localhost and the in-cluster names); an
 admin client certificate (O=system:masters); a service-account signing key pair. ECDSA P-256 keeps
-generation fast.
+generation fast; private keys are SEC1 PEM, the one EC form every Kubernetes client here reads.
 """
 
 from __future__ import annotations
@@ -37,9 +37,14 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    # SEC1 (`BEGIN EC PRIVATE KEY`), not PKCS#8: Go and Python clients read both, but the fabric8 client
+    # inside Spark's and Flink's native Kubernetes submission reads an EC key only in this form (PKCS#8
+    # fails with "Invalid DER: object is not integer").
     path.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         )
     )
     path.chmod(0o600)
