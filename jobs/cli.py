@@ -1,8 +1,9 @@
 """The `jobs` commands and the `scheduler` benchmark of the `tidescale` CLI.
 
-`add_commands` registers `tidescale jobs explain FILE --snapshot SNAPSHOT`; `add_benchmarks`
-registers `tidescale bench scheduler`. Handlers take the parsed arguments and return the exit code:
-0 done (explain: every pod placed), 1 explain: not every pod placed, 2 invalid input.
+`add_commands` registers `tidescale jobs explain FILE --snapshot SNAPSHOT` (and the launcher's
+`jobs list|get|logs|delete`, `jobs.launcher.cli`); `add_benchmarks` registers `tidescale bench scheduler`.
+Handlers take the parsed arguments and return the exit code: 0 done (explain: every pod placed),
+1 explain: not every pod placed, 2 invalid input.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jobs.bench import BenchConfig, format_table, run_bench
 from jobs.explain import explain
+from jobs.launcher.cli import add_job_commands
 from jobs.scorers import POLICY_NAMES
 from jobs.snapshot import read_snapshot
 from jobs.workload import read_pod_group
@@ -27,7 +30,7 @@ DEFAULT_PODS = "openb_pod_list_default.csv"
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    jobs = sub.add_parser("jobs", help="pod groups: explain where they would go")
+    jobs = sub.add_parser("jobs", help="submitted jobs: list, get, logs, delete; explain pod groups")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
     ex = jobs_sub.add_parser(
         "explain",
@@ -40,9 +43,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ex.add_argument("--scheduler-config", type=Path, help="the scheduler's SchedulerConfig (placement, name)")
     ex.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ex.set_defaults(func=explain_command)
+    add_job_commands(jobs_sub)  # list, get, logs, delete: the launcher's
 
 
-def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_benchmarks(
+    bench_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    e2e: Callable[[argparse.Namespace], int] | None = None,
+) -> None:
+    """`e2e`: the benchmark on the local control plane (`--e2e`), which needs the local environment and
+    the scheduler's process: the composition root (`tidescale.cli`) passes it in."""
     b = bench_sub.add_parser(
         "scheduler",
         help="the FGD paper's experiment on the openb trace: unallocated GPUs, decisions/s, peak RSS",
@@ -70,7 +79,9 @@ def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--policy", default="tidescale", choices=POLICY_NAMES, help="placement policy (default tidescale)"
     )
     b.add_argument("--seeds", type=int, default=10, help="number of seeds, from --first-seed on (default 10)")
-    b.add_argument("--first-seed", type=int, default=42, help="first seed (default 42, as in the paper)")
+    b.add_argument(
+        "--first-seed", "--seed", type=int, default=42, help="first seed (default 42, as in the paper)"
+    )
     b.add_argument(
         "--tune", type=float, default=1.3, help="workload tuned up to this x cluster GPUs (default 1.3)"
     )
@@ -81,10 +92,45 @@ def add_benchmarks(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="replace the cluster by N nodes cycling the trace's node shapes",
     )
     b.add_argument(
-        "--limit-pods", type=int, default=0, help="place only the first N submitted pods (timing runs)"
+        "--limit-pods",
+        "--limit",
+        type=int,
+        default=0,
+        help="place only the first N submitted pods (timing runs; --e2e: of those within --arrival)",
     )
     b.add_argument("--json", action="store_true", help="print the summary as one JSON object (last line)")
-    b.set_defaults(func=bench_command)
+    e = b.add_argument_group("on the local control plane (--e2e)")
+    e.add_argument(
+        "--e2e",
+        action="store_true",
+        help="replay one seed on the local control plane, bound by a real scheduler (see docs/benchmarks.md)",
+    )
+    e.add_argument(
+        "--scheduler",
+        default="tidescale",
+        choices=("tidescale", "kube-scheduler"),
+        help="--e2e: `tidescale scheduler run` or a second kube-scheduler (default tidescale)",
+    )
+    e.add_argument("--whole-only", action="store_true", help="--e2e: drop the trace's shared-GPU pods first")
+    e.add_argument("--qps", type=float, default=50.0, help="--e2e: the scheduler's API QPS (default 50)")
+    e.add_argument("--burst", type=int, default=100, help="--e2e: the scheduler's API burst (default 100)")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="--e2e: tidescale's SchedulerConfig batchSize, pods offered per cycle (default its own)",
+    )
+    e.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        help="--e2e: stop when no pod was bound for this long (default 20)",
+    )
+    e.add_argument(
+        "--kubeconfig", default=None, help="--e2e: use this running control plane (default: start one)"
+    )
+    e.add_argument("--state-dir", type=Path, default=None, help="--e2e: where the started control plane runs")
+    b.set_defaults(func=bench_command, e2e_handler=e2e)
 
 
 def _trace(folder: Path, name: str) -> Path:
@@ -104,6 +150,13 @@ def _finite(value: Any) -> Any:
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.e2e:
+        if args.e2e_handler is None:
+            print(
+                "--e2e needs the local environment: run it through the `tidescale` command", file=sys.stderr
+            )
+            return 2
+        return int(args.e2e_handler(args))
     try:
         arrivals = [float(a) for a in args.report_arrivals.split(",") if a.strip()]
     except ValueError:

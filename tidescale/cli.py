@@ -13,10 +13,20 @@ from collections.abc import Sequence
 from autoscaler import cli as autoscaler_cli
 from autoscaler.controller import cli as controller_cli
 from autoscaler.exporter import cli as exporter_cli
+from autoscaler.policy import ScalingPolicy
 from jobs import cli as jobs_cli
+from jobs.launcher import cli as launcher_cli
 from jobs.scheduler import cli as scheduler_cli
 from streaming import cli as streaming_cli
-from tidescale import bench_controller, bench_environment, bench_streaming, demo, local_cli
+from tidescale import (
+    bench_controller,
+    bench_environment,
+    bench_launcher,
+    bench_scheduler,
+    bench_streaming,
+    demo,
+    local_cli,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler_cli.add_commands(sub)
     controller_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
+    launcher_cli.add_commands(sub, scaling_policy=ScalingPolicy)
     scheduler_cli.add_commands(sub)
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)
-    jobs_cli.add_benchmarks(bench_sub)
+    jobs_cli.add_benchmarks(bench_sub, e2e=bench_scheduler.e2e_command)
     autoscaler_cli.add_benchmarks(bench_sub, e2e=bench_controller.run)
     bench_streaming.add_benchmarks(bench_sub)
+    bench_launcher.add_benchmarks(bench_sub)
     return parser
 
 

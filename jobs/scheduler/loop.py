@@ -120,7 +120,7 @@ class Scheduler:
         # pods a cycle found unschedulable -> the cache's `freed` count then: they are offered again only
         # after something could make them fit (kube-scheduler's unschedulable queue)
         self._parked: dict[str, int] = {}
-        self._status_writes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
+        self._status_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")  # in order
         self._queue_warned: dict[str, str] = {}
 
     # -- driving -------------------------------------------------------------------------------

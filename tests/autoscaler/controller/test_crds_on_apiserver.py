@@ -240,11 +240,19 @@ def test_the_api_server_accepts_every_object_the_chart_renders(
         check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
+    # the controller's and the scheduler's, and the scheduler's lease Role
     assert sorted(d["kind"] for d in docs) == [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
+        "Deployment",
+        "Role",
+        "RoleBinding",
         "Service",
+        "Service",
+        "ServiceAccount",
         "ServiceAccount",
     ]
     for doc in docs:
