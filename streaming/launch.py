@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,6 +461,7 @@ def submit_pipeline(
     dry_run: bool = False,
     timeout_s: float = SUBMIT_TIMEOUT_S,
     clock: Clock = SYSTEM_CLOCK,
+    owner: Mapping[str, Any] | None = None,
 ) -> LaunchResult:
     """Submit a pipeline natively (`engine`: spark or flink) through `scheduler_name`.
 
@@ -468,6 +469,8 @@ def submit_pipeline(
     None: the spec's, else the engine's default; `job_name` None: the pipeline's name;
     `service_account` None: one made for the job. The spec's own `scheduling.schedulerName` is for the
     operator manifests (`pipeline render`); here every pod goes through `scheduler_name`.
+    `owner`: an ownerReference (apiVersion, kind, name, uid) the root is given in step 5, so that deleting
+    that owner removes the whole job (the launcher's root ConfigMap, `tidescale submit`).
     Raises `InvalidSpec`, `native.InvalidSubmission`, `PipelineExists` or `LaunchFailed`."""
     if dry_run:
         return render_only(
@@ -507,8 +510,8 @@ def submit_pipeline(
                     created.append((obj["kind"], obj["metadata"]["name"]))
                 # 4. the engine's own client
                 output = _run(submission, env, timeout_s)
-                # 5. the root owns the rest
-                _adopt(api, submission, created, output)
+                # 5. the root owns the rest (and is owned by `owner`)
+                _adopt(api, submission, created, output, owner)
             except BaseException:
                 # the root did not exist before step 2, so whatever is there now is this submission's
                 with contextlib.suppress(Exception):
@@ -558,7 +561,13 @@ def _run(submission: native.Submission, env: dict[str, str], timeout_s: float) -
     return output
 
 
-def _adopt(api: _Api, submission: native.Submission, created: list[tuple[str, str]], output: str) -> None:
+def _adopt(
+    api: _Api,
+    submission: native.Submission,
+    created: list[tuple[str, str]],
+    output: str,
+    owner_of_root: Mapping[str, Any] | None = None,
+) -> None:
     kind, name = submission.root
     client = Path(submission.command[0]).name
     try:
@@ -581,6 +590,14 @@ def _adopt(api: _Api, submission: native.Submission, created: list[tuple[str, st
         except Exception as exc:
             raise LaunchFailed(
                 submission.engine, f"making {kind} {name} own {child_kind} {child}: {_api_error(exc)}"
+            ) from exc
+    if owner_of_root is not None:
+        try:
+            api.own(kind, submission.namespace, name, dict(owner_of_root))
+        except Exception as exc:
+            what = f"{owner_of_root.get('kind')} {owner_of_root.get('name')}"
+            raise LaunchFailed(
+                submission.engine, f"making {what} own {kind} {name}: {_api_error(exc)}"
             ) from exc
 
 

@@ -16,6 +16,7 @@ from autoscaler.exporter import cli as exporter_cli
 from autoscaler.policy import ScalingPolicy
 from jobs import cli as jobs_cli
 from jobs.launcher import cli as launcher_cli
+from jobs.launcher import top as launcher_top
 from jobs.scheduler import cli as scheduler_cli
 from streaming import cli as streaming_cli
 from tidescale import (
@@ -25,6 +26,7 @@ from tidescale import (
     bench_scheduler,
     bench_streaming,
     demo,
+    launch_pipelines,
     local_cli,
 )
 
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler_cli.add_commands(sub)
     controller_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
-    launcher_cli.add_commands(sub, scaling_policy=ScalingPolicy)
+    launcher_cli.add_commands(sub, scaling_policy=ScalingPolicy, external_kinds=launch_pipelines.kinds())
+    launcher_top.add_commands(sub)
     scheduler_cli.add_commands(sub)
     streaming_cli.add_commands(sub)
     bench_environment.add_benchmarks(bench_sub)

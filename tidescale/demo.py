@@ -302,16 +302,11 @@ def _show_pods(api: Any) -> None:
 
 
 def _top(api: Any, prometheus_url: str) -> None:
-    """`tidescale top node` when the launcher has it; otherwise the pods with their slices."""
-    import importlib
+    """`tidescale top node -d` for the demo pool: per GPU, what is allocated, to whom, and DCGM's view."""
+    from jobs.launcher import top, views
 
-    try:
-        top = importlib.import_module("jobs.launcher.top")
-        lines = top.node_lines(api, prometheus_url)
-    except (ImportError, AttributeError):
-        _show_pods(api)
-        return
-    for line in lines:
+    view = top.top_nodes(api, prometheus_url, f"{POOL_LABEL}={POOL}")
+    for line in views.format_nodes(view, True).splitlines():
         print(f"    {line}")
 
 

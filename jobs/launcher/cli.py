@@ -2,6 +2,7 @@
 
 ```
 tidescale submit FILE [--queue Q] [-n N] [--dry-run] [--wait] [--replace] [--kubeconfig K] [--json]
+                      [--engine flink|spark]   # a Pipeline's engine, when its document names none
 tidescale submit training --name N --workers 4 --gpus 1 --image I [--queue Q] -- CMD…
 tidescale submit inference --name N --image I --replicas 2 [--gpus 1 | --gpu-memory MiB --gpu-cores PCT
                            | --vgpu-ratio 4] [--port P] [-- CMD…]
@@ -17,7 +18,9 @@ same objects; the flag names are Arena's where Arena has one (`--gpus`, `--gpume
 document. Exit codes: 0 done, 1 the job failed, is not found or could not be created, 2 invalid input.
 
 `add_commands` registers `submit`; `add_job_commands` adds the `jobs` subcommands to the existing
-`jobs` parser (jobs.cli calls it).
+`jobs` parser (jobs.cli calls it). A FILE may also hold documents of external kinds (the streaming
+`Pipeline`), which the composition root passes in (`jobs.launcher.external`): they are parsed by their
+kind with the file's line numbers and submitted after the others, each under its root ConfigMap.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jobs.launcher.kinds import API_VERSION, MODELS, Job, read_jobs
+from jobs.launcher.external import ExternalJob, ExternalKind, ExternalKinds, split_documents
+from jobs.launcher.kinds import API_VERSION, MODELS, Job, parse_jobs, read_jobs
+from jobs.launcher.render import Defaults
 from jobs.launcher.status import FAILED, JobView, age
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import InvalidSpec, TidescaleError
@@ -127,13 +132,16 @@ def _pod_flags(p: argparse.ArgumentParser, gpu_share: bool) -> None:
 
 
 def add_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], scaling_policy: type[BaseModel] | None = None
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    scaling_policy: type[BaseModel] | None = None,
+    external_kinds: ExternalKinds | None = None,
 ) -> None:
     """`tidescale submit`. `scaling_policy`: the model an InferenceService's inline policy is validated
-    with (the autoscaler's ScalingPolicy; the composition root passes it in)."""
+    with (the autoscaler's ScalingPolicy; the composition root passes it in). `external_kinds`: kinds a
+    FILE may hold besides the launcher's own (`Pipeline`), by kind name."""
     s = sub.add_parser(
         "submit",
-        help="submit jobs (InferenceService, TrainingJob, BatchJob) from a file or a quick form",
+        help="submit jobs (InferenceService, TrainingJob, BatchJob, Pipeline) from a file or a quick form",
         description="Submit the jobs of FILE, or one job from flags: `submit training|inference|batch …`.",
     )
     forms = s.add_subparsers(
@@ -144,6 +152,11 @@ def add_commands(
     )
     f = forms.add_parser(FILE_FORM, help="a YAML file of jobs (several documents: several jobs)")
     f.add_argument("file", type=Path, help="YAML file of jobs")
+    f.add_argument(
+        "--engine",
+        choices=("flink", "spark"),
+        help="the engine of a Pipeline whose document names none (spec.engine)",
+    )
     _common(f)
     t = forms.add_parser("training", help="a TrainingJob: N workers, gang-scheduled (-- CMD…)")
     _pod_flags(t, gpu_share=False)
@@ -171,7 +184,7 @@ def add_commands(
     _common(b)
     if isinstance(forms, _FileOrForm):
         forms.seal()
-    s.set_defaults(func=submit_command, scaling_policy=scaling_policy)
+    s.set_defaults(func=submit_command, scaling_policy=scaling_policy, external_kinds=external_kinds or {})
 
 
 def add_job_commands(jobs_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -308,6 +321,77 @@ def jobs_from_args(args: argparse.Namespace) -> tuple[Job, ...]:
         raise InvalidSpec(source, problems) from None
 
 
+def _line(problem: str) -> int:
+    head = problem.split(":", 1)[0].strip()
+    return int(head) if head.isdigit() else 0
+
+
+def read_submission(
+    args: argparse.Namespace,
+) -> tuple[tuple[Job, ...], tuple[tuple[ExternalKind, ExternalJob], ...]]:
+    """The launcher's jobs and the external kinds' jobs of a parsed `submit` command, all validated
+    before anything is created: InvalidSpec lists every problem of the file, by line."""
+    kinds: ExternalKinds = getattr(args, "external_kinds", None) or {}
+    if args.form != FILE_FORM or not kinds:
+        return jobs_from_args(args), ()
+    path: Path = args.file
+    if not path.is_file():
+        raise InvalidSpec(str(path), ["0: (document): file not found"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
+    split = split_documents(text, kinds)
+    if not split.external:
+        return jobs_from_args(args), ()
+    defaults = Defaults(
+        **{
+            k: v
+            for k, v in (
+                ("namespace", args.namespace),
+                ("queue", args.queue),
+                ("scheduler_name", args.scheduler),
+            )
+            if v
+        }
+    )
+    options = {"engine": args.engine} if getattr(args, "engine", None) else {}
+    problems: list[str] = []
+    jobs: tuple[Job, ...] = ()
+    if split.launcher:
+        try:
+            jobs = parse_jobs(split.launcher, str(path), args.scaling_policy)
+        except InvalidSpec as e:
+            problems += e.problems
+    external: list[tuple[ExternalKind, ExternalJob]] = []
+    for kind, document in split.external:
+        try:
+            external.append(
+                (kinds[kind], kinds[kind].parse(document, str(path), path.parent, defaults, options))
+            )
+        except InvalidSpec as e:
+            problems += e.problems
+    names: dict[tuple[str, str], str] = {}
+    for job in jobs:
+        names[(job.metadata.namespace or defaults.namespace, job.metadata.name)] = job.kind
+    for _, ext in external:
+        if (ext.namespace, ext.name) in names:
+            problems.append(
+                f"0: metadata.name: {ext.kind} {ext.name!r} has the name of a "
+                f"{names[(ext.namespace, ext.name)]} of the file (namespace {ext.namespace})"
+            )
+        names[(ext.namespace, ext.name)] = ext.kind
+    if problems:
+        raise InvalidSpec(str(path), sorted(problems, key=_line))
+    return jobs, tuple(external)
+
+
+def kubeconfig_file(kubeconfig: str | None) -> str | None:
+    """The kubeconfig file the engines' own clients read: `--kubeconfig`, $KUBECONFIG, ~/.kube/config."""
+    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return path if Path(path).is_file() else None
+
+
 # -- handlers ----------------------------------------------------------------------------------------
 
 
@@ -346,7 +430,7 @@ def submit_command(args: argparse.Namespace) -> int:
     def body() -> int:
         from jobs.launcher.client import submit
 
-        jobs = jobs_from_args(args)
+        jobs, external = read_submission(args)
         api = None if args.dry_run else api_client(args.kubeconfig)
         done = submit(
             api,
@@ -358,6 +442,8 @@ def submit_command(args: argparse.Namespace) -> int:
             replace=args.replace,
             wait=args.wait,
             timeout=args.timeout,
+            external=external,
+            kubeconfig=kubeconfig_file(args.kubeconfig) if external else None,
         )
         failed = any(s.view is not None and s.view.phase == FAILED for s in done)
         if args.json:
@@ -367,6 +453,9 @@ def submit_command(args: argparse.Namespace) -> int:
             print(json.dumps(out))
         elif args.dry_run:
             print(yaml.safe_dump_all([o for s in done for o in s.rendered.objects], sort_keys=False), end="")
+            for s in done:
+                for line in _launch_lines(s.kind, s.name, s.details):
+                    print(line)
         else:
             for s in done:
                 print(f"{s.kind} {s.name} created in namespace {s.namespace}: {', '.join(s.objects)}")
@@ -375,6 +464,18 @@ def submit_command(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     return _run("submit", body)
+
+
+def _launch_lines(kind: str, name: str, details: Mapping[str, Any] | None) -> list[str]:
+    """An external job's dry run, as YAML comments: what its own client would create and run."""
+    if not details:
+        return []
+    out = [f"# {kind} {name}: would create {', '.join(details.get('objects') or [])}"]
+    command = details.get("command")
+    if command:
+        out.append("#   and run: " + " ".join(str(c) for c in command))
+    out += [f"#   note: {n}" for n in details.get("notes") or []]
+    return out
 
 
 def _gpus(x: float) -> str:

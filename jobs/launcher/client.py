@@ -19,6 +19,7 @@ kinds -> REST paths, so that the custom resources (PodGroup, ScalingPolicy) need
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +28,20 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from jobs.launcher.external import (
+    WORKLOAD_ANNOTATION,
+    ExternalJob,
+    ExternalKind,
+    owner_reference,
+    root_of,
+    workload_view,
+)
 from jobs.launcher.kinds import Job
 from jobs.launcher.render import (
     JOB_LABEL,
     KIND_LABEL,
     QUEUE_LABEL,
+    ROOT_PREFIX,
     Defaults,
     Rendered,
     ref,
@@ -40,7 +50,7 @@ from jobs.launcher.render import (
 )
 from jobs.launcher.status import FAILED, PENDING, JobView, job_view
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
-from kernel.errors import PermanentError, TemporaryError
+from kernel.errors import PermanentError, TemporaryError, TidescaleError
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -187,6 +197,7 @@ class Submitted:
     objects: tuple[str, ...]  # `Kind/name`, root first
     rendered: Rendered
     view: JobView | None = None  # after `wait`
+    details: Mapping[str, Any] | None = None  # an external kind's own report (a pipeline's launch)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -199,6 +210,8 @@ class Submitted:
         if self.view is not None:
             out["phase"] = self.view.phase
             out["reason"] = self.view.reason
+        if self.details is not None:
+            out["launch"] = dict(self.details)
         return out
 
 
@@ -221,12 +234,16 @@ def submit(
     wait: bool = False,
     timeout: float = 300.0,
     clock: Clock = SYSTEM_CLOCK,
+    external: Sequence[tuple[ExternalKind, ExternalJob]] = (),
+    kubeconfig: str | None = None,
 ) -> list[Submitted]:
     """Create `jobs` (already validated) on the cluster; all of them or, on a failure, none.
 
     `namespace`, `queue`, `scheduler_name` fill what a document leaves out. `dry_run` renders only (no API
     call). `wait`: return once every job is Running (every pod bound), Succeeded or Failed, with its view;
-    TemporaryError after `timeout` seconds."""
+    TemporaryError after `timeout` seconds. `external`: jobs of external kinds (a Pipeline), parsed with
+    the flags resolved, created after the others with their kind's own client, which reads `kubeconfig`
+    (a file: required for them), each under its root ConfigMap."""
     defaults = Defaults(
         **{
             k: v
@@ -235,11 +252,22 @@ def submit(
         }
     )
     rendered = [render(j, defaults) for j in jobs]
+    outside = [(k, j, _external_rendered(j)) for k, j in external]
     if dry_run:
-        return [_submitted(r, "", r.objects) for r in rendered]
+        return [_submitted(r, "", r.objects) for r in rendered] + [
+            dataclasses.replace(_submitted(r, "", r.objects), details=k.dry_run(j, kubeconfig))
+            for k, j, r in outside
+        ]
+    if outside and not kubeconfig:
+        kinds = ", ".join(sorted({j.kind for _, j, _ in outside}))
+        raise SubmitFailed(f"{kinds}: submitted with its engine's own client, which needs a kubeconfig file")
     kube = Kube(api)
     # 1. a name that exists is refused before anything is created
-    existing = [r for r in rendered if kube.get("ConfigMap", r.namespace, root_name(r.name)) is not None]
+    existing = [
+        r
+        for r in [*rendered, *(r for _, _, r in outside)]
+        if kube.get("ConfigMap", r.namespace, root_name(r.name)) is not None
+    ]
     if existing and not replace:
         names = ", ".join(f"{r.name} (namespace {r.namespace})" for r in existing)
         raise JobExists(f"a job named {names} exists already: delete it first, or submit with --replace")
@@ -268,14 +296,48 @@ def submit(
                 f"removed what was created ({', '.join(removed) or 'nothing'})"
             ) from e
         out.append(_submitted(r, uid, [r.root, *r.children]))
+    # 4. external kinds: the root, then the kind's own client, which makes the root own its workload
+    for kind, job, r in outside:
+        try:
+            root = kube.create(r.root)
+            created.append(r.root)
+            done = kind.submit(
+                job,
+                kubeconfig=str(kubeconfig),
+                owner=owner_reference(root),
+                replace=replace,
+                timeout=timeout,
+            )
+        except (ApiException, TidescaleError) as e:
+            removed = _roll_back(kube, created)
+            why = api_reason(e) if isinstance(e, ApiException) else str(e)
+            raise SubmitFailed(
+                f"{job.kind} {job.name} in namespace {job.namespace} was not created: {why}; "
+                f"removed what was created ({', '.join(removed) or 'nothing'})"
+            ) from e
+        objects = (ref(r.root), *done.objects)
+        out.append(
+            Submitted(
+                job.name,
+                job.namespace,
+                job.kind,
+                str(root["metadata"]["uid"]),
+                objects,
+                r,
+                None,
+                done.details,
+            )
+        )
     if wait:
         out = [
-            _submitted(
-                s.rendered, s.uid, s.rendered.objects, wait_started(api, s.name, s.namespace, timeout, clock)
-            )
-            for s in out
+            dataclasses.replace(s, view=wait_started(api, s.name, s.namespace, timeout, clock)) for s in out
         ]
     return out
+
+
+def _external_rendered(job: ExternalJob) -> Rendered:
+    """An external job's root as the launcher renders roots (its children are its kind's business)."""
+    return Rendered(job.kind, job.name, job.namespace, job.queue, root_of(job), ())
 
 
 def _submitted(
@@ -335,10 +397,19 @@ def list_jobs(api: Any, namespace: str | None = "default", queue: str | None = N
     views = []
     for root in roots:
         m = root.get("metadata") or {}
+        if not str(m.get("name") or "").startswith(ROOT_PREFIX):
+            continue  # labelled like a root by somebody else (an engine copying its pod's labels)
         key = (str(m.get("namespace")), str((m.get("labels") or {}).get(JOB_LABEL)))
         mine = children.get(key, {})
-        views.append(job_view(root, mine.get("Job", []) + mine.get("Deployment", []), mine.get("Pod", [])))
+        view = job_view(root, mine.get("Job", []) + mine.get("Deployment", []), mine.get("Pod", []))
+        views.append(_with_workload(view, root))
     return sorted(views, key=lambda v: (v.namespace, v.name))
+
+
+def _with_workload(view: JobView, root: Mapping[str, Any]) -> JobView:
+    """The view of an external job whose workload is a Pod takes that pod's phase."""
+    workload = ((root.get("metadata") or {}).get("annotations") or {}).get(WORKLOAD_ANNOTATION)
+    return workload_view(view, str(workload)) if workload else view
 
 
 def get_job(api: Any, name: str, namespace: str = "default", events: bool = True) -> JobView:
@@ -353,7 +424,7 @@ def get_job(api: Any, name: str, namespace: str = "default", events: bool = True
     pods = kube.list("Pod", namespace, selector)
     groups = kube.list("PodGroup", namespace, selector)
     listed = kube.list("Event", namespace) if events else []
-    return job_view(root, workloads, pods, groups, listed)
+    return _with_workload(job_view(root, workloads, pods, groups, listed), root)
 
 
 # -- logs ------------------------------------------------------------------------------------------

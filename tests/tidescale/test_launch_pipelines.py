@@ -1,0 +1,148 @@
+"""The streaming Pipeline as a launcher kind: parsed with the file's line numbers, its launcher fields
+(`spec.engine`, `spec.target`) taken out before the streaming spec is validated, the flags filling what
+the document leaves out; a dry run through `tidescale submit FILE` beside the launcher's own kinds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jobs.launcher.external import split_documents
+from jobs.launcher.render import Defaults
+from kernel.errors import InvalidSpec
+from tidescale.cli import main
+from tidescale.launch_pipelines import PipelineKind, kinds
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "pipelines" / "llm-preprocessor.yaml"
+TRAINING = """apiVersion: tidescale.io/v1alpha1
+kind: TrainingJob
+metadata: {name: ft}
+spec: {image: trainer:1, command: [torchrun], workers: 2, resources: {gpus: 1}}
+"""
+
+
+def pipeline_text(engine: str | None = "spark", target: str | None = None, name: str | None = None) -> str:
+    text = EXAMPLE.read_text()
+    extra = "".join(f"  {k}: {v}\n" for k, v in (("engine", engine), ("target", target)) if v)
+    text = text.replace("\nspec:\n", "\nspec:\n" + extra, 1)
+    return text.replace("name: llm-preprocessor", f"name: {name}", 1) if name else text
+
+
+def parse(text: str, **options: str) -> object:
+    return PipelineKind().parse(text, "jobs.yaml", EXAMPLE.parent, Defaults(namespace="ml"), options)
+
+
+def test_a_pipeline_document_with_its_engine_parses_with_the_flags_filling_the_rest() -> None:
+    job = PipelineKind().parse(pipeline_text(), "jobs.yaml", EXAMPLE.parent, Defaults(namespace="ml"), {})
+    assert (job.kind, job.name, job.namespace) == ("Pipeline", "llm-preprocessor", "ml")
+    assert job.queue == "preprocessing"  # the document's scheduling.queue
+    assert job.scheduler_name == "tidescale"  # the spec's schedulerName is the operator manifests'
+    assert job.workload == ("Pod", "llm-preprocessor-driver")
+    spec = job.document["spec"]
+    assert (spec["engine"], spec["target"], spec["queue"], spec["schedulerName"]) == (
+        "spark",
+        "kubernetes",
+        "preprocessing",
+        "tidescale",
+    )
+    flink = PipelineKind().parse(
+        pipeline_text(None), "f.yaml", EXAMPLE.parent, Defaults(), {"engine": "flink"}
+    )
+    assert flink.workload == ("Deployment", "llm-preprocessor") and flink.namespace == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "problem"),
+    [
+        pytest.param(pipeline_text(None), {}, "8: spec.engine: missing: set it", id="no engine"),
+        pytest.param(pipeline_text("storm"), {}, "9: spec.engine: no engine 'storm'", id="unknown engine"),
+        pytest.param(
+            pipeline_text(target="local"),
+            {},
+            "10: spec.target: local: a pipeline on this machine runs in the foreground with "
+            "`tidescale pipeline run FILE --engine E`",
+            id="local is refused",
+        ),
+        pytest.param(
+            pipeline_text().replace("parallelism: 2", "parallelism: 0"),
+            {},
+            "54: spec.parallelism:",
+            id="the streaming spec's own error keeps the file's line",
+        ),
+        pytest.param(
+            pipeline_text(name="a" * 50, engine="flink"),
+            {},
+            "7: metadata.name: job name",
+            id="a name Flink refuses",
+        ),
+    ],
+)
+def test_an_invalid_pipeline_names_the_line_and_the_field(
+    text: str, options: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(InvalidSpec) as e:
+        parse(text, **options)
+    assert any(p.startswith(problem) for p in e.value.problems), e.value.problems
+
+
+def test_a_launcher_field_in_a_flow_mapping_is_refused_with_its_line() -> None:
+    text = "apiVersion: tidescale.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec: {engine: spark}\n"
+    with pytest.raises(InvalidSpec) as e:
+        parse(text)
+    assert "4: spec.engine: write it on a line of its own (a block mapping)" in e.value.problems
+
+
+def test_the_submit_command_dry_runs_a_file_with_a_training_job_and_a_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(EXAMPLE.parent / "models.csv", tmp_path / "models.csv")
+    path = tmp_path / "jobs.yaml"
+    path.write_text(TRAINING + "---\n" + pipeline_text(name="prep"))
+    assert main(["submit", str(path), "-n", "ml", "--dry-run", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(j["kind"], j["name"], j["namespace"]) for j in out["jobs"]] == [
+        ("TrainingJob", "ft", "ml"),
+        ("Pipeline", "prep", "ml"),
+    ]
+    pipeline = out["jobs"][1]
+    assert pipeline["objects"] == ["ConfigMap/tidescale-job-prep"]
+    assert pipeline["launch"]["root"] == {"kind": "Pod", "name": "prep-driver"}
+    assert "--master" in pipeline["launch"]["command"]
+    root = next(o for o in out["objects"] if o["metadata"]["name"] == "tidescale-job-prep")
+    assert root["metadata"]["annotations"] == {"tidescale.io/workload": "Pod/prep-driver"}
+
+    assert main(["submit", str(path), "-n", "ml", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "# Pipeline prep: would create ServiceAccount/prep, Role/prep, RoleBinding/prep" in text
+
+
+def test_the_submit_command_reports_every_problem_of_a_mixed_file_by_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(TRAINING.replace("workers: 2", "workers: 0") + "---\n" + pipeline_text(None))
+    assert main(["submit", str(path), "--kubeconfig", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{path}:4: spec.workers:")
+    assert err[1].startswith(f"{path}:13: spec.engine: missing"), err
+
+
+def test_a_pipeline_may_not_take_the_name_of_another_job_of_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(EXAMPLE.parent / "models.csv", tmp_path / "models.csv")
+    path = tmp_path / "jobs.yaml"
+    path.write_text(TRAINING + "---\n" + pipeline_text(name="ft"))
+    assert main(["submit", str(path), "--kubeconfig", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "metadata.name: Pipeline 'ft' has the name of a TrainingJob of the file (namespace default)" in err
+
+
+def test_the_composition_root_registers_the_pipeline_kind() -> None:
+    assert set(kinds()) == {"Pipeline"}
+    split = split_documents(TRAINING + "---\n" + pipeline_text(), kinds())
+    assert [k for k, _ in split.external] == ["Pipeline"]
