@@ -39,6 +39,27 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.En
 
 
 @pytest.fixture(scope="module")
+def volcano_crds(cluster: environment.Environment) -> None:
+    """Volcano's PodGroup and Queue CRDs (read from ../shared/crds) on the shared control plane."""
+    from tests.cluster_harness import VOLCANO_CRDS
+    from tidescale.local import crds
+
+    crds.install(cluster.kubeconfig, VOLCANO_CRDS)
+
+
+@pytest.fixture
+def h(cluster: environment.Environment, kube: Any, namespace: str, volcano_crds: None) -> Iterator[Any]:
+    """One test's nodes, scheduler(s) and objects on the shared control plane (tests/cluster_harness.py)."""
+    from tests.cluster_harness import Harness
+
+    harness = Harness(cluster.kubeconfig, kube, namespace)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture(scope="module")
 def kube(cluster: environment.Environment) -> Any:
     """A Kubernetes API client for the `cluster` fixture of the test's directory or module (module-scoped:
     directories start different clusters, and a session-scoped client would keep the first one's)."""

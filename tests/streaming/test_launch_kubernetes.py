@@ -22,29 +22,16 @@ from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.wiring import Options, Running
 from streaming import launch
 from tests.waiting import wait_for
-from tidescale.local import crds
 from tidescale.local import nodes as local_nodes
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "pipelines" / "llm-preprocessor.yaml"
-SHARED_CRDS = ROOT.parent / "shared" / "crds"
 VOLCANO = ("scheduling.volcano.sh", "v1beta1")
 PARTITION = "tidescale.io/test-partition"
 GROUP = "scheduling.k8s.io/group-name"
 QUEUE = "scheduling.volcano.sh/queue-name"
-
-
-@pytest.fixture(scope="module")
-def volcano_crds(cluster: Any) -> None:
-    crds.install(
-        cluster.kubeconfig,
-        [
-            SHARED_CRDS / "scheduling.volcano.sh_podgroups.yaml",
-            SHARED_CRDS / "scheduling.volcano.sh_queues.yaml",
-        ],
-    )
 
 
 @dataclass(frozen=True)

@@ -8,43 +8,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.jobs.scheduler.test_scheduler_on_cluster import SHARED_CRDS, Harness
+from tests.cluster_harness import Harness
 from tests.waiting import wait_for
 from tidescale.cli import main
-from tidescale.local import crds
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "pipelines" / "llm-preprocessor.yaml"
 VOLCANO = ("scheduling.volcano.sh", "v1beta1")
-
-
-@pytest.fixture(scope="module")
-def volcano_crds(cluster: Any) -> None:
-    crds.install(
-        cluster.kubeconfig,
-        [
-            SHARED_CRDS / "scheduling.volcano.sh_podgroups.yaml",
-            SHARED_CRDS / "scheduling.volcano.sh_queues.yaml",
-        ],
-    )
-
-
-@pytest.fixture
-def h(cluster: Any, kube: Any, namespace: str, volcano_crds: None) -> Iterator[Harness]:
-    harness = Harness(cluster.kubeconfig, kube, namespace)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def leftovers(kube: Any, namespace: str) -> list[str]:

@@ -7,7 +7,6 @@ reuses. KWOK runs no containers: placement is asserted, not execution (Job pods 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,9 @@ from jobs.launcher.client import (
 )
 from jobs.launcher.kinds import parse_jobs
 from kernel.clock import SYSTEM_CLOCK
-from tests.jobs.scheduler.test_scheduler_on_cluster import SHARED_CRDS, Harness
+from tests.cluster_harness import Harness
 from tests.waiting import wait_for
 from tidescale.cli import main
-from tidescale.local import crds
 
 pytestmark = pytest.mark.integration
 
@@ -86,26 +84,6 @@ spec:
   resources: {cpu: "1", gpus: 1}
 """
 )
-
-
-@pytest.fixture(scope="module")
-def volcano_crds(cluster: Any) -> None:
-    crds.install(
-        cluster.kubeconfig,
-        [
-            SHARED_CRDS / "scheduling.volcano.sh_podgroups.yaml",
-            SHARED_CRDS / "scheduling.volcano.sh_queues.yaml",
-        ],
-    )
-
-
-@pytest.fixture
-def h(cluster: Any, kube: Any, namespace: str, volcano_crds: None) -> Iterator[Harness]:
-    harness = Harness(cluster.kubeconfig, kube, namespace)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def labelled(h: Harness, name: str) -> list[str]:

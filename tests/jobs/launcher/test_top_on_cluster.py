@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from autoscaler.controller.node_manifest import kwok_node
-from tests.jobs.scheduler.test_scheduler_on_cluster import PARTITION, SHARED_CRDS, Harness
+from tests.cluster_harness import PARTITION, Harness
 from tests.waiting import wait_for
 from tidescale.cli import main
-from tidescale.local import crds, exporter, prometheus
+from tidescale.local import exporter, prometheus
 from tidescale.local import nodes as local_nodes
 from tidescale.local.process import stop
 
@@ -34,26 +34,6 @@ spec:
   replicas: 2
   resources: {cpu: "2", memory: 8Gi, gpus: 1}
 """
-
-
-@pytest.fixture(scope="module")
-def volcano_crds(cluster: Any) -> None:
-    crds.install(
-        cluster.kubeconfig,
-        [
-            SHARED_CRDS / "scheduling.volcano.sh_podgroups.yaml",
-            SHARED_CRDS / "scheduling.volcano.sh_queues.yaml",
-        ],
-    )
-
-
-@pytest.fixture
-def h(cluster: Any, kube: Any, namespace: str, volcano_crds: None) -> Iterator[Harness]:
-    harness = Harness(cluster.kubeconfig, kube, namespace)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def gpu_node(h: Harness, gpus: int = 4) -> str:

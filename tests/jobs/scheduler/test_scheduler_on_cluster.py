@@ -9,188 +9,21 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
-from autoscaler.controller.node_manifest import kwok_node
 from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.live import explain_pod
-from jobs.scheduler.wiring import Options, Running
 from jobs.workload import BinpackSpec
 from kernel.clock import SYSTEM_CLOCK
+from tests.cluster_harness import PARTITION, VOLCANO, Harness
 from tests.waiting import wait_for
-from tidescale.local import crds
 from tidescale.local import nodes as local_nodes
 
 pytestmark = pytest.mark.integration
-
-SHARED_CRDS = Path(__file__).resolve().parents[3].parent / "shared" / "crds"
-VOLCANO = ("scheduling.volcano.sh", "v1beta1")
-PARTITION = "tidescale.io/test-partition"
-
-
-@pytest.fixture(scope="module")
-def volcano_crds(cluster: Any) -> None:
-    crds.install(
-        cluster.kubeconfig,
-        [
-            SHARED_CRDS / "scheduling.volcano.sh_podgroups.yaml",
-            SHARED_CRDS / "scheduling.volcano.sh_queues.yaml",
-        ],
-    )
-
-
-class Harness:
-    """One test's nodes, scheduler(s), pods, PodGroups and Queues, all removed at the end."""
-
-    def __init__(self, kubeconfig: str, api: Any, namespace: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.policy = client.PolicyV1Api(api)
-        self.events = client.EventsV1Api(api)
-        self.ns = namespace
-        self.name = f"ts-{namespace}"
-        self.nodes: list[str] = []
-        self.queues: list[str] = []
-        self.running: list[Running] = []
-
-    # -- nodes ------------------------------------------------------------------------------
-
-    def add_nodes(self, count: int, capacity: dict[str, str | int], prefix: str = "n") -> list[str]:
-        names = []
-        for _ in range(count):
-            name = f"{self.ns}-{prefix}{len(self.nodes)}"
-            labels = {PARTITION: self.ns, "tidescale.io/test-node": name}
-            self.core.create_node(
-                kwok_node(name, labels, {"cpu": "32", "memory": "128Gi", "pods": "110"} | capacity)
-            )
-            self.nodes.append(name)
-            names.append(name)
-        local_nodes.wait_ready(self.kubeconfig, names, 60)
-        return names
-
-    # -- the scheduler -----------------------------------------------------------------------
-
-    def start(self, leader_elect: bool = False, identity: str | None = None, **config: Any) -> Running:
-        cfg = SchedulerConfig(
-            scheduler_name=self.name,
-            node_selector={PARTITION: self.ns},
-            placement=config.pop("placement", BinpackSpec()),
-            **config,
-        )
-        options = Options(
-            kubeconfig=self.kubeconfig,
-            config=cfg,
-            leader_elect=leader_elect,
-            lease_namespace=self.ns,
-            **({"identity": identity} if identity else {}),
-        )
-        running = Running(options).start()
-        self.running.append(running)
-        return running
-
-    def stop(self, running: Running) -> None:
-        running.stop()
-        self.running.remove(running)
-
-    # -- objects -----------------------------------------------------------------------------
-
-    def pod(
-        self,
-        name: str,
-        gpus: int | str = 0,
-        cpu: str = "1",
-        annotations: dict[str, str] | None = None,
-        labels: dict[str, str] | None = None,
-        scheduler: str | None = None,
-        resources: dict[str, str] | None = None,
-        node: str | None = None,
-    ) -> dict[str, Any]:
-        limits = {"cpu": cpu, "memory": "1Gi"} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
-        limits |= resources or {}
-        spec: dict[str, Any] = {
-            "schedulerName": scheduler or self.name,
-            "containers": [{"name": "main", "image": "model-server:1", "resources": {"limits": limits}}],
-            "tolerations": [{"operator": "Exists"}],
-        }
-        if node:
-            spec["nodeSelector"] = {"tidescale.io/test-node": node}
-        body = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
-            "spec": spec,
-        }
-        return dict(self.core.create_namespaced_pod(self.ns, body).to_dict())
-
-    def podgroup(self, name: str, min_member: int, queue: str = "default", **spec: Any) -> None:
-        body = {
-            "apiVersion": "scheduling.volcano.sh/v1beta1",
-            "kind": "PodGroup",
-            "metadata": {"name": name},
-            "spec": {"minMember": min_member, "queue": queue, **spec},
-        }
-        self.custom.create_namespaced_custom_object(*VOLCANO, self.ns, "podgroups", body)
-
-    def queue(self, name: str, annotations: dict[str, str] | None = None, **spec: Any) -> str:
-        full = f"{self.ns}-{name}"
-        body = {
-            "apiVersion": "scheduling.volcano.sh/v1beta1",
-            "kind": "Queue",
-            "metadata": {"name": full, "annotations": annotations or {}},
-            "spec": {"weight": 1, **spec},
-        }
-        self.custom.create_cluster_custom_object(*VOLCANO, "queues", body)
-        self.queues.append(full)
-        return full
-
-    def podgroup_status(self, name: str) -> dict[str, Any]:
-        obj = self.custom.get_namespaced_custom_object(*VOLCANO, self.ns, "podgroups", name)
-        return dict(obj.get("status") or {})
-
-    def queue_status(self, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_cluster_custom_object(*VOLCANO, "queues", name).get("status") or {})
-
-    def bound(self) -> dict[str, str]:
-        return {
-            p.metadata.name: p.spec.node_name
-            for p in self.core.list_namespaced_pod(self.ns).items
-            if p.spec.node_name and not p.metadata.deletion_timestamp
-        }
-
-    def pods(self) -> dict[str, Any]:
-        return {p.metadata.name: p for p in self.core.list_namespaced_pod(self.ns).items}
-
-    def condition(self, name: str) -> Any:
-        pod = self.core.read_namespaced_pod(name, self.ns)
-        return next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
-
-    def event_reasons(self, name: str) -> dict[str, str]:
-        items = self.events.list_namespaced_event(self.ns, field_selector=f"regarding.name={name}").items
-        return {e.reason: e.note for e in items}
-
-    def close(self) -> None:
-        for r in list(self.running):
-            r.stop()
-        for q in self.queues:
-            self.custom.delete_cluster_custom_object(*VOLCANO, "queues", q)
-        for n in self.nodes:
-            self.core.delete_node(n)
-
-
-@pytest.fixture
-def h(cluster: Any, kube: Any, namespace: str, volcano_crds: None) -> Iterator[Harness]:
-    harness = Harness(cluster.kubeconfig, kube, namespace)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def _settle(seconds: float = 2.0) -> None:
