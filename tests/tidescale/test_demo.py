@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ def test_the_demo_scales_the_inference_service_out_and_in_through_the_scheduler(
             str(tmp_path / "demo"),
         ],
         check=False,
+        # as a user runs it: not with the flags earlier PyFlink tests left in this process's environment
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")},
         capture_output=True,
         text=True,
         timeout=900,
