@@ -10,12 +10,14 @@ pods, nodes and node order.
 2. KWOK nodes, one per node row (allocatable CPU, memory, `nvidia.com/gpu`, `pods: 1001`; the GPU model
    and a partition label unique to the run), created concurrently and waited Ready.
 3. Every pod created before the scheduler starts (its `schedulerName` names a scheduler not yet running),
-   so that binding, not creation, is timed. Creations run concurrently but never straddle a second
-   boundary, so creation timestamps (second resolution) never go backwards in submission order: the
-   tidescale scheduler's FIFO is (creation timestamp, first seen), and its first list is by name.
+   so that binding, not creation, is timed. Creations run concurrently in segments that end before a
+   second boundary (a segment that still came out of order is created again, one pod at a time), so
+   creation timestamps (second resolution) never go backwards in submission order: the tidescale
+   scheduler's FIFO is (creation timestamp, first seen), and its first list is by name.
 4. The scheduler as a child process with the given QPS and burst (kube-scheduler's defaults: 50, 100);
    a watch on the namespace records when each pod is first seen bound; the run ends when every pod is
-   bound or none was bound for `idle_seconds`. The scheduler's peak RSS is its VmHWM, polled while it runs.
+   bound or none was bound for `idle_seconds`. The scheduler's peak RSS is its VmHWM, polled while it runs;
+   its CPU seconds, and tidescale's own cycle counters from its /metrics, are read before it is stopped.
 5. Unallocated GPU % on the cluster (what the bound pods asked, over the cluster's GPU milli) beside the
    simulator's at the end of the same sequence; the run's pods, namespace and nodes are deleted after,
    also on error, and the environment is stopped when this command started it.
@@ -31,6 +33,8 @@ import argparse
 import copy
 import itertools
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,7 +67,7 @@ DEFAULT_BURST = 100
 DEFAULT_IDLE_SECONDS = 20.0
 NODE_WORKERS = 8
 POD_WORKERS = 4
-SECOND_MARGIN = 0.15  # no creation starts this close to a second boundary before the earlier ones end
+SECOND_MARGIN = 0.2  # no creation starts this close to a second boundary before the earlier ones end
 SHARED_NOTE = (
     "kube-scheduler sees a shared-GPU pod as nvidia.com/gpu: 1 (it has no GPU-share vocabulary): "
     "each of them holds a whole GPU; unallocated_gpu_pct counts what they asked, gpus_held_pct what they hold"
@@ -298,6 +302,7 @@ class E2EConfig:
     idle_seconds: float = DEFAULT_IDLE_SECONDS
     kubeconfig: str | None = None  # a running control plane; else this run starts (and stops) its own
     state_dir: Path | None = None
+    work_dir: Path | None = None  # configs, the scheduler's log, pods.csv (default: a new temporary folder)
     timeout_seconds: float = 3600.0
 
 
@@ -315,6 +320,33 @@ Progress = Callable[[str], None]
 
 def _stderr(message: str) -> None:
     print(f"bench scheduler --e2e: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of the process (all its threads) so far, None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scheduler_metrics(text: str) -> dict[str, float]:
+    """The tidescale scheduler's own counters from its /metrics text."""
+    wanted = {
+        "cycles": "tidescale_scheduler_cycles_total",
+        "cycle_seconds": "tidescale_scheduler_cycle_seconds_sum",
+        "pods_bound": "tidescale_scheduler_pods_bound_total",
+    }
+    out: dict[str, float] = {}
+    for key, name in wanted.items():
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        if m:
+            out[key] = round(float(m.group(1)), 2)
+    errors = re.findall(r"^tidescale_scheduler_bind_errors_total\{[^}]*\} (\S+)$", text, re.M)
+    out["bind_errors"] = sum(float(e) for e in errors)
+    return out
 
 
 def vm_hwm_mib(pid: int) -> float | None:
@@ -411,36 +443,67 @@ def _new_namespace(core: Any, name: str) -> None:
         SYSTEM_CLOCK.sleep(0.2)
 
 
-def _create_pods(core: Any, namespace: str, manifests: list[dict[str, Any]], clock: Clock) -> list[str]:
-    """Create the pods concurrently in submission order, pausing before each second boundary until the
-    creations under way have finished (see the module's step 3); returns their creation timestamps."""
-    stamps: list[str] = [""] * len(manifests)
+class _PodMaker:
+    """Creates the run's pods concurrently in submission order, in segments that end before a second
+    boundary (see the module's step 3). A creation slow enough to cross the boundary can still put two
+    pods of one segment out of order: then the segment is deleted and created again one pod at a time,
+    before any later pod exists."""
 
-    def create(i: int) -> None:
-        response = core.create_namespaced_pod(namespace, manifests[i], _preload_content=False)
-        stamps[i] = str(json.loads(response.data)["metadata"]["creationTimestamp"])
+    def __init__(self, core: Any, namespace: str, manifests: list[dict[str, Any]], clock: Clock) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.manifests = manifests
+        self.clock = clock
+        self.stamps: list[str] = [""] * len(manifests)  # creation timestamps, by submission index
+        self.recreated = 0
 
-    inflight: set[Future[None]] = set()
-    with ThreadPoolExecutor(POD_WORKERS, thread_name_prefix="create-pod") as pool:
-        for i in range(len(manifests)):
-            now = clock.now()
-            to_boundary = 1.0 - now.microsecond / 1e6
-            if to_boundary < SECOND_MARGIN:
-                for f in wait(inflight).done:
-                    f.result()
-                inflight.clear()
-                now = clock.now()
-                if now.microsecond / 1e6 > 1.0 - SECOND_MARGIN:
-                    clock.sleep(1.0 - now.microsecond / 1e6 + 0.01)
-            while len(inflight) >= 2 * POD_WORKERS:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for f in done:
-                    f.result()
-                inflight -= done
-            inflight.add(pool.submit(create, i))
+    def create(self, i: int) -> None:
+        for attempt in range(50):
+            try:
+                response = self.core.create_namespaced_pod(
+                    self.namespace, self.manifests[i], _preload_content=False
+                )
+                break
+            except Exception as e:  # 409: the deleted pod of the same name is not gone yet
+                if getattr(e, "status", None) != 409 or attempt == 49:
+                    raise
+                self.clock.sleep(0.1)
+        self.stamps[i] = str(json.loads(response.data)["metadata"]["creationTimestamp"])
+
+    def _settle(self, inflight: set[Future[None]], start: int, end: int) -> None:
         for f in wait(inflight).done:
             f.result()
-    return stamps
+        inflight.clear()
+        if creation_inversions(self.stamps[max(start - 1, 0) : end]) == 0:
+            return
+        for i in range(start, end):
+            name = self.manifests[i]["metadata"]["name"]
+            self.core.delete_namespaced_pod(
+                name, self.namespace, grace_period_seconds=0, _preload_content=False
+            )
+        for i in range(start, end):
+            self.create(i)
+        self.recreated += end - start
+
+    def run(self) -> list[str]:
+        inflight: set[Future[None]] = set()
+        start = 0
+        with ThreadPoolExecutor(POD_WORKERS, thread_name_prefix="create-pod") as pool:
+            for i in range(len(self.manifests)):
+                if 1.0 - self.clock.now().microsecond / 1e6 < SECOND_MARGIN:
+                    self._settle(inflight, start, i)
+                    start = i
+                    left = 1.0 - self.clock.now().microsecond / 1e6
+                    if left < SECOND_MARGIN:
+                        self.clock.sleep(left + 0.01)
+                while len(inflight) >= 2 * POD_WORKERS:
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                    inflight -= done
+                inflight.add(pool.submit(self.create, i))
+            self._settle(inflight, start, len(self.manifests))
+        return self.stamps
 
 
 def _scheduler_command(
@@ -488,6 +551,18 @@ def _scheduler_command(
     ], None
 
 
+def _write_pods(path: Path, pods: PodList, simulated: Sequence[int], bound: dict[int, int]) -> Path:
+    """Per submitted pod: its shape, the simulator's node rank and the bound one (-1: none), for diagnosis."""
+    lines = ["index,trace_pod,cpu_milli,memory_mib,num_gpu,gpu_milli,simulator_node,bound_node"]
+    lines += [
+        f"{i},{pods.names[i]},{int(pods.cpu_milli[i])},{int(pods.memory_mib[i])},{int(pods.num_gpu[i])},"
+        f"{int(pods.gpu_milli[i])},{simulated[i]},{bound.get(i, -1)}"
+        for i in range(len(pods))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _cleanup(core: Any, namespace: str | None, partition: str, progress: Progress) -> None:
     """The run's pods (at once: grace 0), its namespace and its nodes; each step tried even if one fails."""
     steps: list[tuple[str, Callable[[], Any]]] = []
@@ -517,6 +592,7 @@ def _cleanup(core: Any, namespace: str | None, partition: str, progress: Progres
 
 
 def run_e2e(cfg: E2EConfig, progress: Progress = _stderr, clock: Clock = SYSTEM_CLOCK) -> E2EOutcome:
+    import httpx
     from kubernetes import client
 
     from tidescale.local import environment
@@ -541,7 +617,8 @@ def run_e2e(cfg: E2EConfig, progress: Progress = _stderr, clock: Clock = SYSTEM_
     run = uuid.uuid4().hex[:8]
     partition = f"bench-{run}"
     scheduler_name = f"bench-{cfg.scheduler}-{run}"
-    work = Path(tempfile.mkdtemp(prefix="tidescale-bench-scheduler-"))
+    work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="tidescale-bench-scheduler-"))
+    work.mkdir(parents=True, exist_ok=True)
     own_env = cfg.kubeconfig is None
     state_dir = cfg.state_dir or work / "env"
     summary: dict[str, Any] = {
@@ -584,9 +661,11 @@ def run_e2e(cfg: E2EConfig, progress: Progress = _stderr, clock: Clock = SYSTEM_
             pod_manifest(pods, i, cfg.scheduler, scheduler_name, partition, run) for i in range(len(pods))
         ]
         began = clock.monotonic()
-        stamps = _create_pods(core, namespace, manifests, clock)
+        maker = _PodMaker(core, namespace, manifests, clock)
+        stamps = maker.run()
         summary["create_pods_seconds"] = round(clock.monotonic() - began, 1)
         summary["creation_order_inversions"] = creation_inversions(stamps)
+        summary["pods_recreated_in_order"] = maker.recreated
         progress(f"created {len(pods)} pods in {summary['create_pods_seconds']} s in namespace {namespace}")
         watch = BindWatch(api, namespace, clock)
         watch.start()
@@ -632,6 +711,13 @@ def run_e2e(cfg: E2EConfig, progress: Progress = _stderr, clock: Clock = SYSTEM_
         hwm = vm_hwm_mib(proc.pid)
         if hwm is not None:
             peak = max(peak, hwm)
+        summary["scheduler_cpu_seconds"] = cpu_seconds(proc.pid)
+        if ready_file is not None and ready_file.exists():
+            try:
+                url = json.loads(ready_file.read_text())["url"]
+                summary["scheduler_metrics"] = scheduler_metrics(httpx.get(f"{url}/metrics", timeout=10).text)
+            except (httpx.HTTPError, KeyError, ValueError) as e:
+                progress(f"the scheduler's /metrics could not be read: {e}")
         stop(proc.pid, cfg.scheduler)
         proc = None
         # 5. read the cluster beside the simulator
@@ -668,6 +754,7 @@ def run_e2e(cfg: E2EConfig, progress: Progress = _stderr, clock: Clock = SYSTEM_
         summary["first_pod_off_simulator"] = off[0] if off else None
         summary["bound_not_simulated"] = sum(1 for i in outcome.bound if i not in placed)
         summary["simulated_not_bound"] = sum(1 for i in placed if i not in outcome.bound)
+        summary["pods_file"] = str(_write_pods(work / "pods.csv", pods, ours.nodes, outcome.bound))
         if cfg.scheduler == "kube-scheduler":
             shared_set = set(shared)
             held = sum(1 if i in shared_set else int(pods.num_gpu[i]) for i in outcome.bound)

@@ -85,10 +85,16 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "nodes.csv", folder / "pods.csv"
 
 
-def run(trace: tuple[Path, Path], kubeconfig: str, scheduler: str) -> tuple[E2EOutcome, Workload]:
+def run(trace: tuple[Path, Path], kubeconfig: str, scheduler: str, work: Path) -> tuple[E2EOutcome, Workload]:
     nodes_path, pods_path = trace
     cfg = E2EConfig(
-        nodes_path, pods_path, scheduler=scheduler, arrival=ARRIVAL, idle_seconds=5, kubeconfig=kubeconfig
+        nodes_path,
+        pods_path,
+        scheduler=scheduler,
+        arrival=ARRIVAL,
+        idle_seconds=5,
+        kubeconfig=kubeconfig,
+        work_dir=work,
     )
     outcome = run_e2e(cfg)
     return outcome, workload(read_nodes(nodes_path), read_pods(pods_path), cfg.seed, ARRIVAL)
@@ -123,9 +129,9 @@ def assert_cleaned_up(kubeconfig: str, outcome: E2EOutcome) -> None:
 
 
 def test_tidescale_binds_what_the_simulator_places_and_leaves_as_much_unallocated(
-    trace: tuple[Path, Path], cluster: Any
+    trace: tuple[Path, Path], cluster: Any, tmp_path: Path
 ) -> None:
-    outcome, w = run(trace, cluster.kubeconfig, "tidescale")
+    outcome, w = run(trace, cluster.kubeconfig, "tidescale", tmp_path)
     s = outcome.summary
     assert s.keys() >= KEYS
     assert s["pods"] == len(w.submitted) > len(PODS) // 2
@@ -141,9 +147,9 @@ def test_tidescale_binds_what_the_simulator_places_and_leaves_as_much_unallocate
 
 
 def test_kube_scheduler_binds_every_pod_that_fits_holding_a_whole_gpu_per_shared_pod(
-    trace: tuple[Path, Path], cluster: Any
+    trace: tuple[Path, Path], cluster: Any, tmp_path: Path
 ) -> None:
-    outcome, w = run(trace, cluster.kubeconfig, "kube-scheduler")
+    outcome, w = run(trace, cluster.kubeconfig, "kube-scheduler", tmp_path)
     s = outcome.summary
     assert s.keys() >= KEYS and {"gpus_held_pct", "simulator_bestfit_unallocated_gpu_pct"} <= s.keys()
     assert s["pods_bound"] == len(outcome.bound) > 0
