@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from autoscaler.cron import CronError, parse_cron
 from jobs.vocabulary import NVIDIA_GPU, pod_request
-from kernel.documents import document_path, line_of
+from kernel.documents import document_path, line_of, load_documents
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -464,18 +464,7 @@ def _problems(err: ValidationError, data: Any, node: yaml.Node, prefix: str) -> 
 
 def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
     """Every document of a policy file, validated; InvalidSpec lists each problem as `LINE: field: reason`."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        datas = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise InvalidSpec(
-            source, [f"{line}: (document): not valid YAML: {getattr(e, 'problem', e)}"]
-        ) from None
-    docs = [(n, d) for n, d in zip(nodes, datas, strict=True) if d is not None]
-    if not docs:
-        raise InvalidSpec(source, ["1: (document): empty"])
+    docs = load_documents(text, source)
     problems: list[str] = []
     policies: list[ScalingPolicy] = []
     pools: list[NodePool] = []

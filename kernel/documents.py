@@ -30,6 +30,24 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
+def load_documents(text: str, source: str) -> list[tuple[yaml.Node, Any]]:
+    """Every non-empty document of a (multi-document) YAML text with its composed node, for line numbers;
+    InvalidSpec when the text is not YAML or holds no document."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        datas = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise InvalidSpec(
+            source, [f"{line}: (document): not valid YAML: {getattr(e, 'problem', e)}"]
+        ) from None
+    docs = [(n, d) for n, d in zip(nodes, datas, strict=True) if d is not None]
+    if not docs:
+        raise InvalidSpec(source, ["1: (document): empty"])
+    return docs
+
+
 def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
     """The 1-based line of the deepest node along `path` that exists in the composed document."""
     line = node.start_mark.line + 1 if node is not None else 1

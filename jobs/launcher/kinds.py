@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from jobs.snapshot import Quantity, _check_quantities
 from jobs.vocabulary import HAMI_CORES, HAMI_MEM, NVIDIA_GPU, VGPU_RATIO, pod_request
 from jobs.workload import TolerationSpec
-from kernel.documents import Spec, document_path, line_of
+from kernel.documents import Spec, document_path, line_of, load_documents
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -319,18 +319,7 @@ def parse_jobs(
 
     `scaling_policy`: the model an InferenceService's inline policy must satisfy (the autoscaler's
     `ScalingPolicy`, passed in by the composition root); None checks only that it is a mapping."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        datas = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise InvalidSpec(
-            source, [f"{line}: (document): not valid YAML: {getattr(e, 'problem', e)}"]
-        ) from None
-    docs = [(n, d) for n, d in zip(nodes, datas, strict=True) if d is not None]
-    if not docs:
-        raise InvalidSpec(source, ["1: (document): empty"])
+    docs = load_documents(text, source)
     problems: list[str] = []
     jobs: list[Job] = []
     seen: dict[tuple[str | None, str], int] = {}
