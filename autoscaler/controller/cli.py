@@ -5,16 +5,12 @@ command by the composition root (`tidescale.cli`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from kernel.errors import TidescaleError
+from kernel.service import serve
 
 
 def add_commands(sub: Any) -> None:
@@ -65,17 +61,4 @@ def run_command(args: argparse.Namespace) -> int:
         prometheus_scrape_seconds=args.prometheus_scrape_seconds,
         **({"identity": args.identity} if args.identity else {}),
     )
-    try:
-        running = Running(options).start()
-    except (TidescaleError, OSError) as e:
-        print(f"tidescale controller: {e}", file=sys.stderr)
-        return 2
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    if args.ready_file is not None:
-        args.ready_file.write_text(json.dumps({"url": running.http.url, "identity": options.identity}))
-    print(f"tidescale controller: serving {running.http.url} (identity {options.identity})", flush=True)
-    done.wait()
-    running.stop()
-    return 0
+    return serve("controller", lambda: Running(options).start(), options.identity, args.ready_file)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from autoscaler.controller import kube, providers, sources
 from autoscaler.controller.http import ControllerHTTP
@@ -31,6 +31,7 @@ from autoscaler.controller.targets import ClusterTargets
 from autoscaler.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.informer import Informer, object_key
+from kernel.kubeclient import api_client
 from kernel.leader import LeaderElector
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,7 @@ class Running:
     def __init__(self, options: Options, clock: Clock = SYSTEM_CLOCK) -> None:
         self.options = options
         self.stop_event = threading.Event()
-        self.api = (
-            config.new_client_from_config(config_file=options.kubeconfig)
-            if options.kubeconfig
-            else _in_cluster()
-        )
+        self.api = api_client(options.kubeconfig)
         # 1. metric sources, one registry (trigger type → source)
         self.sources = sources.MetricSourceRegistry()
         if options.prometheus_url:
@@ -244,8 +241,3 @@ class Running:
         if self.kafka_sink is not None:
             self.kafka_sink.close()
         self.sources.close()  # the Kafka admin clients' threads, the Prometheus HTTP client
-
-
-def _in_cluster() -> client.ApiClient:
-    config.load_incluster_config()
-    return client.ApiClient()

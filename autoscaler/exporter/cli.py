@@ -127,7 +127,8 @@ def _source(args: argparse.Namespace) -> tuple[MetricSource, LoadTarget | None, 
             raise PermanentError(f"--nvml: {e}") from e
         return nvml, None, nvml.close
     if args.kubeconfig is not None:
-        from autoscaler.exporter.cluster import ClusterFollower, api_client
+        from autoscaler.exporter.cluster import ClusterFollower
+        from kernel.kubeclient import api_client
 
         simulator = Simulator((), SimParams(), SYSTEM_CLOCK, keep_unmatched=True)
         follower = ClusterFollower(api_client(str(args.kubeconfig)), simulator)

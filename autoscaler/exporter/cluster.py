@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -28,7 +28,7 @@ from autoscaler.exporter import allocation
 from autoscaler.exporter.allocation import ClusterSettings, GpuNode, GpuPod, Holder, Slot
 from autoscaler.exporter.simulator import Simulator
 from kernel.clock import SYSTEM_CLOCK, Clock
-from kernel.errors import PermanentError, TemporaryError
+from kernel.errors import TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 JOIN_TIMEOUT_S = 2.0
 
 T = TypeVar("T")
-
-
-def api_client(kubeconfig: str) -> client.ApiClient:
-    """An API client from a kubeconfig file; `PermanentError` when the file is missing or unusable."""
-    try:
-        return config.new_client_from_config(config_file=kubeconfig)
-    except (config.ConfigException, OSError) as e:
-        raise PermanentError(f"--kubeconfig {kubeconfig}: {e}") from e
 
 
 class ClusterFollower:

@@ -42,7 +42,7 @@ from jobs.launcher.kinds import API_VERSION, MODELS, Job, parse_jobs, read_jobs
 from jobs.launcher.render import Defaults
 from jobs.launcher.status import FAILED, JobView, age
 from kernel.clock import SYSTEM_CLOCK
-from kernel.errors import InvalidSpec, TidescaleError
+from kernel.errors import InvalidSpec, PermanentError, TidescaleError
 
 FILE_FORM = "FILE"
 FORMS = {"training": "TrainingJob", "inference": "InferenceService", "batch": "BatchJob"}
@@ -397,18 +397,15 @@ def kubeconfig_file(kubeconfig: str | None) -> str | None:
 
 def api_client(kubeconfig: str | None) -> Any:
     """A client for `kubeconfig`, else $KUBECONFIG or ~/.kube/config, else the pod's service account."""
-    from kubernetes import client, config
+    from kernel.kubeclient import api_client as kube_client
 
     path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if kubeconfig or Path(path).is_file():
-        return config.new_client_from_config(config_file=path)
+    given = kubeconfig or Path(path).is_file()
     try:
-        config.load_incluster_config()
-    except config.ConfigException as e:
-        raise InvalidSpec(
-            "--kubeconfig", [f" no kubeconfig ({path} does not exist) and not in a cluster: {e}"]
-        ) from None
-    return client.ApiClient()
+        return kube_client(path if given else None)
+    except PermanentError as e:
+        reason = str(e) if given else f"no kubeconfig ({path} does not exist) and {e}"
+        raise InvalidSpec("--kubeconfig", [f" {reason}"]) from None
 
 
 def _fail(command: str, e: Exception) -> int:

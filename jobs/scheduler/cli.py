@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from kernel.errors import TidescaleError
+from kernel.service import serve
 
 
 def add_commands(sub: Any) -> None:
@@ -65,20 +63,10 @@ def run_command(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         **({"identity": args.identity} if args.identity else {}),
     )
-    try:
-        running = Running(options).start()
-    except (TidescaleError, OSError) as e:
-        print(f"tidescale scheduler: {e}", file=sys.stderr)
-        return 2
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    if args.ready_file is not None:
-        args.ready_file.write_text(json.dumps({"url": running.http.url, "identity": options.identity}))
-    print(
-        f"tidescale scheduler: {cfg.scheduler_name} serving {running.http.url} (identity {options.identity})",
-        flush=True,
+    return serve(
+        "scheduler",
+        lambda: Running(options).start(),
+        options.identity,
+        args.ready_file,
+        f"{cfg.scheduler_name} ",
     )
-    done.wait()
-    running.stop()
-    return 0

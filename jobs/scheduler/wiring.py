@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from jobs.scheduler.cache import SchedulerCache
 from jobs.scheduler.config import SchedulerConfig
@@ -27,6 +27,7 @@ from kernel.errors import PermanentError
 from kernel.http_endpoint import HttpEndpoint
 from kernel.informer import Informer
 from kernel.kube_events import EventRecorder
+from kernel.kubeclient import api_client
 from kernel.leader import LeaderElector
 from kernel.ratelimit import TokenBucket
 
@@ -44,20 +45,6 @@ class Options:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 0
-
-
-def api_client(kubeconfig: str | None, pool: int = 8) -> Any:
-    if kubeconfig:
-        api = config.new_client_from_config(config_file=kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException as e:
-            raise PermanentError(f"no --kubeconfig and not in a cluster: {e}") from e
-        api = client.ApiClient()
-    api.configuration.connection_pool_maxsize = pool
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
-    return api
 
 
 def _serves_volcano(api: Any) -> bool:
