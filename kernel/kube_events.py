@@ -60,6 +60,17 @@ class _Series:
     annotations: dict[str, str]  # the latest occurrence's (written with the series count)
 
 
+@dataclass(frozen=True)
+class _Occurrence:
+    regarding: ObjectRef
+    reason: str
+    note: str
+    type_: str
+    action: str
+    related: ObjectRef | None
+    annotations: Mapping[str, str] | None
+
+
 def micro_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -78,7 +89,7 @@ class EventRecorder:
         queue_size: int = 10_000,
     ) -> None:
         self._api = client.EventsV1Api(api_client)
-        self._queue: queue.Queue[tuple[Any, ...] | None] | None = (
+        self._queue: queue.Queue[_Occurrence | None] | None = (
             queue.Queue(maxsize=queue_size) if asynchronous else None
         )
         self._writer: threading.Thread | None = None
@@ -105,17 +116,17 @@ class EventRecorder:
         related: ObjectRef | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> None:
-        args = (regarding, reason, note, type_, action or reason, related, annotations)
+        occurrence = _Occurrence(regarding, reason, note, type_, action or reason, related, annotations)
         if self._queue is not None:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._drain, name="events", daemon=True)
                 self._writer.start()
             try:
-                self._queue.put_nowait(args)
+                self._queue.put_nowait(occurrence)
             except queue.Full:
                 self.dropped += 1
             return
-        self._write(*args)
+        self._write(occurrence)
 
     def _drain(self) -> None:
         assert self._queue is not None
@@ -123,7 +134,7 @@ class EventRecorder:
             item = self._queue.get()
             if item is None:
                 return
-            self._write(*item)
+            self._write(item)
 
     def close(self) -> None:
         """Write what is queued (asynchronous mode), stop the writer, flush the series counts."""
@@ -133,41 +144,25 @@ class EventRecorder:
             self._writer = None
         self.flush()
 
-    def _write(
-        self,
-        regarding: ObjectRef,
-        reason: str,
-        note: str,
-        type_: str,
-        action: str,
-        related: ObjectRef | None,
-        annotations: Mapping[str, str] | None,
-    ) -> None:
+    def _write(self, o: _Occurrence) -> None:
         try:
-            self._record(regarding, reason, note, type_, action, related, annotations)
+            self._send(o)
         except Exception as e:
             self.errors += 1
             status = f"{e.status} {e.reason}" if isinstance(e, ApiException) else type(e).__name__
             log.warning(
                 "event %s on %s %s/%s not written: %s",
-                reason,
-                regarding.kind,
-                regarding.namespace,
-                regarding.name,
+                o.reason,
+                o.regarding.kind,
+                o.regarding.namespace,
+                o.regarding.name,
                 status,
                 exc_info=not isinstance(e, ApiException),
             )
 
-    def _record(
-        self,
-        regarding: ObjectRef,
-        reason: str,
-        note: str,
-        type_: str,
-        action: str,
-        related: ObjectRef | None,
-        annotations: Mapping[str, str] | None,
-    ) -> None:
+    def _send(self, o: _Occurrence) -> None:
+        regarding, reason, type_, action = o.regarding, o.reason, o.type_, o.action
+        related, annotations, note = o.related, o.annotations, o.note
         note = note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
         namespace = regarding.namespace or "default"
         key = (regarding.api_version, regarding.kind, namespace, regarding.name, reason, type_, note)
