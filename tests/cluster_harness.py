@@ -161,3 +161,28 @@ class Harness:
             self.custom.delete_cluster_custom_object(*VOLCANO, "queues", q)
         for n in self.nodes:
             self.core.delete_node(n)
+
+
+def leftovers(kube: Any, namespace: str) -> list[str]:
+    """Everything in the namespace that a fresh namespace does not have."""
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    rbac, custom = client.RbacAuthorizationV1Api(kube), client.CustomObjectsApi(kube)
+    found = [f"Pod/{p.metadata.name}" for p in core.list_namespaced_pod(namespace).items]
+    found += [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(namespace).items]
+    found += [
+        f"ConfigMap/{c.metadata.name}"
+        for c in core.list_namespaced_config_map(namespace).items
+        if c.metadata.name != "kube-root-ca.crt"
+    ]
+    found += [
+        f"ServiceAccount/{a.metadata.name}"
+        for a in core.list_namespaced_service_account(namespace).items
+        if a.metadata.name != "default"
+    ]
+    found += [f"Deployment/{d.metadata.name}" for d in apps.list_namespaced_deployment(namespace).items]
+    found += [f"ReplicaSet/{r.metadata.name}" for r in apps.list_namespaced_replica_set(namespace).items]
+    found += [f"Role/{r.metadata.name}" for r in rbac.list_namespaced_role(namespace).items]
+    found += [f"RoleBinding/{r.metadata.name}" for r in rbac.list_namespaced_role_binding(namespace).items]
+    groups = custom.list_namespaced_custom_object(*VOLCANO, namespace, "podgroups")["items"]
+    found += [f"PodGroup/{g['metadata']['name']}" for g in groups]
+    return found
