@@ -22,10 +22,11 @@ from typing import Any
 
 from jobs.device_annotations import read_assignment
 from jobs.devices import DeviceAssignment
-from jobs.scheduler.groups import PendingPod, group_key_of
+from jobs.scheduler.groups import PendingPod
 from jobs.scheduler.objects import (
     GroupSpec,
     QueueSpecView,
+    group_key,
     group_spec_of,
     is_terminal,
     key_of,
@@ -272,7 +273,7 @@ class SchedulerCache:
                         PendingPod(uid, str(m.get("namespace")), str(m.get("name")), entry.seq, obj)
                     )
                 continue
-            gk = group_key_of_safe(obj)
+            gk = group_key(obj)
             if gk:
                 running[gk] = running.get(gk, 0) + 1
             request = requests.get(uid)
@@ -338,7 +339,7 @@ class SchedulerCache:
     ) -> BoundPod:
         """A bound pod in the core's terms; only pods of this scheduler are charged to a queue."""
         m = meta(obj)
-        gk = group_key_of_safe(obj)
+        gk = group_key(obj)
         spec = specs.get(gk) if gk else None
         ours = (obj.get("spec") or {}).get("schedulerName") == scheduler_name
         queue = (spec.queue if spec else pod_queue(obj)) if ours else None
@@ -352,10 +353,3 @@ class SchedulerCache:
             gk.partition("/")[2] if gk else None,
             priority_of(obj),
         )
-
-
-def group_key_of_safe(obj: Mapping[str, Any]) -> str | None:
-    try:
-        return group_key_of(obj)
-    except ValueError:
-        return None

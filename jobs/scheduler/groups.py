@@ -22,7 +22,6 @@ from jobs.scheduler.objects import (
     GroupRef,
     GroupSpec,
     group_of,
-    meta,
     node_selector_of,
     pod_queue,
     priority_of,
@@ -155,12 +154,3 @@ def build_offer(
         members[uid] = tuple(p for p, _, _ in ordered)
         gangs[uid] = ref
     return Offer(tuple(entries), members, gangs, held)
-
-
-def group_key_of(obj: Mapping[str, Any]) -> str | None:
-    ref = group_of(obj)
-    return ref.key if ref else None
-
-
-def pod_uid(obj: Mapping[str, Any]) -> str:
-    return str(meta(obj).get("uid") or "")

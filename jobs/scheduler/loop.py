@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from jobs.cycle import ADMITTED, OVER_QUOTA, CycleResult, Decision, QueueState, running_from, schedule_cycle
 from jobs.device_annotations import assignment_annotations
@@ -33,7 +32,7 @@ from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.groups import Held, Offer, PendingPod, build_offer, entry_uid
 from jobs.scheduler.kube import ClusterWriter, Gone
 from jobs.scheduler.metrics import SchedulerMetrics
-from jobs.scheduler.objects import meta
+from jobs.scheduler.objects import group_key, meta
 from jobs.scheduler.status import (
     INQUEUE,
     PENDING,
@@ -426,10 +425,18 @@ class Scheduler:
         inp, offer = facts.inp, facts.offer
         now = self.clock.now()
         held_by_group = offer.held
+        waiting: dict[str, int] = {}  # gang -> its pending pods, counted once per cycle
+        if inp.group_objects:
+            for p in inp.pending:
+                gk = group_key(p.obj)
+                if gk:
+                    waiting[gk] = waiting.get(gk, 0) + 1
         for key, obj in inp.group_objects.items():
             ns, _, name = key.partition("/")
             uid = entry_uid(ns, name)
-            status = self._group_status(key, uid, facts, by_uid, held_by_group, len(inp.state.nodes))
+            status = self._group_status(
+                key, uid, facts, by_uid, held_by_group, len(inp.state.nodes), waiting.get(key, 0)
+            )
             if status is None:
                 continue
             body = status.body(obj.get("status") or {}, now)
@@ -459,6 +466,7 @@ class Scheduler:
         by_uid: Mapping[str, Decision],
         held: Mapping[str, Held],
         total_nodes: int,
+        members: int,
     ) -> GroupStatus | None:
         inp = facts.inp
         if key in inp.invalid_groups:
@@ -474,7 +482,6 @@ class Scheduler:
             return GroupStatus(PENDING, h.reason, h.message, running)
         d = by_uid.get(uid)
         if d is None:
-            members = sum(1 for p in inp.pending if p.obj and _group_key(p.obj) == key)
             return GroupStatus(
                 PENDING,
                 "NotEnoughPods",
@@ -566,12 +573,6 @@ class Scheduler:
 
 def _pod_ref(p: PendingPod) -> ObjectRef:
     return ObjectRef("v1", "Pod", p.namespace, p.name, str(meta(p.obj).get("uid") or ""))
-
-
-def _group_key(obj: Mapping[str, Any]) -> str | None:
-    from jobs.scheduler.cache import group_key_of_safe
-
-    return group_key_of_safe(obj)
 
 
 def _decision_message(d: Decision, total_nodes: int) -> str:

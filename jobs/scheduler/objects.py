@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from jobs.queues import Queue, quota_vector
+from jobs.queues import Queue
 from jobs.resources import Resources, parse_quantity
 from jobs.snapshot import DEFAULT_MAX_PODS, Node, Taint, Toleration
 from jobs.vocabulary import NVIDIA_GPU, PodRequest, node_capacity, pod_request
@@ -50,10 +50,6 @@ def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 def key_of(obj: Mapping[str, Any]) -> str:
     m = meta(obj)
     return f"{m.get('namespace')}/{m.get('name')}" if m.get("namespace") else str(m.get("name"))
-
-
-def _what(obj: Mapping[str, Any]) -> str:
-    return f"{obj.get('kind') or 'object'} {key_of(obj)}"
 
 
 # -- nodes ---------------------------------------------------------------------------------------
@@ -203,6 +199,16 @@ def group_of(pod: Mapping[str, Any]) -> GroupRef | None:
     return None
 
 
+def group_key(pod: Mapping[str, Any]) -> str | None:
+    """`namespace/name` of the pod's gang; None without one, or when its labels cannot be read (the offer
+    reports that pod as invalid)."""
+    try:
+        ref = group_of(pod)
+    except ValueError:
+        return None
+    return ref.key if ref else None
+
+
 def pod_queue(pod: Mapping[str, Any]) -> str:
     m = meta(pod)
     ann, labels = m.get("annotations") or {}, m.get("labels") or {}
@@ -293,7 +299,3 @@ def queue_of(obj: Mapping[str, Any]) -> QueueSpecView:
     if spec.get("reclaimable") is False:
         queue = replace(queue, reclaimable=False)
     return QueueSpecView(queue, policy)
-
-
-def quota_of(raw: Mapping[str, Any]) -> Resources:
-    return quota_vector(_quota(raw, "quota"))
