@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from autoscaler.controller.node_manifest import kwok_node
+from autoscaler.controller.pools.node_manifest import kwok_node
 from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.wiring import Options, Running
 from jobs.workload import BinpackSpec

@@ -1,5 +1,5 @@
 import sys
 
-from tidescale.entry import main
+from tidescale.cli import main
 
 sys.exit(main())

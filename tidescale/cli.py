@@ -10,25 +10,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from autoscaler import cli as autoscaler_cli
-from autoscaler.controller import cli as controller_cli
-from autoscaler.exporter import cli as exporter_cli
-from autoscaler.policy import ScalingPolicy
+from autoscaler.api.policy import ScalingPolicy
 from jobs import cli as jobs_cli
 from jobs.launcher import cli as launcher_cli
 from jobs.launcher import top as launcher_top
 from jobs.scheduler import cli as scheduler_cli
 from streaming import cli as streaming_cli
-from tidescale import (
-    bench_controller,
-    bench_environment,
-    bench_launcher,
-    bench_scheduler,
-    bench_streaming,
-    demo,
-    launch_pipelines,
-    local_cli,
-)
+from tidescale import demo, launch_pipelines
+from tidescale.bench import controller as bench_controller
+from tidescale.bench import environment as bench_environment
+from tidescale.bench import launcher as bench_launcher
+from tidescale.bench import scheduler as bench_scheduler
+from tidescale.bench import streaming as bench_streaming
+from tidescale.commands import controller as controller_cli
+from tidescale.commands import exporter as exporter_cli
+from tidescale.commands import local as local_cli
+from tidescale.commands import policy as autoscaler_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

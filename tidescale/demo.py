@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from autoscaler.nodepool import POOL_LABEL
+from autoscaler.core.nodepool import POOL_LABEL
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.errors import TidescaleError
 from streaming import spec
@@ -152,9 +152,9 @@ def _run(args: argparse.Namespace, state_dir: Path, stack: _Stack) -> int:
     from confluent_kafka import Producer
     from kubernetes import client, config
 
+    from autoscaler.api.policy import ScalingPolicy
     from autoscaler.controller.wiring import Options as ControllerOptions
     from autoscaler.controller.wiring import Running as Controller
-    from autoscaler.policy import ScalingPolicy
     from jobs.launcher.client import submit
     from jobs.launcher.kinds import parse_jobs
     from jobs.scheduler.wiring import Options as SchedulerOptions
@@ -278,8 +278,8 @@ def _namespace(core: Any) -> None:
 
 def _print_events(api: Any, done: threading.Event) -> None:
     """The controller's scaling events, as `tidescale events watch` prints them, while the demo runs."""
-    from autoscaler.cli import event_line
-    from autoscaler.controller import kube_events
+    from autoscaler.controller.sinks import kube_events
+    from tidescale.commands.policy import event_line
 
     try:
         for record in kube_events.watch(api, NAMESPACE, should_stop=done.is_set):

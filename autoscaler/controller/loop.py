@@ -4,7 +4,7 @@ periodically as the safety net.
 `Controller.reconcile_once(now)` is one step: (1) choose the policies to reconcile — woken ones (policy
 change, Kafka lag jump, Alertmanager alert, pending GPU pod), those with a trigger due for polling, and all of
 them when the sweep period has passed; (2) read their due triggers in batches (one query per trigger kind,
-`sources`); (3) decide each with the pure core (`autoscaler.decide`); (4) act: patch /scale, change node
+`sources`); (3) decide each with the pure core (`autoscaler.core.decide`); (4) act: patch /scale, change node
 pools; (5) record: events to the sinks, conditions and state to the status (written off the loop's thread).
 `run()` repeats it until stopped. Tests and benchmarks drive `reconcile_once` directly.
 
@@ -26,8 +26,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from autoscaler.controller import conditions, persisted
-from autoscaler.controller.nodes_view import node_view
+from autoscaler.api.policy import NodePool, ScalingPolicy, trigger_name
+from autoscaler.controller.kube import conditions, persisted
+from autoscaler.controller.kube.selectors import Selector, parse
+from autoscaler.controller.pools.nodes_view import node_view
 from autoscaler.controller.ports import (
     EventSink,
     MetricRequest,
@@ -37,12 +39,10 @@ from autoscaler.controller.ports import (
     ScaleView,
     ScalingEvent,
 )
-from autoscaler.controller.selectors import Selector, parse
-from autoscaler.decide import Decision, NodeView, PolicyState, decide
-from autoscaler.events import record
-from autoscaler.nodepool import PoolNode
-from autoscaler.policy import NodePool, ScalingPolicy, trigger_name
-from autoscaler.triggers import Observations, Reading
+from autoscaler.core.decide import Decision, NodeView, PolicyState, decide
+from autoscaler.core.events import record
+from autoscaler.core.nodepool import PoolNode
+from autoscaler.core.triggers import Observations, Reading
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.errors import PermanentError, TemporaryError
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autoscaler.decide import Decision
-from autoscaler.nodepool import PoolNode
-from autoscaler.policy import NodePool
-from autoscaler.triggers import Reading
+from autoscaler.api.policy import NodePool
+from autoscaler.core.decide import Decision
+from autoscaler.core.nodepool import PoolNode
+from autoscaler.core.triggers import Reading
 
 # Readings are keyed by (policy key "namespace/name", trigger name).
 ReadingKey = tuple[str, str]
@@ -29,7 +29,7 @@ class MetricRequest:
     """One trigger of one policy that a metric source should read."""
 
     policy: str  # "namespace/name" of the ScalingPolicy
-    trigger: str  # the trigger's name (`autoscaler.policy.trigger_name`)
+    trigger: str  # the trigger's name (`autoscaler.api.policy.trigger_name`)
     spec: Any  # the trigger model (GPUUtilizationTrigger, PrometheusTrigger, KafkaLagTrigger, …)
     namespace: str  # the target's namespace
     pods: frozenset[str] = frozenset()  # the target's pod names (for per-pod DCGM series)
@@ -113,7 +113,7 @@ class ScalingEvent:
     """A decision worth telling operators about, as every sink receives it."""
 
     decision: Decision
-    record: Mapping[str, Any]  # `autoscaler.events.record(decision)` plus what the shell did
+    record: Mapping[str, Any]  # `autoscaler.core.events.record(decision)` plus what the shell did
     acted: bool  # the /scale patch or the node-pool change was made
     # (apiVersion, kind, namespace, name) of the target
     involved: tuple[str, str, str, str] = ("", "", "", "")

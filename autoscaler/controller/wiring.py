@@ -18,17 +18,19 @@ from typing import Any
 
 from kubernetes import client
 
-from autoscaler.controller import kube, providers, sources
-from autoscaler.controller.http import ControllerHTTP
-from autoscaler.controller.kafka_events import KafkaEventSink
-from autoscaler.controller.kafka_lag_source import KafkaLagSource
-from autoscaler.controller.kube_events import KubernetesEventSink
+from autoscaler.controller.kube import api as kube
+from autoscaler.controller.kube.targets import ClusterTargets
 from autoscaler.controller.loop import Controller, ControllerConfig, CycleReport, QueuedSink
-from autoscaler.controller.metrics import ControllerMetrics, MetricsEventSink
+from autoscaler.controller.pools import providers
 from autoscaler.controller.ports import EventSink, MetricRequest, ReadingKey
-from autoscaler.controller.prometheus_source import PrometheusSource
-from autoscaler.controller.targets import ClusterTargets
-from autoscaler.triggers import Reading
+from autoscaler.controller.sinks.http import ControllerHTTP
+from autoscaler.controller.sinks.kube_events import KubernetesEventSink
+from autoscaler.controller.sinks.metrics import ControllerMetrics, MetricsEventSink
+from autoscaler.controller.sources import registry as sources
+from autoscaler.controller.sources.kafka_events import KafkaEventSink
+from autoscaler.controller.sources.kafka_lag import KafkaLagSource
+from autoscaler.controller.sources.prometheus import PrometheusSource
+from autoscaler.core.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.informer import Informer, object_key
 from kernel.kubeclient import api_client

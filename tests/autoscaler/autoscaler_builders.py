@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.baselines import Pipeline, PodInfo, Sample
-from autoscaler.policy import NodePool, ScalingPolicy
-from autoscaler.trace import Requests
-from autoscaler.triggers import Observations, Reading
+from autoscaler.api.policy import NodePool, ScalingPolicy
+from autoscaler.core.triggers import Observations, Reading
+from autoscaler.replay.baselines import Pipeline, PodInfo, Sample
+from autoscaler.replay.trace import Requests
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 T0 = NOW.timestamp()

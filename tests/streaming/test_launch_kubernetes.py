@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client, config
 
-from autoscaler.controller.node_manifest import kwok_node
+from autoscaler.controller.pools.node_manifest import kwok_node
 from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.wiring import Options, Running
 from streaming import launch

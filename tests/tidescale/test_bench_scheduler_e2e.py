@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from jobs.openb import read_nodes, read_pods
-from tidescale.bench_scheduler import (
+from tidescale.bench.scheduler import (
     PARTITION_LABEL,
     E2EConfig,
     E2EOutcome,

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autoscaler.controller import node_manifest as shared
-from autoscaler.nodepool import POOL_LABEL
+from autoscaler.controller.pools import node_manifest as shared
+from autoscaler.core.nodepool import POOL_LABEL
 from jobs.vocabulary import GFD_MEMORY, GFD_PRODUCT
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.documents import read_document
 
-# The manifest itself is `autoscaler.controller.node_manifest.kwok_node`, shared with the KWOK node-pool
+# The manifest itself is `autoscaler.controller.pools.node_manifest.kwok_node`, shared with the KWOK node-pool
 # provider; its names are repeated here for the local environment's callers.
 KWOK_ANNOTATION = shared.KWOK_ANNOTATION
 GPU_PRODUCT_LABEL = GFD_PRODUCT

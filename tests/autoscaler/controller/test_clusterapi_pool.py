@@ -17,7 +17,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from autoscaler.controller.clusterapi_pool import (
+from autoscaler.api.policy import NodePool
+from autoscaler.controller.pools.clusterapi import (
     CLUSTER_NAMESPACE_ANNOTATION,
     DELETE_MACHINE_ANNOTATION,
     DEPLOYMENT_LABEL,
@@ -26,9 +27,8 @@ from autoscaler.controller.clusterapi_pool import (
     VERSION,
     ClusterAPIPoolProvider,
 )
-from autoscaler.controller.node_manifest import kwok_node
-from autoscaler.nodepool import POOL_LABEL
-from autoscaler.policy import NodePool
+from autoscaler.controller.pools.node_manifest import kwok_node
+from autoscaler.core.nodepool import POOL_LABEL
 from jobs.vocabulary import NVIDIA_GPU
 from tests.kube_objects import a_pdb
 from tests.waiting import wait_for

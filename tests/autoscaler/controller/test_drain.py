@@ -12,8 +12,8 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.controller.drain import NodeDrainer, api_error
-from autoscaler.controller.node_manifest import kwok_node
+from autoscaler.controller.pools.drain import NodeDrainer, api_error
+from autoscaler.controller.pools.node_manifest import kwok_node
 from kernel.errors import PermanentError, TemporaryError
 from tests.waiting import wait_for
 

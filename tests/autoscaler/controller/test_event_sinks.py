@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoscaler.controller.kafka_events import KafkaEventSink, ensure_topic
-from autoscaler.controller.kube_events import (
+from autoscaler.api.policy import ScalingPolicy
+from autoscaler.controller.ports import ScalingEvent
+from autoscaler.controller.sinks.kube_events import (
     RECORD_ANNOTATION,
     REPORTING_CONTROLLER,
     KubernetesEventSink,
     as_record,
 )
-from autoscaler.controller.ports import ScalingEvent
-from autoscaler.decide import Decision, PolicyState, decide
-from autoscaler.events import record
-from autoscaler.policy import ScalingPolicy
+from autoscaler.controller.sources.kafka_events import KafkaEventSink, ensure_topic
+from autoscaler.core.decide import Decision, PolicyState, decide
+from autoscaler.core.events import record
 from kernel.clock import FakeClock
 from tests.autoscaler.autoscaler_builders import NOW, at, gpus, policy_doc, seen
 from tests.conftest import read_topic

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoscaler.cli import event_line
-from autoscaler.controller.kafka_events import KafkaEventSink
-from autoscaler.controller.kube_events import KubernetesEventSink
+from autoscaler.api.policy import ScalingPolicy
 from autoscaler.controller.ports import ScalingEvent
-from autoscaler.decide import Decision, decide
-from autoscaler.events import record
-from autoscaler.policy import ScalingPolicy
+from autoscaler.controller.sinks.kube_events import KubernetesEventSink
+from autoscaler.controller.sources.kafka_events import KafkaEventSink
+from autoscaler.core.decide import Decision, decide
+from autoscaler.core.events import record
 from kernel.clock import FakeClock
 from tests.autoscaler.autoscaler_builders import NOW, gpus, policy_doc, seen
+from tidescale.commands.policy import event_line
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
-from autoscaler.controller.kafka_lag_source import KafkaLagSource
+from autoscaler.api.policy import KafkaLagTrigger
 from autoscaler.controller.ports import MetricRequest
-from autoscaler.policy import KafkaLagTrigger
-from autoscaler.triggers import Context, KafkaLag, Observations, default_registry
+from autoscaler.controller.sources.kafka_lag import KafkaLagSource
+from autoscaler.core.triggers import Context, KafkaLag, Observations, default_registry
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from tidescale.local import environment
 from tidescale.local.process import free_port

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoscaler.controller.kwok_pool import KwokPoolProvider
-from autoscaler.controller.providers import NodePoolProviderRegistry, register_builtins
-from autoscaler.nodepool import POOL_LABEL
-from autoscaler.policy import ClusterAPIProvider, MachineDeploymentRef, NodePool
+from autoscaler.api.policy import ClusterAPIProvider, MachineDeploymentRef, NodePool
+from autoscaler.controller.pools.kwok import KwokPoolProvider
+from autoscaler.controller.pools.providers import NodePoolProviderRegistry, register_builtins
+from autoscaler.core.nodepool import POOL_LABEL
 from jobs.vocabulary import GFD_PRODUCT, NVIDIA_GPU
 from kernel.errors import PermanentError
 from tests.kube_objects import a_deployment, a_pdb

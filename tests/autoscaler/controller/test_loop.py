@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from autoscaler.controller.kube.selectors import Selector
 from autoscaler.controller.loop import Controller, ControllerConfig
 from autoscaler.controller.ports import MetricRequest, ReadingKey, ScaleView, ScalingEvent
-from autoscaler.controller.selectors import Selector
-from autoscaler.triggers import Reading
+from autoscaler.core.triggers import Reading
 from kernel.clock import FakeClock
 from kernel.errors import PermanentError, TemporaryError
 from tests.autoscaler.autoscaler_builders import NOW, gpu_trigger, policy_doc

@@ -6,10 +6,10 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY
 
-from autoscaler.controller.metrics import ControllerMetrics, MetricsEventSink
 from autoscaler.controller.ports import ScalingEvent
-from autoscaler.decide import Decision, PolicyState, decide
-from autoscaler.events import record
+from autoscaler.controller.sinks.metrics import ControllerMetrics, MetricsEventSink
+from autoscaler.core.decide import Decision, PolicyState, decide
+from autoscaler.core.events import record
 from tests.autoscaler.autoscaler_builders import NOW, a_policy, at, gpus, seen
 
 

@@ -11,9 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from autoscaler.controller.ports import MetricRequest
-from autoscaler.controller.prometheus_source import PrometheusSource
-from autoscaler.policy import (
+from autoscaler.api.policy import (
     CapacityProfile,
     GPUUtilizationTrigger,
     Latency,
@@ -21,7 +19,9 @@ from autoscaler.policy import (
     QueueDepthTrigger,
     SLOTrigger,
 )
-from autoscaler.triggers import Reading
+from autoscaler.controller.ports import MetricRequest
+from autoscaler.controller.sources.prometheus import PrometheusSource
+from autoscaler.core.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK
 from tests.waiting import wait_for
 from tidescale.local import environment

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.controller import promql
-from autoscaler.controller.promql import QUERY_LABEL, BadResult, Batch, Sample
+from autoscaler.controller.sources import promql
+from autoscaler.controller.sources.promql import QUERY_LABEL, BadResult, Batch, Sample
 
 
 def a_series(tag: int | None, value: str = "1", at: float = 100.0, **labels: str) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from autoscaler.api.policy import KafkaLagTrigger, PrometheusTrigger, ScheduleTrigger, ScheduleWindow
 from autoscaler.controller.ports import MetricRequest, ReadingKey
-from autoscaler.controller.sources import MetricSourceRegistry, register_builtins
-from autoscaler.policy import KafkaLagTrigger, PrometheusTrigger, ScheduleTrigger, ScheduleWindow
-from autoscaler.triggers import Reading
+from autoscaler.controller.sources.registry import MetricSourceRegistry, register_builtins
+from autoscaler.core.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK
 from tidescale.local import environment
 

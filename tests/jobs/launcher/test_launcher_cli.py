@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoscaler.policy import ScalingPolicy
+from autoscaler.api.policy import ScalingPolicy
 from jobs.launcher.cli import add_commands, add_job_commands, format_job, format_list, jobs_from_args
 from jobs.launcher.render import Defaults, render
 from jobs.launcher.status import JobView, PodView

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.policy import ScalingPolicy
+from autoscaler.api.policy import ScalingPolicy
 from jobs.launcher.kinds import BatchJob, InferenceService, TrainingJob, parse_jobs, read_jobs
 from kernel.errors import InvalidSpec
 from tests.jobs.launcher.launcher_builders import a_service, a_training_job

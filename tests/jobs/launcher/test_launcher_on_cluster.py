@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from autoscaler.policy import ScalingPolicy
+from autoscaler.api.policy import ScalingPolicy
 from jobs.launcher.client import (
     JobExists,
     SubmitFailed,

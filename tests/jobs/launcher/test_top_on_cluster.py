@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.controller.node_manifest import kwok_node
+from autoscaler.controller.pools.node_manifest import kwok_node
 from tests.cluster_harness import PARTITION, Harness
 from tests.waiting import wait_for
 from tidescale.cli import main

@@ -1,0 +1,1 @@
+"""The autoscaler's API: ScalingPolicy and NodePool models, their CRDs, cron windows."""

@@ -1,0 +1,1 @@
+"""The controller's Kubernetes access: informers, /scale targets, status, conditions."""

@@ -1,0 +1,1 @@
+"""The controller's metric sources: Prometheus (PromQL), Kafka lag, Kafka events; their registry."""

@@ -1,0 +1,580 @@
+"""The pure decision core: `decide(policy, observations, state, now) → Decision`.
+
+One call is one reconcile of one ScalingPolicy, in numbered steps:
+
+1. evaluate every trigger (`autoscaler.core.triggers`) into a proposal; count consecutive failures;
+2. fallback: a metric failing more than `failureThreshold` times in a row sets the replicas (KEDA semantics);
+3. zero: from 0 replicas, activation when a zero-pod signal is active, else stay at 0;
+4. the raw recommendation: the max over valid proposals; no scale-down on partial data (HPA semantics);
+5. demand one lead time ahead: the forecast (Holt, past samples only) and the level under which a percentile
+   of the recent work arrived raise the recommendation;
+6. panic: a recommendation ≥ threshold × ready replicas applies at once and blocks scale-down until the burst
+   has been over for `stableSeconds`;
+7. behavior: HPA stabilization windows and rate policies (`core.behavior`) on the sustained part of the
+   recommendation; a transient part (a backlog to drain) applies at once within the scale-up policies;
+8. scale to zero after the idle period with every activation signal quiet;
+9. node pools: nodes to add for the lasting part of the recommendation (not for a burst or a backlog: a node
+   takes minutes) that holds no node, idle nodes to remove.
+
+The decision carries the desired replicas, the node-pool changes, a sentence with numbers, the rule that
+limited it and the next state; `autoscaler.core.events` renders it as one JSON record.
+
+Pure: no I/O, no clock (`now` is an argument), no network or Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from autoscaler.api.policy import ZERO_POD_TYPES, NodePool, ScalingPolicy, SLOTrigger, trigger_name
+from autoscaler.core import forecast as fc
+from autoscaler.core.behavior import History, ResolvedBehavior, rate_limit, record, resolve, stabilize
+from autoscaler.core.nodepool import (
+    NodePoolChange,
+    PoolNode,
+    below_threshold,
+    consolidate,
+    plan_node_pools,
+    reopen,
+    replica_pods,
+    scale_down,
+)
+from autoscaler.core.triggers import (
+    Context,
+    Observations,
+    Proposal,
+    TriggerEvaluator,
+    TriggerRegistry,
+    default_registry,
+    erlang_c_replicas,
+)
+from jobs.snapshot import ClusterState
+
+_REGISTRY = default_registry()
+
+
+class PolicyState(NamedTuple):
+    """What one policy remembers between decisions (the controller keeps it in memory, per target)."""
+
+    history: History = History()
+    last_active: float | None = None
+    failures: tuple[tuple[str, int], ...] = ()
+    panic_over_at: float | None = None  # last time the recommendation was over the panic threshold
+    holt: fc.Holt | None = None
+    demand: fc.Recent = fc.Recent()  # recent demand over the forecast's history window
+    level: float = 0.0  # its percentile, recomputed when a sample enters or leaves
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """The node side, for node-pool plans: the pools, the nodes (ready and provisioning) as a scheduler
+    snapshot, each pool node's use, and how many of the target's replicas hold a node."""
+
+    pools: tuple[NodePool, ...]
+    snapshot: ClusterState
+    nodes: tuple[PoolNode, ...] = ()
+    scheduled: int = 0  # the target's replicas that hold a node (running or starting)
+
+
+class Text(NamedTuple):
+    """A sentence formatted only when read: `str(text)`, also when nested in another Text's arguments."""
+
+    template: str
+    args: tuple[object, ...] = ()
+
+    def __str__(self) -> str:
+        return self.template.format(*self.args) if self.args else self.template
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class Decision(NamedTuple):
+    """One reconcile's outcome (a NamedTuple: immutable and cheap to build on the hot path)."""
+
+    policy: str
+    target: str
+    at: datetime
+    current: int
+    desired: int
+    why: Text
+    rule: str
+    trigger: str | None
+    proposals: tuple[Proposal, ...]
+    state: PolicyState
+    node_pools: tuple[NodePoolChange, ...] = ()
+    panic: bool = False
+    fallback: bool = False
+    forecast: float | None = None  # demand expected one lead time ahead, in replicas of work
+    floor: int = 0  # replicas the forecast and the recent demand asked to keep
+
+    @property
+    def reason(self) -> str:
+        """The decision as a sentence with numbers, e.g. "GPU 140% of target 70%: 2 → 4 replicas"."""
+        return str(self.why)
+
+    @property
+    def changed(self) -> bool:
+        return self.desired != self.current or bool(self.node_pools)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """What a policy resolves to once: trigger names and evaluators, wake signals, behavior with defaults."""
+
+    policy: ScalingPolicy
+    registry: TriggerRegistry
+    names: tuple[str, ...]
+    evaluators: tuple[TriggerEvaluator, ...]
+    wake: frozenset[str]
+    behavior: ResolvedBehavior
+    ctx: Context
+    ident: str
+    target: str
+    slo: tuple[int, SLOTrigger] | None
+    triggers: tuple[Any, ...]
+    lo: int  # the lowest non-zero replica count
+
+
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compile(policy: ScalingPolicy, registry: TriggerRegistry) -> _Compiled:
+    hit = _COMPILED.get(id(policy))
+    if hit is not None and hit.policy is policy and hit.registry is registry:
+        return hit
+    spec = policy.spec
+    names = tuple(trigger_name(t, i) for i, t in enumerate(spec.triggers))
+    listed = spec.scale_to_zero.activation_triggers if spec.scale_to_zero else None
+    wake = frozenset(
+        n
+        for n, t in zip(names, spec.triggers, strict=True)
+        if (n in listed if listed else t.type in ZERO_POD_TYPES)
+    )
+    b = resolve(spec.behavior)
+    slo = next(((i, t) for i, t in enumerate(spec.triggers) if isinstance(t, SLOTrigger)), None)
+    compiled = _Compiled(
+        policy,
+        registry,
+        names,
+        tuple(registry.get(t.type) for t in spec.triggers),
+        wake,
+        b,
+        Context(b.up.tolerance, b.down.tolerance, float(spec.lead.model_start_seconds)),
+        f"{policy.metadata.namespace}/{policy.metadata.name}",
+        f"{spec.target_ref.kind}/{spec.target_ref.name}",
+        slo,
+        tuple(spec.triggers),
+        max(spec.min_replicas, 1),
+    )
+    if len(_COMPILED) > 65536:
+        _COMPILED.clear()
+    _COMPILED[id(policy)] = compiled
+    return compiled
+
+
+def _plural(n: int) -> str:
+    return f"{n} replica" if n == 1 else f"{n} replicas"
+
+
+def _change(current: int, desired: int) -> str:
+    return f"keeping {_plural(current)}" if desired == current else f"{current} → {_plural(desired)}"
+
+
+class _Change(NamedTuple):
+    current: int
+    desired: int
+
+    def __format__(self, spec: str) -> str:
+        return _change(self.current, self.desired)
+
+
+_LIMITS = {
+    "ScaleUpLimit": "scale-up rate limit",
+    "ScaleDownLimit": "scale-down rate limit",
+    "TooManyReplicas": "maxReplicas",
+    "TooFewReplicas": "minReplicas",
+    "ScaleUpStabilized": "scale-up stabilization window",
+    "ScaleDownStabilized": "scale-down stabilization window",
+}
+
+
+class _Step:
+    """The working values of one decision; the next PolicyState is built once, in `done`."""
+
+    __slots__ = (
+        "c",
+        "demand",
+        "failures",
+        "history",
+        "holt",
+        "last_active",
+        "level",
+        "nodes",
+        "now",
+        "panic_over_at",
+        "proposals",
+        "seen",
+        "t",
+    )
+
+    def __init__(
+        self,
+        c: _Compiled,
+        seen: Observations,
+        state: PolicyState,
+        now: datetime,
+        t: float,
+        nodes: NodeView | None,
+    ) -> None:
+        self.c = c
+        self.seen = seen
+        self.now = now
+        self.t = t
+        self.nodes = nodes
+        self.proposals: tuple[Proposal, ...] = ()
+        self.history = state.history
+        self.last_active = state.last_active
+        self.failures = state.failures
+        self.panic_over_at = state.panic_over_at
+        self.holt = state.holt
+        self.demand = state.demand
+        self.level = state.level
+
+    def done(
+        self,
+        desired: int,
+        reason: str | Text,
+        rule: str,
+        trigger: str | None,
+        *,
+        nodes_for: int | None = None,
+        panic: bool = False,
+        fallback: bool = False,
+        forecast: float | None = None,
+        floor: int = 0,
+    ) -> Decision:
+        changes: tuple[NodePoolChange, ...] = ()
+        if self.nodes is not None:
+            # nodes take minutes: provision them for lasting demand, not for a burst or a backlog
+            want = desired if nodes_for is None else nodes_for
+            changes = _node_changes(self.c.policy, self.nodes, want, self.t)
+        state = PolicyState(
+            self.history,
+            self.last_active,
+            self.failures,
+            self.panic_over_at,
+            self.holt,
+            self.demand,
+            self.level,
+        )
+        return Decision(
+            self.c.ident,
+            self.c.target,
+            self.now,
+            self.seen.replicas,
+            desired,
+            reason if isinstance(reason, Text) else Text(reason),
+            rule,
+            trigger,
+            self.proposals,
+            state,
+            changes,
+            panic,
+            fallback,
+            forecast,
+            floor,
+        )
+
+
+def decide(
+    policy: ScalingPolicy,
+    seen: Observations,
+    state: PolicyState | None,
+    now: datetime,
+    *,
+    registry: TriggerRegistry | None = None,
+    nodes: NodeView | None = None,
+) -> Decision:
+    """One reconcile of `policy`: the decision for what was observed at `now`, with the next state."""
+    c = _compile(policy, registry or _REGISTRY)
+    spec = policy.spec
+    b = c.behavior
+    t = now.timestamp()
+    step = _Step(c, seen, state or PolicyState(last_active=t), now, t, nodes)
+    current = seen.replicas
+    lo = c.lo
+    hi = spec.max_replicas
+    reason: str | Text
+
+    # 1. triggers, failure counts, activity (one pass: this is the hot path of every reconcile)
+    readings = seen.readings
+    wake = c.wake
+    proposals: list[Proposal] = []
+    counts: list[int] = []
+    prior = step.failures if len(step.failures) == len(c.names) else ()
+    valid: list[Proposal] = []
+    failed: list[Proposal] = []
+    active = wake_failed = False
+    n_metrics = 0
+    driver: Proposal | None = None
+    raw = sustained = 0
+    evaluators = c.evaluators
+    triggers = c.triggers
+    ctx = c.ctx
+    for k, name in enumerate(c.names):
+        p = evaluators[k].evaluate(triggers[k], name, readings.get(name), seen, ctx, now)
+        proposals.append(p)
+        if p.failed:
+            failed.append(p)
+            counts.append((prior[k][1] if prior else 0) + 1)
+        else:
+            counts.append(0)
+        r = p.replicas
+        if r is not None:
+            valid.append(p)
+            if driver is None or r > raw:
+                driver, raw = p, r
+            s = r if p.sustained is None else p.sustained
+            if s > sustained:  # noqa: PLR1730 (the hot loop: a comparison beats a call)
+                sustained = s
+        if not p.floor:
+            n_metrics += 1
+        if name in wake:
+            active = active or p.active
+            wake_failed = wake_failed or p.failed
+    step.proposals = tuple(proposals)
+    step.failures = tuple(zip(c.names, counts, strict=True)) if failed or prior else prior
+    if active or step.last_active is None:
+        step.last_active = t
+
+    # 2. fallback: a metric failing more than failureThreshold times in a row
+    fb = spec.fallback
+    if fb is not None and failed and max(counts) > fb.failure_threshold:
+        r = {
+            "static": fb.replicas,
+            "currentReplicas": current,
+            "currentReplicasIfHigher": max(current, fb.replicas),
+            "currentReplicasIfLower": min(current, fb.replicas),
+        }[fb.behavior]
+        desired = max(spec.min_replicas, min(hi, r))
+        step.history = record(b, step.history, step.history.recs, current, desired, t)
+        reason = (
+            f"{', '.join(p.trigger for p in failed)} failed more than {fb.failure_threshold} times in a row "
+            f"({failed[0].reason}); fallback {fb.behavior}: {_change(current, desired)}"
+        )
+        return step.done(desired, reason, "Fallback", failed[0].trigger, fallback=True)
+
+    # 3. zero: activation from signals that exist without pods
+    if current == 0:
+        if spec.scale_to_zero is None:
+            return step.done(
+                0, "replicas are 0 and minReplicas is not: autoscaling is off", "ScalingDisabled", None
+            )
+        if not active:
+            return step.done(0, "idle: no activation signal is active; staying at 0", "ScaledToZero", None)
+        desired = min(hi, max([lo, *(p.replicas or 0 for p in valid)]))
+        waker = next(p for p in proposals if p.trigger in c.wake and p.active)
+        step.history = record(b, step.history, (((t, desired),), ((t, desired),)), 0, desired, t)
+        reason = f"activation, {waker.reason}: 0 → {_plural(desired)}"
+        return step.done(desired, reason, "Activation", waker.trigger)
+
+    # 4. raw recommendation: max over valid proposals; never scale down on partial data
+    if not valid or (n_metrics and len(failed) == n_metrics and not any(p.replicas for p in valid)):
+        why = "; ".join(p.reason for p in failed) or "no trigger gave a proposal"
+        reason = f"no metric is available ({why}): keeping {_plural(current)}"
+        return step.done(current, reason, "MetricsUnavailable", None)
+    assert driver is not None  # valid is not empty
+    if failed and raw < current:
+        why = ", ".join(p.trigger for p in failed)
+        reason = (
+            f"{why} failed and the rest want fewer: keeping {_plural(current)} "
+            f"(no scale-down on partial data)"
+        )
+        return step.done(current, reason, "PartialMetrics", None)
+    driver_reason: Text = Text(driver.template, driver.args)
+
+    # 5. demand one lead time ahead: forecast, and the level recent work arrived at
+    floor, predicted, floor_args = _floor(step, hi)
+    if floor > sustained:
+        sustained = floor
+        if floor > raw:
+            raw = floor
+            driver_reason = Text("{}; " + _FLOOR_REASON, (driver_reason, *floor_args))
+
+    # 6. panic: scale at once, and not down while the burst lasts
+    pspec = spec.panic
+    if pspec is not None:
+        ready = max(seen.ready, 1)
+        over = raw > current and raw * 100 >= pspec.threshold_percent * ready
+        over_at = t if over else step.panic_over_at
+        panicking = over_at is not None and t - over_at <= pspec.stable_seconds
+        step.panic_over_at = over_at if panicking else None
+        if panicking:
+            desired = max(current, min(hi, max(raw, lo)))
+            lasting, _, recs = stabilize(b, step.history, sustained, current, t)
+            step.history = record(b, step.history, recs, current, desired, t)
+            held = "" if over else f"; holding for {pspec.stable_seconds} s after the burst"
+            reason = Text(
+                "{}: {} (panic: {} wanted ≥ {}% of {} ready{})",
+                (driver_reason, _Change(current, desired), raw, pspec.threshold_percent, ready, held),
+            )
+            return step.done(
+                desired,
+                reason,
+                "Panic",
+                driver.trigger,
+                panic=True,
+                forecast=predicted,
+                floor=floor,
+                nodes_for=max(min(lasting, desired), floor),
+            )
+
+    # 7. behavior: the sustained recommendation is stabilized; a transient one (a backlog to drain) applies at
+    # once within the scale-up policies and is forgotten when the backlog is gone
+    stabilized, why, recs = stabilize(b, step.history, sustained, current, t)
+    wanted = max(stabilized, raw) if raw > sustained else stabilized
+    desired, rule = rate_limit(b, step.history, wanted, current, lo, hi, t)
+    if rule == "DesiredWithinRange" and wanted == stabilized and stabilized != sustained:
+        rule = why
+    step.history = record(b, step.history, recs, current, desired, t)
+
+    # 8. scale to zero after the idle period, never on a failed activation signal
+    stz = spec.scale_to_zero
+    last_active = step.last_active if step.last_active is not None else t
+    if stz is not None and not active and not wake_failed and t - last_active >= stz.idle_seconds:
+        step.history = record(b, step.history, step.history.recs, current, 0, t)
+        quiet = ", ".join(sorted(c.wake))
+        reason = (
+            f"idle for {t - last_active:.0f} s ≥ {stz.idle_seconds} s ({quiet} quiet): {current} → 0 replicas"
+        )
+        return step.done(0, reason, "ScaleToZero", None, forecast=predicted)
+
+    # 9. the decision (node-pool changes are planned in `done`)
+    if rule in ("DesiredWithinRange", "ReadyForNewScale"):
+        reason = Text("{}: {}", (driver_reason, _Change(current, desired)))
+    else:
+        reason = Text(
+            "{}: {} ({}, wanted {})",
+            (driver_reason, _Change(current, desired), _LIMITS.get(rule, rule), wanted),
+        )
+    # nodes for what lasts: the stabilized recommendation, but never fewer than minReplicas hold
+    lasting = max(min(max(stabilized, spec.min_replicas), desired), floor)
+    return step.done(
+        desired, reason, rule, driver.trigger, forecast=predicted, floor=floor, nodes_for=lasting
+    )
+
+
+def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float] | None]:
+    """The proposal the forecast follows (the SLO trigger's, else the one with the largest demand) and, for
+    an SLO trigger, its queueing model (mean service s, waiting budget s, quantile) that sizes demand into
+    replicas (otherwise one replica per replica of work)."""
+    c = step.c
+    if c.slo is not None:
+        i, t = c.slo
+        p = step.proposals[i]
+        if not p.failed and p.sizing is not None:
+            return p, (p.sizing[0], p.sizing[1], t.latency.percentile / 100.0)
+    best = None
+    for p in step.proposals:
+        if p.demand is not None and not p.failed and (best is None or p.demand > (best.demand or 0.0)):
+            best = p
+    return best, None
+
+
+def _ceil(x: float) -> int:
+    return max(0, math.ceil(x - 1e-9))
+
+
+def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]:
+    """Replicas for the demand forecast one lead time ahead (Holt) and for the level under which
+    `historyPercentile` % of the recent work arrived; updates the forecast state. The reason comes back as
+    `_FLOOR_REASON` arguments, formatted only if it is the one reported."""
+    fspec = step.c.policy.spec.forecast
+    if fspec is None:
+        return 0, None, ()
+    p, model = _followed(step)
+    if p is None:
+        return 0, None, ()
+    demand = p.demand or 0.0
+    peak = max(demand, p.short_demand or 0.0)
+    t = step.t
+    step.holt = fc.update(
+        step.holt, demand, t, fspec.level_smoothing_percent / 100.0, fspec.trend_smoothing_percent / 100.0
+    )
+    if fspec.history_seconds:
+        before = step.demand
+        step.demand = fc.add(before, peak, t, float(fspec.history_seconds))
+        if step.demand.ranked is not before.ranked:  # the percentile only moves with the values
+            step.level = fc.level(step.demand, fspec.history_percentile)
+    lead = step.c.policy.spec.lead.model_start_seconds
+    horizon = fspec.horizon_seconds if fspec.horizon_seconds is not None else lead
+    predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
+    floor = _ceil(step.level)
+    if predicted > demand:  # at or below today's demand the trigger's own proposal already covers it
+        if model is not None:
+            need = erlang_c_replicas(predicted, model[0], model[1], model[2], step.c.policy.spec.max_replicas)
+        else:
+            need = _ceil(predicted)
+        floor = max(floor, need)
+    args = (predicted, horizon, fspec.history_percentile, fspec.history_seconds, step.level)
+    return min(hi, floor), predicted, args
+
+
+_FLOOR_REASON = "{:.1f} replicas of work forecast in {} s, p{} of the last {} s at {:.1f}"
+
+
+def _node_changes(
+    policy: ScalingPolicy, nodes: NodeView, want: int, now: float
+) -> tuple[NodePoolChange, ...]:
+    """Nodes for `want` replicas: reopen cordoned nodes, then add nodes for replicas that fit no node; or,
+    with room to spare, remove idle empty nodes and cordon under-used ones."""
+    spec = policy.spec
+    pools = tuple(p for p in nodes.pools if spec.node_pool is None or p.metadata.name == spec.node_pool)
+    if not pools:
+        return ()
+    per = max(1, spec.gpus_per_replica)
+    pending = want - nodes.scheduled
+    if pending > 0:
+        free = sum(n.gpus - n.gpus_requested for n in nodes.nodes if not n.cordoned)
+        short = pending * per - free
+        if short > 0:
+            opened = [c for c in (reopen(pool, nodes.nodes, short) for pool in pools) if c is not None]
+            if opened:
+                return tuple(opened)
+        group = replica_pods(f"{policy.metadata.name}-pending", spec.pod_requests, pending)
+        counts: dict[str, int] = {}
+        for n in nodes.nodes:
+            counts[n.pool] = counts.get(n.pool, 0) + 1
+        plan = plan_node_pools([group], pools, nodes.snapshot, counts, spec.lead.model_start_seconds)
+        return plan.changes
+    changes = [c for c in (scale_down(pool, nodes.nodes, now) for pool in pools) if c is not None]
+    removed = {n for c in changes for n in c.remove}
+    rest = [n for n in nodes.nodes if n.name not in removed]
+    for pool in pools:
+        c = consolidate(pool, rest, want * per)
+        if c is not None:
+            changes.append(c)
+    return tuple(changes)
+
+
+def pool_nodes(
+    pool: NodePool,
+    rows: Sequence[tuple[str, int, int, bool, bool]],
+    previous: Mapping[str, PoolNode],
+    now: float,
+) -> tuple[PoolNode, ...]:
+    """PoolNodes from (name, GPUs, GPUs requested, ready, cordoned) rows, carrying `below_since` over from
+    `previous`; a node's idle clock starts once it is ready."""
+    out = []
+    for name, gpus, requested, ready, cordoned in rows:
+        since: float | None = None
+        if ready and below_threshold(pool, requested, gpus):
+            old = previous.get(name)
+            since = old.below_since if old is not None and old.below_since is not None else now
+        out.append(PoolNode(name, pool.metadata.name, gpus, requested, since, cordoned))
+    return tuple(out)

@@ -1,0 +1,461 @@
+"""What an autoscaler could have done on a trace, knowing it: the hindsight frontier of GPU-hours against SLO
+violations of capacity schedules chosen in hindsight, to place real controllers against.
+
+Three families, on the replay's service model (a c-server FIFO; latency = wait + prompt ÷ prefill):
+
+- **constant**: c replicas the whole time, every c — the best an autoscaler that cannot tell one minute from
+  the next can do, with the level picked in hindsight. Exact (one FIFO over the whole trace).
+- **clairvoyant-W**: a level per window of W seconds, chosen knowing the future, every replica started costing
+  the model start in GPU time. For each window and level the violations come from a FIFO that starts the
+  window empty (a backlog carried over is forgotten, which flatters the schedule); a dynamic program then
+  minimises GPU-seconds + λ·violations over the levels, and a bisection on λ finds the schedule with the
+  fewest violations within a GPU-hour budget. W = 60 s is a controller that knows each coming minute one model
+  start ahead; larger W know less about when inside the window the load comes.
+- **reachable by reaction**: for a constant level, the share of its violations that arrive at least one model
+  start (plus the detection delay) after their congestion episode began — the only ones a replica started when
+  the episode began could still have served. Near zero means no reactive controller can lower violations
+  below what it holds in advance: only capacity placed ahead of the load (a forecast) can.
+
+Both families start as the replay does (one warm replica, the first node's other GPUs after a model start,
+more after a node's provisioning and a model start), so a constant level is exactly what the replay gives a
+controller that writes it in its first second (tested); beyond that they are free to move capacity when
+they like. A goal the best constant level misses and a clairvoyant schedule meets only with W-second
+windows asks a controller to forecast the load W seconds at a time, one model start ahead.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.replay.service_model import ServiceModel
+from autoscaler.replay.trace import Requests
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One capacity schedule: its GPU-hours (replicas × GPUs per replica, model starts included) and the
+    requests whose time to first token exceeded the SLO."""
+
+    gpu_hours: float
+    violations: int
+    mean_replicas: float
+    starts: int = 0
+
+
+@dataclass(frozen=True)
+class Frontier:
+    family: str  # "constant", "clairvoyant-<W>s" or "previous-<W>s"
+    points: tuple[Point, ...]  # by GPU-hours, each with fewer violations than the one before
+    # (λ, the schedule minimising GPU-seconds + λ·violations) for the families searched that way
+    optima: tuple[tuple[float, Point], ...] = ()
+
+    def violations_at_least(self, gpu_hours: float) -> float | None:
+        """A lower bound on the violations of every schedule of this family within `gpu_hours` (Lagrangian
+        duality: for each λ, GPU-s + λ·V ≥ the optimum's, so V ≥ V_λ + (G_λ − budget)/λ); None when the
+        family was not searched by λ. The fewest found within the budget can be above it: the λ search
+        finds only schedules on the lower convex hull."""
+        if not self.optima:
+            return None
+        budget_s = gpu_hours * 3600.0
+        return max(0.0, *(p.violations + (p.gpu_hours * 3600.0 - budget_s) / lam for lam, p in self.optima))
+
+    def fewest_violations_within(self, gpu_hours: float) -> Point | None:
+        """The point with the fewest violations at ≤ `gpu_hours` (None when every point costs more)."""
+        within = [p for p in self.points if p.gpu_hours <= gpu_hours + 1e-9]
+        return min(within, key=lambda p: (p.violations, p.gpu_hours)) if within else None
+
+    def least_gpu_hours_within(self, violations: int) -> Point | None:
+        """The cheapest point with ≤ `violations` (None when none has so few)."""
+        within = [p for p in self.points if p.violations <= violations]
+        return min(within, key=lambda p: (p.gpu_hours, p.violations)) if within else None
+
+
+@dataclass(frozen=True)
+class Work:
+    """The trace as the service model sees it."""
+
+    arrival: FloatArray
+    service: FloatArray  # seconds a replica is busy
+    prefill: FloatArray  # seconds to the first token once served
+    slo_s: float
+    duration_s: float
+    gpus_per_replica: int
+    start_s: float  # model start: GPU-seconds a started replica costs before it serves
+    delay_s: float  # the earliest an autoscaler sees a request after it arrives
+    # The replay's start: `warm` replicas serve from the first second, the rest of the first nodes'
+    # `slots` after a model start, any more after a node's provisioning and a model start (pods waiting
+    # for a node hold no GPU). The defaults: every replica serves from the first second.
+    warm: int = 1 << 30
+    slots: int = 1 << 30
+    node_s: float = 0.0
+
+    @classmethod
+    def of(cls, requests: Requests, model: ServiceModel, initial_replicas: int = 1) -> Work:
+        """`initial_replicas`: the warm replicas the replay starts with (`simulator.replay`)."""
+        return cls(
+            arrival=np.asarray(requests.arrival, dtype=np.float64),
+            service=requests.prompt / model.prefill_tokens_per_s
+            + requests.generated / model.decode_tokens_per_s,
+            prefill=requests.prompt / model.prefill_tokens_per_s,
+            slo_s=model.slo_ttft_s,
+            duration_s=max(1.0, requests.duration_s),
+            gpus_per_replica=max(1, model.gpus_per_replica),
+            start_s=model.cold_start_s,
+            delay_s=model.direct_delay_s,
+            warm=initial_replicas,
+            slots=model.initial_nodes * model.gpus_per_node // max(1, model.gpus_per_replica),
+            node_s=model.node_provisioning_s,
+        )
+
+    def ready_at(self, replicas: int, t0: float) -> list[float]:
+        """When each of `replicas` replicas can first serve, from `t0` on (ascending: a heap as it is)."""
+        later = self.node_s + self.start_s
+        return [
+            max(t0, 0.0 if i < self.warm else self.start_s if i < self.slots else later)
+            for i in range(replicas)
+        ]
+
+    def gpu_seconds(self, replicas: int, a: float, b: float) -> float:
+        """GPU-seconds `replicas` replicas hold over [a, b): those beyond the first nodes from when their node
+        is ready."""
+        first = min(replicas, self.slots) * (b - a)
+        rest = max(0, replicas - self.slots) * max(0.0, b - max(a, self.node_s))
+        return (first + rest) * self.gpus_per_replica
+
+    def replicas_of_work(self) -> float:
+        """Mean load in replicas (busy replica-seconds per second)."""
+        return float(self.service.sum()) / self.duration_s
+
+
+def fifo(
+    work: Work, replicas: int, lo: int = 0, hi: int | None = None, t0: float | None = None
+) -> tuple[int, int]:
+    """(violations, reachable) for requests lo:hi served by `replicas` from an empty start at `t0` (default
+    the first arrival). `reachable` counts violations that arrived ≥ start_s + delay_s after their congestion
+    episode began (the last arrival that found a replica free)."""
+    hi = len(work.arrival) if hi is None else hi
+    if hi <= lo:
+        return 0, 0
+    if replicas <= 0:
+        return hi - lo, 0
+    start = float(work.arrival[lo]) if t0 is None else t0
+    free = work.ready_at(replicas, start)
+    # plain floats: indexing numpy arrays one element at a time costs more than the whole loop
+    arrivals = work.arrival[lo:hi].tolist()
+    services = work.service[lo:hi].tolist()
+    prefills = work.prefill[lo:hi].tolist()
+    slo, lead = work.slo_s, work.start_s + work.delay_s
+    violations = reachable = 0
+    onset = start
+    for a, busy, first in zip(arrivals, services, prefills, strict=True):
+        f = free[0]
+        if f <= a:
+            begin = a
+            onset = a
+        else:
+            begin = f
+        if begin - a + first > slo:
+            violations += 1
+            if a - onset >= lead:
+                reachable += 1
+        heapq.heapreplace(free, begin + busy)
+    return violations, reachable
+
+
+def _ceiling(work: Work) -> int:
+    """Enough replicas that no request waits: the most requests in flight if each were served at once."""
+    if not len(work.arrival):
+        return 0
+    ends = np.sort(work.arrival + work.service)
+    inflight = np.arange(1, len(work.arrival) + 1) - np.searchsorted(ends, work.arrival, side="right")
+    return int(inflight.max())
+
+
+def _pareto(points: Sequence[Point]) -> tuple[Point, ...]:
+    out: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.gpu_hours, p.violations)):
+        if not out or p.violations < out[-1].violations:
+            out.append(p)
+    return tuple(out)
+
+
+def window_violations(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Violations per (window, level) when each window starts with an empty queue. Levels ascending; once a
+    level has none, the higher ones have none either (more replicas never start a FIFO request later)."""
+    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    edges = np.searchsorted(work.arrival, np.arange(n_windows + 1) * window_s, side="left")
+    edges[-1] = len(work.arrival)
+    out = np.zeros((n_windows, len(levels)))
+    for w in range(n_windows):
+        lo, hi = int(edges[w]), int(edges[w + 1])
+        for j, c in enumerate(levels):
+            v, _ = fifo(work, int(c), lo, hi, t0=w * window_s)
+            out[w, j] = v
+            if v == 0:
+                break
+    return out
+
+
+def window_gpu_seconds(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """GPU-seconds per (window, level), the last window only as long as the trace."""
+    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    return np.array(
+        [
+            [work.gpu_seconds(int(c), w * window_s, min((w + 1) * window_s, work.duration_s)) for c in levels]
+            for w in range(n_windows)
+        ]
+    )
+
+
+class Windows(NamedTuple):
+    """Violations and GPU-seconds per (window, level)."""
+
+    violations: npt.NDArray[np.float64]
+    gpu: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> Windows:
+        return cls(window_violations(work, window_s, levels), window_gpu_seconds(work, window_s, levels))
+
+
+def schedule(
+    cost: npt.NDArray[np.float64],
+    gpu: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.int64],
+    start_s: float,
+    lam: float,
+) -> npt.NDArray[np.int64]:
+    """The level index per window minimising Σ (GPU-seconds + start_s·new replicas + λ·violations), with
+    `cost` and `gpu` per (window, level); the first window's level is in place for free."""
+    n_windows, n_levels = cost.shape
+    starts = start_s * np.maximum(0, levels[:, None] - levels[None, :]).astype(np.float64)  # [new, previous]
+    total = gpu[0] + lam * cost[0]
+    back = np.zeros((n_windows, n_levels), dtype=np.int64)
+    for w in range(1, n_windows):
+        via = total[None, :] + starts
+        back[w] = via.argmin(axis=1)
+        total = via[np.arange(n_levels), back[w]] + gpu[w] + lam * cost[w]
+    path = np.zeros(n_windows, dtype=np.int64)
+    path[-1] = int(total.argmin())
+    for w in range(n_windows - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    return path
+
+
+def _point(
+    work: Work,
+    cost: npt.NDArray[np.float64],
+    gpu: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.int64],
+    path: npt.NDArray[np.int64],
+    window_s: float,
+) -> Point:
+    chosen = levels[path]
+    starts = int(np.maximum(0, np.diff(chosen)).sum())
+    rows = np.arange(len(path))
+    # the last window is only as long as the trace
+    spans = np.full(len(chosen), window_s)
+    spans[-1] = max(0.0, work.duration_s - window_s * (len(chosen) - 1))
+    gpu_s = float(gpu[rows, path].sum()) + starts * work.start_s * work.gpus_per_replica
+    violations = int(cost[rows, path].sum())
+    return Point(
+        gpu_s / 3600.0,
+        violations,
+        float((chosen * spans).sum()) / work.duration_s,
+        starts,
+    )
+
+
+def clairvoyant(
+    work: Work,
+    window_s: float,
+    levels: npt.NDArray[np.int64],
+    budgets: Sequence[float] = (),
+    windows: Windows | None = None,
+) -> Frontier:
+    """The clairvoyant-W frontier: schedules for λ on a geometric grid, plus for each GPU-hour budget the
+    schedule that bisection on λ finds just within it."""
+    cost, gpu = windows or Windows.of(work, window_s, levels)
+    start = work.start_s * work.gpus_per_replica
+    memo: dict[float, Point] = {}
+
+    def at(lam: float) -> Point:
+        if lam not in memo:
+            memo[lam] = _point(work, cost, gpu, levels, schedule(cost, gpu, levels, start, lam), window_s)
+        return memo[lam]
+
+    grid = [2.0**k for k in range(-6, 14)]
+    for lam in grid:
+        at(lam)
+    for budget in budgets:
+        lo, hi = 0.0, grid[-1]
+        if at(hi).gpu_hours <= budget:
+            continue
+        for _ in range(40):  # GPU-hours grow with λ: the largest λ within the budget
+            mid = (lo + hi) / 2
+            if at(mid).gpu_hours <= budget:
+                lo = mid
+            else:
+                hi = mid
+    optima = tuple(sorted(memo.items()))
+    return Frontier(f"clairvoyant-{window_s:g}s", _pareto([p for _, p in optima]), optima)
+
+
+def previous(
+    work: Work, window_s: float, levels: npt.NDArray[np.int64], windows: Windows | None = None
+) -> Frontier:
+    """An online forecast to set beside the clairvoyant schedule: each window gets the level that would have
+    been best for the window before (known once it has passed), for λ on a geometric grid; the first window
+    starts at the first window's own best. It shows whether the recent past predicts the next window."""
+    cost, gpu = windows or Windows.of(work, window_s, levels)
+    points = []
+    for lam in (2.0**k for k in range(-6, 14)):
+        best = (gpu + lam * cost).argmin(axis=1)
+        path = np.concatenate([best[:1], best[:-1]])
+        points.append(_point(work, cost, gpu, levels, path, window_s))
+    return Frontier(f"previous-{window_s:g}s", _pareto(points))
+
+
+def levels_for(work: Work, max_levels: int = 160) -> npt.NDArray[np.int64]:
+    """0 … the no-wait ceiling in at most `max_levels` steps."""
+    top = max(1, _ceiling(work))
+    step = max(1, math.ceil(top / max_levels))
+    return np.arange(0, top + step, step, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A replayed controller's outcome to place against the frontiers."""
+
+    policy: str
+    gpu_hours: float
+    violations: int | None  # None for a budget with no replay behind it
+
+
+@dataclass(frozen=True)
+class Report:
+    mean_replicas_of_work: float
+    frontiers: tuple[Frontier, ...]
+    references: tuple[Reference, ...]
+    # (level, violations, reachable by reaction) of the constant levels nearest each reference's GPU-hours
+    reaction: tuple[tuple[int, int, int], ...]
+
+    def best(self, family: str, gpu_hours: float) -> Point | None:
+        f = next(f for f in self.frontiers if f.family == family)
+        return f.fewest_violations_within(gpu_hours)
+
+    def render(self) -> dict[str, object]:
+        return {
+            "mean_replicas_of_work": round(self.mean_replicas_of_work, 2),
+            "references": [
+                {
+                    "policy": r.policy,
+                    "gpu_hours": round(r.gpu_hours, 3),
+                    "slo_violations": r.violations,
+                    "fewest_violations_within": {
+                        f.family: _row(f.fewest_violations_within(r.gpu_hours)) for f in self.frontiers
+                    },
+                    "violations_at_least": {
+                        f.family: round(bound)
+                        for f in self.frontiers
+                        if (bound := f.violations_at_least(r.gpu_hours)) is not None
+                    },
+                }
+                for r in self.references
+            ],
+            "reaction": [
+                {"replicas": c, "slo_violations": v, "reachable_by_reaction": reach}
+                for c, v, reach in self.reaction
+            ],
+            "frontiers": {f.family: [_row(p) for p in f.points] for f in self.frontiers},
+        }
+
+
+def _row(p: Point | None) -> dict[str, float | int] | None:
+    if p is None:
+        return None
+    return {
+        "gpu_hours": round(p.gpu_hours, 3),
+        "slo_violations": p.violations,
+        "mean_replicas": round(p.mean_replicas, 2),
+        "starts": p.starts,
+    }
+
+
+def _level_within(work: Work, gpu_hours: float) -> int:
+    """The most replicas held the whole trace within `gpu_hours`."""
+    c = 0
+    while work.gpu_seconds(c + 1, 0.0, work.duration_s) <= gpu_hours * 3600 + 1e-6:
+        c += 1
+    return c
+
+
+def report(
+    requests: Requests, model: ServiceModel, references: Sequence[Reference], windows: Sequence[float]
+) -> Report:
+    """The constant and clairvoyant frontiers on `requests`, each searched around the references' budgets,
+    and how much of a constant level's violations a reaction could reach."""
+    work = Work.of(requests, model)
+    levels = levels_for(work)
+    # constant levels: the grid, stopping at the first level without violations, plus the level each
+    # reference's GPU-hours would buy
+    near = sorted({_level_within(work, r.gpu_hours) for r in references})
+    seen: dict[int, tuple[int, int]] = {}
+    for c in levels:
+        seen[int(c)] = fifo(work, int(c))
+        if seen[int(c)][0] == 0:
+            break
+    for c in near:
+        seen.setdefault(c, fifo(work, c))
+    points = [
+        Point(work.gpu_seconds(c, 0.0, work.duration_s) / 3600, v, float(c)) for c, (v, _) in seen.items()
+    ]
+    const = Frontier("constant", _pareto(points))
+    budgets = [r.gpu_hours for r in references]
+    families: list[Frontier] = [const]
+    for w in windows:
+        matrices = Windows.of(work, w, levels)
+        families += [clairvoyant(work, w, levels, budgets, matrices), previous(work, w, levels, matrices)]
+    frontiers = tuple(families)
+    reaction = tuple((c, *seen[c]) for c in near)
+    return Report(work.replicas_of_work(), frontiers, tuple(references), reaction)
+
+
+def format_report(rep: Report) -> str:
+    """Each replayed controller beside the fewest violations each family reaches within its GPU-hours."""
+    families = [f.family for f in rep.frontiers]
+    head = f"{'policy':12} {'GPU-h':>7} {'SLO viol.':>9}  " + "  ".join(f"{f:>22}" for f in families)
+    lines = [
+        f"mean load {rep.mean_replicas_of_work:.1f} replicas of work; fewest violations within each policy's "
+        "GPU-hours (violations @ GPU-h; ≥ N: no clairvoyant schedule within them has fewer):",
+        head,
+    ]
+    for r in rep.references:
+        cells = []
+        for f in rep.frontiers:
+            p = f.fewest_violations_within(r.gpu_hours)
+            bound = f.violations_at_least(r.gpu_hours)
+            cell = "-" if p is None else f"{p.violations} @ {p.gpu_hours:.1f}"
+            if bound is not None:
+                cell += f" ≥ {bound:.0f}"
+            cells.append(f"{cell:>22}")
+        seen = "-" if r.violations is None else str(r.violations)
+        lines.append(f"{r.policy:12} {r.gpu_hours:7.2f} {seen:>9}  " + "  ".join(cells))
+    for c, v, reach in rep.reaction:
+        share = reach / v if v else 0.0
+        lines.append(
+            f"constant {c} replicas: {v} violations, {reach} ({share:.1%}) late enough in their congestion "
+            "for a replica started at its onset to serve them"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+import json
+
+import pytest
+
+from autoscaler.api.policy import ScalingPolicy
+from autoscaler.core.decide import Decision, NodeView, PolicyState, decide, pool_nodes
+from autoscaler.core.events import record, render
+from autoscaler.core.nodepool import replica_pods, template_node
+from autoscaler.core.triggers import Observations, Reading
+from jobs.placement import Binpack
+from jobs.snapshot import ClusterState
+from tests.autoscaler.autoscaler_builders import (
+    T0,
+    a_policy,
+    a_pool,
+    at,
+    gpu_trigger,
+    gpus,
+    queue_trigger,
+    rates,
+    seen,
+    slo_trigger,
+    value,
+)
+
+
+def run(policy: ScalingPolicy, steps: list[tuple[float, Observations]]) -> list[Decision]:
+    """Decide at each (seconds, observations), carrying the state and feeding back the desired replicas."""
+    state: PolicyState | None = None
+    out = []
+    for s, obs in steps:
+        d = decide(policy, obs, state, at(s))
+        state = d.state
+        out.append(d)
+    return out
+
+
+def test_a_decision_says_what_it_saw_with_numbers() -> None:
+    d = decide(a_policy(triggers=[gpu_trigger(70)]), seen(2, gpu=gpus(140, 140)), None, at(0))
+    assert (d.current, d.desired) == (2, 4)
+    assert d.reason == "GPU 140% of target 70%: 2 → 4 replicas"
+    assert (d.rule, d.trigger) == ("DesiredWithinRange", "gpu")
+
+
+def test_the_first_over_target_observation_scales_up_in_the_same_decision() -> None:
+    p = a_policy(triggers=[gpu_trigger(70)])
+    calm, hot = run(p, [(0, seen(2, gpu=gpus(70, 70))), (2, seen(2, gpu=gpus(210, 210, at_s=2)))])
+    assert calm.desired == 2
+    assert hot.desired == 6  # no wait for another sync period or a second sample
+
+
+@pytest.mark.parametrize(
+    ("max_replicas", "behavior", "rule", "desired"),
+    [
+        (5, None, "TooManyReplicas", 5),
+        (50, None, "ScaleUpLimit", 6),  # +4 pods or +100 % per 15 s (the API defaults)
+        (50, {"scaleUp": {"selectPolicy": "Disabled"}}, "ScaleUpLimit", 2),
+    ],
+    ids=["max replicas", "default rate", "scale-up disabled"],
+)
+def test_the_rule_that_limited_the_step_is_named_in_the_decision(
+    max_replicas: int, behavior: dict[str, object] | None, rule: str, desired: int
+) -> None:
+    extra = {"behavior": behavior} if behavior else {}
+    p = a_policy(max_replicas=max_replicas, triggers=[gpu_trigger(10)], **extra)
+    d = decide(p, seen(2, gpu=gpus(100, 100)), None, at(0))
+    assert (d.rule, d.desired) == (rule, desired)
+    if desired != 20:
+        assert "wanted 20" in d.reason
+
+
+def test_scale_down_waits_for_the_stabilization_window() -> None:
+    p = a_policy(triggers=[gpu_trigger(50)], behavior={"scaleDown": {"stabilizationWindowSeconds": 60}})
+    ds = run(
+        p,
+        [(0, seen(4, gpu=gpus(50, 50, 50, 50)))]
+        + [(t, seen(4, gpu=gpus(10, 10, 10, 10, at_s=t))) for t in (30, 59, 61)],
+    )
+    assert [d.desired for d in ds] == [4, 4, 4, 1]
+    assert ds[1].rule == "ScaleDownStabilized"
+
+
+def test_no_scale_down_on_partial_data_but_scale_up_goes_ahead() -> None:
+    p = a_policy(triggers=[gpu_trigger(50), queue_trigger(10)])
+    down = decide(p, seen(6, gpu=gpus(10, 10, 10, 10, 10, 10)), None, at(0))
+    up = decide(p, seen(2, gpu=gpus(100, 100)), None, at(0))
+    assert (down.desired, down.rule) == (6, "PartialMetrics")
+    assert up.desired == 4
+
+
+def test_no_metric_at_all_keeps_the_replicas() -> None:
+    d = decide(a_policy(), seen(3), None, at(0))
+    assert (d.desired, d.rule) == (3, "MetricsUnavailable")
+    assert "no usable sample (no reading)" in d.reason
+
+
+def test_fallback_sets_its_replicas_once_failures_exceed_the_threshold() -> None:
+    p = a_policy(triggers=[gpu_trigger(50)], fallback={"failureThreshold": 2, "replicas": 7})
+    ds = run(p, [(t, seen(3, gpu=Reading(error="timeout"))) for t in (0, 15, 30)])
+    assert [d.rule for d in ds] == ["MetricsUnavailable", "MetricsUnavailable", "Fallback"]
+    assert ds[-1].desired == 7 and ds[-1].fallback
+    assert "timeout" in ds[-1].reason
+
+
+def scale_to_zero_policy() -> ScalingPolicy:
+    return a_policy(
+        min_replicas=0,
+        triggers=[queue_trigger(10), gpu_trigger(70)],
+        scaleToZero={"idleSeconds": 300},
+    )
+
+
+def test_scale_to_zero_after_the_idle_period_with_every_activation_signal_quiet() -> None:
+    p = scale_to_zero_policy()
+    quiet = [(t, seen(2, queue=value(0, t), gpu=gpus(1, 1, at_s=t))) for t in (0, 100, 299, 300)]
+    ds = run(p, quiet)
+    assert [d.desired for d in ds][-1] == 0
+    assert ds[-1].rule == "ScaleToZero"
+    assert ds[-2].desired > 0
+
+
+def test_from_zero_an_active_gateway_queue_wakes_the_target_at_once() -> None:
+    p = scale_to_zero_policy()
+    idle = decide(p, seen(0, queue=value(0)), None, at(0))
+    wake = decide(p, seen(0, queue=value(35)), idle.state, at(2))
+    assert (idle.desired, idle.rule) == (0, "ScaledToZero")
+    assert (wake.desired, wake.rule) == (4, "Activation")
+    assert wake.reason == "activation, queue 35 for 10/replica: 0 → 4 replicas"
+
+
+def test_a_failed_activation_signal_never_turns_into_scale_to_zero() -> None:
+    p = scale_to_zero_policy()
+    ds = run(
+        p,
+        [(0, seen(2, queue=value(0), gpu=gpus(1, 1)))]
+        + [(t, seen(2, queue=Reading(error="down"), gpu=gpus(1, 1, at_s=t))) for t in (400, 800)],
+    )
+    assert all(d.desired > 0 for d in ds)
+
+
+def test_panic_scales_at_once_past_the_rate_limits_and_holds_after_the_burst() -> None:
+    p = a_policy(
+        max_replicas=100, triggers=[gpu_trigger(50)], panic={"thresholdPercent": 200, "stableSeconds": 60}
+    )
+    burst = decide(p, seen(2, gpu=gpus(500, 500)), None, at(0))
+    assert (burst.desired, burst.rule, burst.panic) == (20, "Panic", True)
+    calm = decide(p, seen(20, gpu=gpus(*[10] * 20, at_s=30)), burst.state, at(30))
+    assert (calm.desired, calm.rule) == (20, "Panic")  # no scale-down while the panic lasts
+    after = decide(p, seen(20, gpu=gpus(*[10] * 20, at_s=400)), calm.state, at(400))
+    assert after.rule != "Panic"
+
+
+def test_the_forecast_keeps_the_level_recent_work_arrived_at() -> None:
+    p = a_policy(
+        max_replicas=100,
+        triggers=[slo_trigger(2000)],
+        forecast={"historySeconds": 600, "historyPercentile": 90},
+        behavior={"scaleDown": {"stabilizationWindowSeconds": 0}},
+    )
+    steps = [(float(t), seen(10, ttft=rates(40.0 if t < 60 else 1.0, at_s=t))) for t in range(0, 120, 6)]
+    ds = run(p, steps)
+    assert ds[-1].floor >= 11  # 40 req/s × 275 ms = 11 replicas of work, seen within the last 10 min
+    assert ds[-1].desired >= 11
+    assert "p90 of the last 600 s" in ds[-1].reason
+
+
+def test_the_state_is_a_value_and_the_decision_is_pure() -> None:
+    p = a_policy(triggers=[gpu_trigger(70)])
+    obs = seen(2, gpu=gpus(140, 140))
+    a = decide(p, obs, None, at(0))
+    b = decide(p, obs, None, at(0))
+    assert a.desired == b.desired and a.state == b.state
+
+
+def test_a_decision_renders_as_one_json_event_record() -> None:
+    d = decide(a_policy(triggers=[gpu_trigger(70)]), seen(2, gpu=gpus(140, 140)), None, at(0))
+    line = render(d)
+    assert "\n" not in line
+    event = json.loads(line)
+    assert event == record(d)
+    assert event["kind"] == "ScalingDecision"
+    assert event["replicas"] == {"current": 2, "desired": 4}
+    assert event["reason"] == "GPU 140% of target 70%: 2 → 4 replicas"
+    assert event["rule"] == "DesiredWithinRange"
+    assert event["proposals"][0]["trigger"] == "gpu"
+    assert event["time"] == "2026-01-05T12:00:00Z"
+    assert event["nodePools"] == []
+
+
+def test_node_pool_changes_add_nodes_for_replicas_that_fit_no_node() -> None:
+    pool = a_pool(gpus=8, provisioning=180)
+    p = a_policy(max_replicas=40, triggers=[gpu_trigger(50)], nodePool="h100", lead={"modelStartSeconds": 60})
+    full = ClusterState([template_node(pool, "n0")])
+    Binpack().place(replica_pods("svc", {"nvidia.com/gpu": 1}, 8), full)  # the node holds 8 replicas
+    nodes = pool_nodes(pool, [("n0", 8, 8, True, False)], {}, T0)
+    view = NodeView((pool,), full, nodes, scheduled=8)
+    d = decide(p, seen(8, gpu=gpus(*[100] * 8)), None, at(0), nodes=view)
+    assert d.desired == 16
+    assert [(c.pool, c.add) for c in d.node_pools] == [("h100", 1)]
+    assert d.node_pools[0].ready_in_s == 240
+    assert record(d)["nodePools"][0]["add"] == 1
+
+
+def test_nodes_are_planned_for_min_replicas_even_when_the_metric_wants_fewer() -> None:
+    pool = a_pool(gpus=4)
+    p = a_policy(
+        min_replicas=2,
+        max_replicas=2,
+        triggers=[gpu_trigger(50)],
+        nodePool="h100",
+        podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
+    )
+    full = ClusterState([template_node(pool, "n0")])
+    Binpack().place(replica_pods("svc", {"nvidia.com/gpu": 4}, 1), full)  # one replica holds the node
+    nodes = pool_nodes(pool, [("n0", 4, 4, True, False)], {}, T0)
+    d = decide(p, seen(2, gpu=gpus(10)), None, at(0), nodes=NodeView((pool,), full, nodes, scheduled=1))
+    assert (d.desired, d.rule) == (2, "TooFewReplicas")
+    assert [(c.pool, c.add) for c in d.node_pools] == [("h100", 1)]
+
+
+def test_node_pool_changes_remove_only_empty_nodes_idle_for_the_pools_period() -> None:
+    pool = a_pool(gpus=8, idle=600)
+    p = a_policy(triggers=[gpu_trigger(50)], nodePool="h100")
+    state = ClusterState([template_node(pool, "n0"), template_node(pool, "n1")])
+    rows = [("n0", 8, 2, True, False), ("n1", 8, 0, True, False)]
+    first = pool_nodes(pool, rows, {}, T0)
+    later = pool_nodes(pool, rows, {n.name: n for n in first}, T0 + 600)
+    early = decide(p, seen(2, gpu=gpus(50, 50)), None, at(300), nodes=NodeView((pool,), state, later, 2))
+    late = decide(
+        p, seen(2, gpu=gpus(50, 50, at_s=600)), None, at(600), nodes=NodeView((pool,), state, later, 2)
+    )
+    assert early.node_pools == ()
+    assert [c.remove for c in late.node_pools] == [("n1",)]

@@ -1,0 +1,202 @@
+import pytest
+
+from autoscaler.api.policy import ScalingPolicy
+from autoscaler.core.triggers import (
+    Context,
+    Observations,
+    Proposal,
+    Reading,
+    TriggerRegistry,
+    default_registry,
+    erlang_c_replicas,
+    register_builtins,
+)
+from tests.autoscaler.autoscaler_builders import (
+    NOW,
+    T0,
+    a_policy,
+    gpu_trigger,
+    gpus,
+    queue_trigger,
+    rates,
+    seen,
+    slo_trigger,
+    value,
+)
+
+REG = default_registry()
+CTX = Context()
+
+
+def evaluate(
+    policy: ScalingPolicy, reading: Reading | None, obs: Observations, ctx: Context = CTX
+) -> Proposal:
+    t = policy.spec.triggers[0]
+    return REG.get(t.type).evaluate(t, t.name or "t", reading, obs, ctx, NOW)
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "target", "per_gpu", "replicas", "want"),
+    [
+        ("mean", 70, (140, 140), 2, 4),
+        ("mean", 70, (100, 40), 2, 2),  # mean 70 %: within tolerance
+        ("mean", 70, (75, 75), 4, 4),  # ratio 1.07 ≤ 1.1
+        ("mean", 70, (35, 35, 35, 35), 4, 2),
+        ("max", 70, (100, 40), 2, 3),  # the hottest GPU decides
+        ("sum", 70, (100, 100, 100), 3, 5),  # 300 % total over 70 %/replica
+    ],
+    ids=["mean over", "mean within", "tolerance", "mean under", "max", "sum"],
+)
+def test_gpu_utilisation_follows_hpa_semantics_per_aggregation(
+    aggregation: str, target: int, per_gpu: tuple[float, ...], replicas: int, want: int
+) -> None:
+    p = a_policy(triggers=[gpu_trigger(target, aggregation=aggregation)])
+    assert evaluate(p, gpus(*per_gpu), seen(replicas)).replicas == want
+
+
+def test_the_gpu_reason_is_a_sentence_with_numbers() -> None:
+    p = a_policy(triggers=[gpu_trigger(70)])
+    assert evaluate(p, gpus(140, 140), seen(2)).reason == "GPU 140% of target 70%"
+
+
+def test_dcgm_dev_util_is_read_as_percent_and_prof_fields_as_ratios() -> None:
+    dev = a_policy(triggers=[gpu_trigger(50, metric="DCGM_FI_DEV_GPU_UTIL")])
+    prof = a_policy(triggers=[gpu_trigger(50, metric="DCGM_FI_PROF_SM_ACTIVE")])
+    assert evaluate(dev, Reading(per_gpu=(100.0,), at=T0), seen(1)).replicas == 2
+    assert evaluate(prof, Reading(per_gpu=(1.0,), at=T0), seen(1)).replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("reading", "why"),
+    [
+        (None, "no reading"),
+        (Reading(error="connection refused"), "connection refused"),
+        (Reading(per_gpu=(0.5,), at=T0 - 600), "sample is 600s old (max 120s)"),
+        (Reading(at=T0), "no GPU series for the target's pods"),
+    ],
+    ids=["missing", "error", "stale", "no series"],
+)
+def test_a_reading_that_cannot_be_used_gives_no_opinion_and_says_why(
+    reading: Reading | None, why: str
+) -> None:
+    p = evaluate(a_policy(), reading, seen(3))
+    assert p.replicas is None and p.failed
+    assert why in p.reason
+
+
+@pytest.mark.parametrize(
+    ("target_type", "v", "replicas", "want"),
+    [
+        ("AverageValue", 1000, 2, 10),  # a total divided among replicas
+        ("AverageValue", 210, 2, 2),  # ratio 1.05 against status: within tolerance
+        ("AverageValue", 50, 0, 1),  # from zero
+        ("Value", 200, 2, 4),  # already per replica: ratio × ready
+    ],
+    ids=["average value", "average within tolerance", "average from zero", "value"],
+)
+def test_prometheus_value_and_average_value_targets(
+    target_type: str, v: float, replicas: int, want: int
+) -> None:
+    p = a_policy(triggers=[{"type": "Prometheus", "query": "q", "target": 100, "targetType": target_type}])
+    assert evaluate(p, value(v), seen(replicas)).replicas == want
+
+
+@pytest.mark.parametrize(
+    ("lag", "partitions", "idle_ok", "want"),
+    [(2000, 0, False, 20), (2000, 8, False, 8), (2000, 8, True, 20), (0, 8, False, 0)],
+    ids=["no cap known", "capped at partitions", "idle consumers allowed", "no lag"],
+)
+def test_kafka_lag_is_divided_per_replica_and_capped_at_the_partitions(
+    lag: float, partitions: int, idle_ok: bool, want: int
+) -> None:
+    trig = {
+        "type": "KafkaLag",
+        "topic": "t",
+        "group": "g",
+        "lagPerReplica": 100,
+        "allowIdleConsumers": idle_ok,
+    }
+    reading = Reading(lag, series={"partitions": float(partitions)}, at=T0)
+    p = evaluate(a_policy(triggers=[trig]), reading, seen(0))
+    assert p.replicas == want
+    assert p.active is (lag > 0)
+
+
+def test_queue_depth_is_active_only_above_its_activation_threshold() -> None:
+    p = a_policy(triggers=[queue_trigger(10, activationThreshold=5)])
+    assert evaluate(p, value(5), seen(0)).active is False
+    assert evaluate(p, value(6), seen(0)).active is True
+    assert evaluate(p, value(95), seen(2)).replicas == 10
+
+
+def test_a_schedule_sets_a_floor_inside_its_window_and_has_no_opinion_outside() -> None:
+    trig = {"type": "Schedule", "windows": [{"cron": "0 8 * * 1-5", "durationSeconds": 36000, "replicas": 4}]}
+    p = a_policy(triggers=[trig])
+    t = p.spec.triggers[0]
+    inside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, NOW)  # Monday 12:00
+    outside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, NOW.replace(hour=19))
+    assert (inside.replicas, inside.floor) == (4, True)
+    assert (outside.replicas, outside.failed) == (None, False)
+
+
+# Values checked against the closed form C(c, a) = (aᶜ/c!)(c/(c−a)) / (Σ_{k<c} aᵏ/k! + (aᶜ/c!)(c/(c−a))).
+@pytest.mark.parametrize(
+    ("load", "budget", "quantile", "want"),
+    [
+        (0.0, 1.0, 0.99, 0),
+        (1.0, 1.0, 0.99, 4),
+        (10.0, 1.0, 0.99, 14),
+        (10.0, 1.0, 0.9, 12),
+        (10.0, 5.0, 0.99, 11),
+    ],
+    ids=["idle", "light", "ten erlangs", "looser percentile", "longer budget"],
+)
+def test_erlang_c_gives_the_fewest_servers_that_meet_the_waiting_percentile(
+    load: float, budget: float, quantile: float, want: int
+) -> None:
+    assert erlang_c_replicas(load, 1.0, budget, quantile, 1000) == want
+
+
+def test_the_slo_trigger_sizes_replicas_from_request_and_token_rates() -> None:
+    p = a_policy(triggers=[slo_trigger(2000)])
+    # 20 req/s × (2048/8000 + 28/1500) s = 5.5 replicas of work
+    got = evaluate(p, rates(20.0), seen(4))
+    assert got.demand == pytest.approx(5.49, abs=0.01)
+    assert got.replicas is not None and 6 <= got.replicas <= 10
+    assert got.reason.startswith("20.0 req/s × 275 ms = 5.5 replicas of work")
+
+
+def test_a_stricter_latency_target_asks_for_more_replicas() -> None:
+    loose = evaluate(a_policy(triggers=[slo_trigger(5000)]), rates(40.0), seen(4)).replicas
+    strict = evaluate(a_policy(triggers=[slo_trigger(600)]), rates(40.0), seen(4)).replicas
+    assert loose is not None and strict is not None and strict > loose
+
+
+def test_a_backlog_adds_transient_replicas_only_for_what_will_be_left_after_the_lead_time() -> None:
+    p = a_policy(triggers=[slo_trigger(2000, drainSeconds=60)])
+    calm = evaluate(p, rates(10.0), seen(4))
+    small = evaluate(p, rates(10.0, waiting=20), seen(4), Context(lead_s=60))
+    big = evaluate(p, rates(10.0, waiting=2000), seen(4), Context(lead_s=60))
+    assert small.replicas == calm.replicas  # four replicas drain 20 requests well before new ones start
+    assert big.replicas is not None and calm.replicas is not None and big.replicas > calm.replicas
+    assert big.sustained == calm.replicas  # the backlog part is not stabilized
+    assert "waiting" in big.reason
+
+
+def test_a_burst_seen_in_the_short_window_asks_for_transient_replicas() -> None:
+    p = a_policy(triggers=[slo_trigger(2000)])
+    steady = evaluate(p, rates(10.0), seen(4))
+    burst = evaluate(p, rates(10.0, short=60.0), seen(4))
+    assert burst.replicas is not None and steady.replicas is not None and burst.replicas > steady.replicas
+    assert burst.sustained == steady.replicas
+
+
+def test_an_unknown_trigger_type_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match=r"no trigger type 'GPUUtil' \(known: DCGM, GPUUtilization"):
+        REG.get("GPUUtil")
+
+
+def test_registering_a_type_twice_is_refused() -> None:
+    reg = register_builtins(TriggerRegistry())
+    with pytest.raises(ValueError, match="registered twice"):
+        register_builtins(reg)

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from autoscaler.replay.baselines import PROMETHEUS, Pipeline
+from autoscaler.replay.service_model import ServiceModel
+from autoscaler.replay.simulator import Actions, Simulation, largest_burst, replay
+from tests.autoscaler.autoscaler_builders import requests_at
+
+MODEL = ServiceModel(cold_start_s=60, node_provisioning_s=180, scrape_interval_s=15, metric_delay_s=5)
+
+
+class Fixed:
+    """A controller that writes `plan[t]` (replicas, nodes to add) at second t and records what it saw."""
+
+    name = "fixed"
+    description = "test"
+
+    def __init__(self, plan: dict[int, Actions] | None = None) -> None:
+        self.plan = plan or {}
+        self.seen: dict[int, tuple[int, int]] = {}
+
+    def step(self, sim: Simulation) -> Actions | None:
+        self.seen[sim.t] = (sim.spec_replicas(), sim.ready_replicas())
+        return self.plan.get(sim.t)
+
+
+def test_an_unloaded_replica_answers_after_the_prefill() -> None:
+    r = replay(requests_at([1.0, 11.0, 21.0], prompt=8000), MODEL, Fixed())
+    assert r.latency.tolist() == pytest.approx([1.0, 1.0, 1.0])  # 8,000 tokens at 8,000 tokens/s
+    assert r.slo_violations == 0
+
+
+def test_requests_wait_in_one_fifo_for_the_first_free_replica() -> None:
+    r = replay(requests_at([0.0, 0.0, 0.0], prompt=8000), MODEL, Fixed())
+    assert sorted(r.latency.tolist()) == pytest.approx([1.0, 2.0, 3.0])
+    assert r.slo_violations == 1  # only the third waits past 2 s
+    two = replay(requests_at([0.0, 0.0, 0.0], prompt=8000), MODEL, Fixed(), initial_replicas=2)
+    assert sorted(two.latency.tolist()) == pytest.approx([1.0, 1.0, 2.0])
+
+
+def test_a_new_replica_serves_after_its_cold_start_and_one_needing_a_node_after_provisioning_too() -> None:
+    model = ServiceModel(gpus_per_node=1, initial_nodes=1, cold_start_s=60, node_provisioning_s=180)
+    ctl = Fixed({0: Actions(replicas=2, add_nodes=1)})
+    sim = Simulation(requests_at([400.0]), model)
+    sim.run(ctl)
+    assert ctl.seen[179] == (2, 1)  # the new node is still provisioning
+    assert ctl.seen[239] == (2, 1)  # bound at 180, starting
+    assert ctl.seen[240] == (2, 2)
+    assert sim.cold_starts == 1
+
+
+def test_gpu_hours_count_bound_replicas_and_node_hours_count_nodes() -> None:
+    model = ServiceModel(gpus_per_node=8, initial_nodes=1)
+    r = replay(requests_at([0.0, 3599.0], prompt=80), model, Fixed(), initial_replicas=2)
+    assert r.gpu_hours == pytest.approx(2.0, rel=0.01)
+    assert r.node_gpu_hours == pytest.approx(8.0, rel=0.01)
+
+
+def test_scaled_down_replicas_finish_their_request_and_stop_taking_new_ones() -> None:
+    ctl = Fixed({1: Actions(replicas=1)})
+    r = replay(requests_at([0.5, 0.5, 1.5], prompt=16000), MODEL, ctl, initial_replicas=2)
+    # both start at 0.5 (2 s each); at 1 one replica is removed: the third waits for the survivor
+    assert sorted(r.latency.tolist()) == pytest.approx([2.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("t", "pipeline", "sample"),
+    [(19, PROMETHEUS, 0), (20, PROMETHEUS, 15), (4, PROMETHEUS, None), (7, Pipeline(2.0), 6)],
+    ids=["before the next scrape", "scraped and visible", "nothing yet", "direct read"],
+)
+def test_controllers_see_samples_only_after_scrape_and_delay(
+    t: int, pipeline: Pipeline, sample: int | None
+) -> None:
+    sim = Simulation(requests_at([0.0]), MODEL)
+    sim.t = t
+    assert sim.sample_time(pipeline) == sample
+
+
+def test_gateway_series_exist_without_pods_and_server_series_vanish_with_them() -> None:
+    sim = Simulation(requests_at([0.0, 0.1, 0.2]), MODEL, initial_replicas=0)
+    sim.run(_Stopper())
+    sim.t = 40
+    assert sim.query("sum(gateway_queue_depth)", PROMETHEUS) is not None
+    assert sim.query("sum(vllm:num_requests_waiting)", PROMETHEUS) is None
+    assert sim.query("sum(rate(gateway_requests_total[1m]))", PROMETHEUS) is not None
+
+
+class _Stopper:
+    name = "stop"
+    description = "stays at zero for a minute, then serves"
+
+    def step(self, sim: Simulation) -> Actions | None:
+        return Actions(replicas=1) if sim.t == 60 else None
+
+
+def test_concurrency_counts_a_full_batch_per_busy_replica_plus_the_queue() -> None:
+    model = ServiceModel(batch_size=16)
+    sim = Simulation(requests_at([0.0, 0.0], prompt=80000), model)  # 10 s each on one replica
+    ctl = Fixed()
+    sim.horizon = 8
+    sim.run(ctl)
+    sim.t = 5
+    assert sim.concurrency(5) == pytest.approx(16 + 1)
+
+
+def test_the_largest_burst_is_the_bin_that_most_exceeds_the_minute_before() -> None:
+    times = list(np.linspace(0, 100, 20)) + [200.0 + i / 100 for i in range(100)]
+    onset, work = largest_burst(requests_at(times, prompt=8000), MODEL)
+    assert onset == 200
+    assert work == pytest.approx(10.0)

@@ -1,0 +1,161 @@
+"""End to end through `tidescale.cli.main`: validate, backtest on a small generated trace, the benchmark."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tidescale.cli import main
+
+LLM = Path(__file__).resolve().parents[2] / "examples" / "policies" / "llm-inference.yaml"
+
+
+@pytest.fixture
+def small_trace(tmp_path: Path) -> Path:
+    """Eight minutes of Azure-format requests: quiet, a burst, quiet again (generated here, no trace data)."""
+    rng = np.random.default_rng(5)
+    times = np.sort(np.concatenate([rng.uniform(0, 480, 300), rng.uniform(200, 230, 150)]))
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for t in times:
+        whole = int(t)
+        frac = round((t - whole) * 1e7)
+        lines.append(
+            f"2023-11-16 18:{whole // 60:02d}:{whole % 60:02d}.{frac:07d},"
+            f"{int(rng.integers(100, 7400))},{int(rng.integers(5, 60))}"
+        )
+    path = tmp_path / "small.csv"
+    path.write_text("\r\n".join(lines))
+    return path
+
+
+def test_validate_accepts_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "validate", str(LLM)]) == 0
+    assert "ok (1 ScalingPolicy, 1 NodePool)" in capsys.readouterr().out
+
+
+def test_validate_names_file_line_field_and_reason_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: tidescale.io/v1alpha1\nkind: ScalingPolicy\nmetadata: {name: x}\n"
+        "spec:\n  targetRef: {name: x}\n  maxReplicas: 2\n  triggers:\n    - type: QueueDepth\n"
+        "      query: q\n      targetPerReplica: 0\n"
+    )
+    assert main(["policy", "validate", str(LLM), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:10: spec.triggers.0.targetPerReplica: Input should be greater than or equal to 1" in err
+
+
+def test_backtest_json_has_one_row_per_controller_on_the_last_line(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["policy", "backtest", str(LLM), "--trace", str(small_trace), "--rate-multiplier", "2", "--json"]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["trace"].startswith("small.csv")
+    assert out["service_model"]["slo_ttft_s"] == 2.0
+    assert [r["policy"] for r in out["rows"]] == ["tidescale", "hpa", "keda", "kpa"]
+    for row in out["rows"]:
+        assert {
+            "gpu_hours",
+            "slo_violations",
+            "slo_violation_minutes",
+            "p50_latency_s",
+            "p99_latency_s",
+            "scale_events",
+        } <= set(row)
+        assert row["gpu_hours"] > 0
+
+
+def test_backtest_prints_a_readable_table_with_the_service_model(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "backtest", str(LLM), "--trace", str(small_trace)]) == 0
+    out = capsys.readouterr().out
+    assert "cold start 60 s" in out and "SLO: p99 time to first token ≤ 2 s" in out
+    assert all(name in out for name in ("tidescale", "hpa", "keda", "kpa"))
+
+
+def test_backtest_runs_on_a_generated_synthetic_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "policy",
+            "backtest",
+            str(LLM),
+            "--trace",
+            "synthetic:bursty:2",
+            "--rate-multiplier",
+            "0.2",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["trace"].startswith("synthetic:bursty:2")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trace", "/nonexistent.csv"], "file not found"),
+        (["--service", "warp=9"], "--service 'warp=9': want KEY=VALUE"),
+        (["--rate-multiplier", "0"], "rate multiplier must be positive"),
+    ],
+    ids=["missing trace", "unknown service field", "zero multiplier"],
+)
+def test_backtest_input_errors_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "backtest", str(LLM), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_controller_benchmark_prints_decisions_per_second_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "controller", "--policies", "12", "--rounds", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["decisions"] == 36 and out["decisions_per_second"] > 0
+
+
+def test_the_end_to_end_controller_benchmark_needs_the_environment_the_composition_root_passes_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from tidescale.commands import policy as autoscaler_cli
+
+    parser = argparse.ArgumentParser()
+    autoscaler_cli.add_benchmarks(parser.add_subparsers(dest="benchmark"))  # no e2e runner given
+    args = parser.parse_args(["controller", "--e2e"])
+    assert args.func(args) == 2
+    assert "--e2e needs the local environment" in capsys.readouterr().err
+
+
+def test_the_tidescale_command_wires_the_end_to_end_controller_benchmark() -> None:
+    from tidescale.bench import controller as bench_controller
+    from tidescale.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "controller", "--e2e", "--policies", "10"])
+    assert args.e2e_handler is bench_controller.run
+
+
+def test_hindsight_places_the_policy_and_the_baselines_against_the_frontiers(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["policy", "hindsight", str(LLM), "--trace", str(small_trace), "--windows", "60", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["policy"] for r in out["references"]] == ["tidescale", "hpa", "keda", "kpa", "hpa ×0.8"]
+    assert set(out["frontiers"]) == {"constant", "clairvoyant-60s", "previous-60s"}
+    hpa = out["references"][1]
+    for best in hpa["fewest_violations_within"].values():
+        assert best is None or best["gpu_hours"] <= hpa["gpu_hours"] + 1e-9
+
+
+def test_hindsight_refuses_a_window_of_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "hindsight", str(LLM), "--windows", "0"]) == 2
+    assert "every window must be > 0 s" in capsys.readouterr().err

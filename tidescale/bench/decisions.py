@@ -1,0 +1,159 @@
+"""The decision-core benchmark: how many `decide` calls per second one process makes for N policies.
+
+Policies are generated from three shapes — an LLM service (SLO, queue depth and GPU triggers, forecast,
+panic, scale to zero), a Kafka-fed worker (lag, fallback) and a Prometheus-driven API (AverageValue, a cron
+floor) — with varied bounds and targets; observations are deterministic pseudo-random readings that move
+every round, and each policy's state is carried from one decision to the next, as the controller would.
+
+Pure apart from `run`, which reads the monotonic clock through `kernel.clock` to time itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autoscaler.api.policy import ScalingPolicy, trigger_name
+from autoscaler.core.decide import PolicyState, decide
+from autoscaler.core.triggers import Observations, Reading
+from kernel.clock import SYSTEM_CLOCK, Clock
+
+EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def _llm(i: int) -> dict[str, Any]:
+    return {
+        "targetRef": {"kind": "Deployment", "name": f"llm-{i}"},
+        "minReplicas": 0,
+        "maxReplicas": 64 + i % 64,
+        "triggers": [
+            {
+                "type": "SLO",
+                "name": "ttft",
+                "latency": {"percentile": 99, "targetMilliseconds": 1500 + 100 * (i % 10)},
+                "capacity": {"prefillTokensPerSecond": 8000, "decodeTokensPerSecond": 1500},
+                "requestRateQuery": "sum(rate(gateway_requests_total[1m]))",
+                "promptTokenRateQuery": "sum(rate(gateway_prompt_tokens_total[1m]))",
+                "generatedTokenRateQuery": "sum(rate(gateway_generated_tokens_total[1m]))",
+                "queueQuery": "sum(gateway_queue_depth)",
+            },
+            {
+                "type": "QueueDepth",
+                "name": "queue",
+                "query": "sum(gateway_queue_depth)",
+                "targetPerReplica": 64,
+            },
+            {"type": "GPUUtilization", "name": "gpu", "target": 80},
+        ],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+        "scaleToZero": {"idleSeconds": 900},
+        "forecast": {"historySeconds": 1800, "historyPercentile": 75},
+        "panic": {"thresholdPercent": 200, "stableSeconds": 60},
+    }
+
+
+def _kafka(i: int) -> dict[str, Any]:
+    return {
+        "targetRef": {"kind": "Deployment", "name": f"embed-{i}"},
+        "minReplicas": 1,
+        "maxReplicas": 48,
+        "triggers": [
+            {"type": "KafkaLag", "name": "lag", "topic": f"docs-{i}", "group": "embed", "lagPerReplica": 500},
+            {"type": "GPUUtilization", "name": "gpu", "target": 70, "aggregation": "max"},
+        ],
+        "fallback": {"failureThreshold": 3, "replicas": 4},
+    }
+
+
+def _api(i: int) -> dict[str, Any]:
+    return {
+        "targetRef": {"kind": "StatefulSet", "name": f"api-{i}"},
+        "minReplicas": 2,
+        "maxReplicas": 40,
+        "triggers": [
+            {
+                "type": "Prometheus",
+                "name": "rps",
+                "query": "sum(rate(http_requests_total[1m]))",
+                "target": 100,
+            },
+            {
+                "type": "Schedule",
+                "windows": [{"cron": "0 8 * * 1-5", "durationSeconds": 36000, "replicas": 4}],
+            },
+        ],
+    }
+
+
+def policies(n: int) -> list[ScalingPolicy]:
+    """`n` policies cycling through the three shapes."""
+    shapes = (_llm, _kafka, _api)
+    return [
+        ScalingPolicy.model_validate(
+            {
+                "apiVersion": "tidescale.io/v1alpha1",
+                "kind": "ScalingPolicy",
+                "metadata": {"name": f"p-{i}", "namespace": f"team-{i % 7}"},
+                "spec": shapes[i % 3](i),
+            }
+        )
+        for i in range(n)
+    ]
+
+
+def _readings(policy: ScalingPolicy, k: int, i: int, at: float) -> dict[str, Reading]:
+    wave = 0.5 + 0.5 * math.sin((k + 7 * i) / 5.0)
+    out: dict[str, Reading] = {}
+    for j, t in enumerate(policy.spec.triggers):
+        name = trigger_name(t, j)
+        if t.type == "SLO":
+            rate = 40.0 * wave
+            out[name] = Reading(
+                rate,
+                series={
+                    "requestsPerSecondShort": rate * (1.5 if k % 11 == 0 else 1.0),
+                    "promptTokensPerSecond": rate * 2048,
+                    "generatedTokensPerSecond": rate * 28,
+                    "waiting": 30.0 if k % 13 == 0 else 0.0,
+                },
+                at=at,
+            )
+        elif t.type == "GPUUtilization":
+            out[name] = Reading(per_gpu=tuple(0.3 + 0.6 * wave for _ in range(4)), at=at)
+        elif t.type in ("QueueDepth", "KafkaLag", "Prometheus"):
+            out[name] = Reading(2000.0 * wave if t.type != "QueueDepth" else 100.0 * wave, at=at)
+    return out
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    policies: int
+    decisions: int
+    seconds: float
+
+    @property
+    def decisions_per_second(self) -> float:
+        return self.decisions / self.seconds if self.seconds > 0 else 0.0
+
+
+def run(n: int, rounds: int = 20, clock: Clock = SYSTEM_CLOCK) -> BenchResult:
+    """Decide `rounds` times for each of `n` policies (2 s apart), timing only the `decide` calls."""
+    ps = policies(n)
+    states: list[PolicyState | None] = [None] * n
+    replicas = [max(1, p.spec.min_replicas) for p in ps]
+    inputs = []
+    for k in range(rounds):
+        now = EPOCH + timedelta(seconds=2 * k)
+        at = now.timestamp()
+        inputs.append((now, [_readings(p, k, i, at) for i, p in enumerate(ps)]))
+    decisions = 0
+    start = clock.monotonic()
+    for now, readings in inputs:
+        for i, p in enumerate(ps):
+            d = decide(p, Observations(replicas[i], replicas[i], readings[i]), states[i], now)
+            states[i] = d.state
+            replicas[i] = d.desired
+            decisions += 1
+    return BenchResult(n, decisions, clock.monotonic() - start)

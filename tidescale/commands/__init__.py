@@ -1,0 +1,1 @@
+"""The command-line subcommands of the products, wired by `tidescale.cli`."""

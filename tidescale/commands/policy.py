@@ -1,0 +1,430 @@
+"""The autoscaler's commands and benchmarks in the `tidescale` CLI.
+
+`add_commands` registers `tidescale policy validate FILE…` (exit 2 on any invalid file; each problem on one
+line as `file:LINE: field: reason`) and `tidescale policy backtest FILE --trace CSV [--rate-multiplier X]
+[--json]` (the policy and the HPA, KEDA and KPA baselines replayed on the trace; with `--json` the last line
+is one JSON object), and `tidescale policy hindsight FILE …` (the same replay set against capacity schedules
+chosen in hindsight, `autoscaler.replay.hindsight`). `add_benchmarks` registers `tidescale bench controller
+--policies N --json` (decisions per second of the pure decision core; `--e2e` is the controller benchmark
+of the controller issue) and `tidescale bench autoscaler` (the backtest table at several rate multipliers).
+Handlers take the parsed arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
+
+The shell of this package's pure modules: it reads the files named on the command line and prints; it
+opens no network connection and starts no process, except `tidescale events watch [--json]`, which tails the
+scaling-events topic on Kafka (or watches the controller's Kubernetes Events) through
+`autoscaler.controller.sources.kafka_events` / `kube_events` until interrupted, `--max-events` or `--timeout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from autoscaler.api import crd
+from autoscaler.api.policy import read_policy_file
+from autoscaler.replay import hindsight
+from autoscaler.replay.backtest import NoPolicy, format_table, run_backtest, to_json_line
+from autoscaler.replay.service_model import ServiceModel
+from autoscaler.replay.trace import SYNTHETIC, Requests, load_trace, multiply, synthetic
+from kernel.errors import InvalidSpec
+from tidescale.bench import decisions as bench
+
+DEFAULT_TRACE = Path("../shared/traces/azure-llm-2023/AzureLLMInferenceTrace_code.csv")
+DEFAULT_POLICY = Path("examples/policies/llm-inference.yaml")
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = sub.add_parser(
+        "policy", help="scaling policies: validate them, backtest them on a trace, set them against hindsight"
+    )
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+
+    v = policy_sub.add_parser("validate", help="check ScalingPolicy/NodePool files; exit 2 on any error")
+    v.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="policy files (YAML, several documents)"
+    )
+    v.set_defaults(func=validate_command)
+
+    b = policy_sub.add_parser(
+        "backtest", help="replay a trace through the policy and the HPA, KEDA and KPA baselines"
+    )
+    b.add_argument(
+        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
+    )
+    _trace_arguments(b)
+    b.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    b.set_defaults(func=backtest_command)
+
+    h = policy_sub.add_parser(
+        "hindsight",
+        help="what capacity schedules that know the trace achieve, beside the policy and the baselines",
+    )
+    h.add_argument(
+        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
+    )
+    _trace_arguments(h)
+    h.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    h.add_argument(
+        "--windows",
+        default="60,300",
+        help="comma-separated windows (s) of the clairvoyant schedules (default 60,300)",
+    )
+    h.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    h.set_defaults(func=hindsight_command)
+
+    events = sub.add_parser("events", help="scaling events: what the controller decided and why")
+    events_sub = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    w = events_sub.add_parser(
+        "watch",
+        help="stream scaling events live from Kafka (default) or Kubernetes Events until interrupted",
+    )
+    w.add_argument("--json", action="store_true", help="one JSON object per line instead of a readable line")
+    w.add_argument(
+        "--kafka-bootstrap",
+        default=None,
+        metavar="B",
+        help="Kafka to read (default: $TIDESCALE_KAFKA_BOOTSTRAP or the local environment's Kafka)",
+    )
+    w.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="K",
+        help="read Kubernetes Events instead (default when no Kafka is found: $KUBECONFIG or the local one)",
+    )
+    w.add_argument("--topic", default=None, help="the events topic (default tidescale.scaling-events)")
+    w.add_argument("--namespace", default=None, metavar="NS", help="only policies in this namespace")
+    w.add_argument("--policy", default=None, metavar="NAME", help="only this policy (name or namespace/name)")
+    w.add_argument("--from-beginning", action="store_true", help="print the stored events first")
+    w.add_argument("--max-events", type=int, default=None, metavar="N", help="stop after N events")
+    w.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    w.set_defaults(func=events_watch_command)
+
+    c = sub.add_parser("crds", help="the ScalingPolicy and NodePool CRDs, generated from the policy models")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--write", type=Path, metavar="DIR", help=f"write them into DIR (e.g. {crd.CRD_DIR})")
+    where.add_argument(
+        "--check",
+        type=Path,
+        metavar="DIR",
+        help="exit 1 when the files in DIR differ from the generated ones",
+    )
+    c.set_defaults(func=crds_command)
+
+
+def add_benchmarks(
+    bench_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    e2e: Callable[[argparse.Namespace], int] | None = None,
+) -> None:
+    """`e2e`: the end-to-end controller benchmark, which needs the local environment (the composition root
+    passes it in; this package cannot start the environment)."""
+    c = bench_sub.add_parser("controller", help="decisions per second of the pure decision core (in process)")
+    c.add_argument("--policies", type=int, default=1000, help="number of distinct policies (default 1000)")
+    c.add_argument("--rounds", type=int, default=20, help="decisions per policy (default 20)")
+    c.add_argument(
+        "--e2e", action="store_true", help="the end-to-end controller benchmark (the controller issue)"
+    )
+    c.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    c.add_argument("--probes", type=int, default=20, help="--e2e: signal changes timed (default 20)")
+    c.add_argument("--state-dir", type=Path, default=None, help="--e2e: where the environment runs")
+    c.add_argument("--sync-seconds", type=float, default=15.0, help="--e2e: the controller's sweep period")
+    c.set_defaults(func=controller_bench_command, e2e_handler=e2e)
+
+    a = bench_sub.add_parser("autoscaler", help="the policy backtest at several rate multipliers")
+    a.add_argument(
+        "--file", type=Path, default=DEFAULT_POLICY, help=f"policy file (default {DEFAULT_POLICY})"
+    )
+    a.add_argument("--multipliers", default="10,30", help="comma-separated rate multipliers (default 10,30)")
+    _trace_arguments(a, multiplier=False)
+    a.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    a.set_defaults(func=autoscaler_bench_command)
+
+
+def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> None:
+    p.add_argument(
+        "--trace",
+        default=str(DEFAULT_TRACE),
+        help=(
+            "request log (TIMESTAMP,ContextTokens,GeneratedTokens) or rate series (timestamp,qps), or "
+            f"synthetic:KIND[:SEED] with KIND in {', '.join(SYNTHETIC)} (default {DEFAULT_TRACE})"
+        ),
+    )
+    if multiplier:
+        p.add_argument(
+            "--rate-multiplier", type=float, default=1.0, help="scale the trace's rate (default 1)"
+        )
+    p.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a service-model field, e.g. cold_start_s=30 (repeatable)",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"tidescale: {message}", file=sys.stderr)
+    return 2
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    bad = False
+    for path in args.files:
+        try:
+            f = read_policy_file(path)
+        except InvalidSpec as e:
+            bad = True
+            for line in str(e).splitlines():
+                print(line, file=sys.stderr)
+            continue
+        kinds = [f"{len(f.policies)} ScalingPolicy", f"{len(f.pools)} NodePool"]
+        print(f"{path}: ok ({', '.join(kinds)})")
+    return 2 if bad else 0
+
+
+def crds_command(args: argparse.Namespace) -> int:
+    """Print the CRDs (one YAML stream), write them into a folder, or check a folder against them."""
+    generated = crd.files()
+    if args.write is not None:
+        args.write.mkdir(parents=True, exist_ok=True)
+        for name, text in generated.items():
+            (args.write / name).write_text(text, encoding="utf-8")
+            print(f"wrote {args.write / name}")
+        return 0
+    if args.check is not None:
+        stale = [
+            name
+            for name, text in generated.items()
+            if not (args.check / name).is_file() or (args.check / name).read_text(encoding="utf-8") != text
+        ]
+        for name in stale:
+            print(f"{args.check / name}: differs from the generated CRD", file=sys.stderr)
+        if stale:
+            print(f"tidescale: regenerate with `tidescale crds --write {args.check}`", file=sys.stderr)
+            return 1
+        print(f"{args.check}: {len(generated)} CRDs up to date")
+        return 0
+    print("".join(generated.values()), end="")
+    return 0
+
+
+def _service_model(overrides: list[str]) -> ServiceModel:
+    model = ServiceModel()
+    fields = {f.name: f for f in dataclasses.fields(ServiceModel)}
+    changes: dict[str, object] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--service {item!r}: want KEY=VALUE with KEY one of {', '.join(fields)}")
+        kind = type(getattr(model, key))
+        try:
+            changes[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--service {item!r}: {value!r} is not a {kind.__name__}") from None
+    return model.with_(**changes)
+
+
+def _requests(spec: str, model: ServiceModel) -> Requests:
+    if spec.startswith("synthetic:"):
+        parts = spec.split(":")
+        seed = int(parts[2]) if len(parts) > 2 else 1
+        return synthetic(parts[1], seed, model.mean_prompt_tokens, model.mean_generated_tokens)
+    return load_trace(Path(spec), model.mean_prompt_tokens, model.mean_generated_tokens)
+
+
+def backtest_command(args: argparse.Namespace) -> int:
+    try:
+        model = _service_model(args.service)
+        file = read_policy_file(args.file)
+        requests = multiply(_requests(args.trace, model), args.rate_multiplier)
+        bt = run_backtest(file, requests, model, policy_name=args.policy)
+    except InvalidSpec as e:
+        return _fail(str(e))
+    except (NoPolicy, ValueError, KeyError) as e:
+        return _fail(str(e))
+    if args.json:
+        print(to_json_line(bt))
+    else:
+        print(format_table(bt))
+    return 0
+
+
+def hindsight_command(args: argparse.Namespace) -> int:
+    try:
+        model = _service_model(args.service)
+        file = read_policy_file(args.file)
+        requests = multiply(_requests(args.trace, model), args.rate_multiplier)
+        windows = [float(w) for w in args.windows.split(",") if w.strip()]
+        if any(w <= 0 for w in windows):
+            raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
+        bt = run_backtest(file, requests, model, policy_name=args.policy)
+    except InvalidSpec as e:
+        return _fail(str(e))
+    except (NoPolicy, ValueError, KeyError) as e:
+        return _fail(str(e))
+    refs = [hindsight.Reference(r.policy, r.gpu_hours, r.slo_violations) for r in bt.results]
+    # the issue's first goal asks for 20 % fewer GPU-hours than HPA: show what that budget buys
+    refs += [
+        hindsight.Reference("hpa ×0.8", 0.8 * r.gpu_hours, None) for r in bt.results if r.policy == "hpa"
+    ]
+    rep = hindsight.report(requests, bt.model, refs, windows)
+    if args.json:
+        out = {"trace": bt.trace, "policy": bt.policy, "service_model": bt.model.render(), **rep.render()}
+        print(json.dumps(out, separators=(",", ":")))
+    else:
+        print(hindsight.format_report(rep))
+    return 0
+
+
+def controller_bench_command(args: argparse.Namespace) -> int:
+    if args.e2e:
+        if args.e2e_handler is None:
+            return _fail("--e2e needs the local environment: run it through the `tidescale` command")
+        return int(args.e2e_handler(args))
+    if args.policies < 1 or args.rounds < 1:
+        return _fail("--policies and --rounds must be at least 1")
+    result = bench.run(args.policies, args.rounds)
+    out = {
+        "decisions_per_second": round(result.decisions_per_second, 1),
+        "policies": result.policies,
+        "decisions": result.decisions,
+        "seconds": round(result.seconds, 4),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"{result.decisions} decisions for {result.policies} policies in {result.seconds:.3f} s: "
+            f"{result.decisions_per_second:,.0f} decisions/s"
+        )
+    return 0
+
+
+def autoscaler_bench_command(args: argparse.Namespace) -> int:
+    try:
+        model = _service_model(args.service)
+        file = read_policy_file(args.file)
+        base = _requests(args.trace, model)
+        multipliers = [float(m) for m in args.multipliers.split(",") if m.strip()]
+    except InvalidSpec as e:
+        return _fail(str(e))
+    except ValueError as e:
+        return _fail(str(e))
+    runs = []
+    for m in multipliers:
+        bt = run_backtest(file, multiply(base, m), model)
+        if not args.json:
+            print(f"--- rate multiplier {m:g}")
+            print(format_table(bt))
+        runs.append({"rate_multiplier": m, **bt.render_json()})
+    if args.json:
+        print(json.dumps({"benchmark": "autoscaler", "runs": runs}, separators=(",", ":")))
+    return 0
+
+
+def _local_endpoint(component: str) -> str | None:
+    """An endpoint recorded by `tidescale local up` (read from its state file: this package may not import
+    the composition root)."""
+    state = Path(os.environ.get("TIDESCALE_STATE_DIR", ".tidescale/local")) / "state.json"
+    try:
+        return str(json.loads(state.read_text())["components"][component]["endpoint"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _event_source(args: argparse.Namespace) -> tuple[str, str] | None:
+    """("kafka", bootstrap) or ("kubernetes", kubeconfig): flags first, then the environment, then the local
+    environment's state; Kafka wins when both are found without a flag."""
+    if args.kafka_bootstrap:
+        return "kafka", args.kafka_bootstrap
+    if args.kubeconfig:
+        return "kubernetes", args.kubeconfig
+    bootstrap = os.environ.get("TIDESCALE_KAFKA_BOOTSTRAP") or _local_endpoint("kafka")
+    if bootstrap:
+        return "kafka", bootstrap
+    kubeconfig = os.environ.get("KUBECONFIG") or _local_endpoint("kubernetes")
+    return ("kubernetes", kubeconfig) if kubeconfig else None
+
+
+def event_line(record: dict[str, object]) -> str:
+    """`14:02:07 ml/llm Deployment/llm 2 → 4 ScaleUp: GPU 140% of target 70%: 2 → 4 replicas` (UTC time)."""
+    from autoscaler.controller.sinks.kube_events import reason_of
+
+    time = str(record.get("time", ""))
+    clock = time[11:19] if len(time) >= 19 else time
+    replicas = record.get("replicas")
+    change = f"{replicas.get('current')} → {replicas.get('desired')}" if isinstance(replicas, dict) else "?"
+    reason = str(record.get("eventReason") or reason_of(record))
+    count = record.get("count")
+    repeat = f" (×{count})" if isinstance(count, int) and count > 1 else ""
+    where = f"{record.get('policy')} {record.get('target')}"
+    return f"{clock} {where} {change} {reason}: {record.get('reason')}{repeat}"
+
+
+def events_watch_command(args: argparse.Namespace) -> int:
+    from autoscaler.controller.sinks import kube_events
+    from autoscaler.controller.sources import kafka_events
+    from kernel.clock import Deadline
+    from kernel.errors import TemporaryError
+
+    if args.max_events is not None and args.max_events < 1:
+        return _fail("--max-events must be at least 1")
+    source = _event_source(args)
+    if source is None:
+        return _fail(
+            "no event source: pass --kafka-bootstrap or --kubeconfig, set TIDESCALE_KAFKA_BOOTSTRAP or "
+            "KUBECONFIG, or run `tidescale local up`"
+        )
+    kind, endpoint = source
+    deadline = Deadline(args.timeout) if args.timeout is not None else None
+
+    def stop() -> bool:
+        return deadline is not None and deadline.expired()
+
+    def ready() -> None:
+        print(f"tidescale: watching scaling events from {kind} {endpoint}", file=sys.stderr, flush=True)
+
+    def wanted(record: dict[str, object]) -> bool:
+        namespace, _, name = str(record.get("policy", "")).partition("/")
+        if args.namespace and namespace != args.namespace:
+            return False
+        if args.policy:
+            return args.policy in (name, f"{namespace}/{name}")
+        return True
+
+    printed = 0
+    try:
+        if kind == "kafka":
+            topic = args.topic or kafka_events.DEFAULT_TOPIC
+            records = kafka_events.tail(
+                endpoint, topic, from_beginning=args.from_beginning, on_ready=ready, should_stop=stop
+            )
+        else:
+            from kubernetes import config
+
+            api = config.new_client_from_config(config_file=endpoint)
+            records = kube_events.watch(
+                api, args.namespace, from_beginning=args.from_beginning, on_ready=ready, should_stop=stop
+            )
+        for record in records:
+            if not wanted(record):
+                continue
+            text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) if args.json else None
+            print(text if text is not None else event_line(record), flush=True)
+            printed += 1
+            if args.max_events is not None and printed >= args.max_events:
+                break
+    except KeyboardInterrupt:
+        return 0
+    except TemporaryError as e:
+        print(f"tidescale: {e}", file=sys.stderr)
+        return 1
+    if args.max_events is not None and printed < args.max_events:
+        print(f"tidescale: {printed} of {args.max_events} events before the timeout", file=sys.stderr)
+        return 1
+    return 0
