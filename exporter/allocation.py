@@ -8,7 +8,13 @@ pod-resources API.
   as in a static spec, so they are stable across restarts.
 - A pod bound to such a node, not terminated (phase neither Succeeded nor Failed), holds GPUs for each
   container that requests `nvidia.com/gpu` (limits, else requests), as the device plugin allocates them.
-- Allocation is stable: a container keeps its GPUs while its pod lives; new containers take the
+- A pod that the tidescale scheduler (or a gpushare scheduler) bound carries its GPUs in its annotations
+  (`tidescale.io/gpus`, `tidescale.io/gpu-slices`, `ALIYUN_COM_GPU_MEM_IDX`, read by
+  `jobs.device_annotations.read_assignment`): those are its GPUs, exactly, so the series name the pod the
+  scheduler put there. A GPU shared by several pods (slices, gpushare) names one of them, the first in
+  (namespace, name) order — as dcgm-exporter does with `-k` alone (the pod-resources API maps a device to
+  one pod; ../shared/reference/gpu-metrics.md §4).
+- Otherwise allocation is stable: a container keeps its GPUs while its pod lives; new containers take the
   lowest-numbered free GPUs, pods in (namespace, name) order. A container that does not fit gets what it
   held before and the shortfall is reported (the scheduler should never let that happen).
 - A pod's Deployment is its controlling ReplicaSet's name minus the `pod-template-hash` suffix
@@ -28,6 +34,7 @@ from exporter import model
 from exporter.model import SimDevice
 from exporter.reading import DeviceLabels, PodRef
 from exporter.spec import MemoryMode, gpu_pci_bus_id, gpu_uuid
+from jobs.device_annotations import GPUSHARE_ALLOCATION, GPUSHARE_IDX, read_assignment
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -54,7 +61,9 @@ class GpuContainer:
 
 @dataclass(frozen=True)
 class GpuPod:
-    """A live pod bound to a node, with the containers that request GPUs."""
+    """A live pod bound to a node, with the containers that request GPUs. `assigned`: the GPU indices its
+    scheduler recorded in its annotations (empty when it recorded none); `shared`: those GPUs are shares
+    (vGPU slices, gpushare memory) that other pods may hold too."""
 
     uid: str
     namespace: str
@@ -62,6 +71,8 @@ class GpuPod:
     node: str
     containers: tuple[GpuContainer, ...]
     deployment: str | None = None
+    assigned: tuple[int, ...] = ()
+    shared: bool = False
 
 
 Slot = tuple[str, int]  # (node, GPU index)
@@ -123,6 +134,10 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
         count = _count(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE)))
         if count:
             containers.append(GpuContainer(str(container.get("name", "")), count))
+    assigned, shared = _assigned(metadata.get("annotations") or {})
+    if assigned and not containers:  # a share asked for in memory (gpushare), not in nvidia.com/gpu
+        first = (spec.get("containers") or [{}])[0]
+        containers.append(GpuContainer(str(first.get("name", "")), len(assigned)))
     if not containers:
         return None
     return GpuPod(
@@ -132,7 +147,22 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
         node=str(node),
         containers=tuple(containers),
         deployment=deployment_of(metadata),
+        assigned=assigned,
+        shared=shared,
     )
+
+
+def _assigned(annotations: Mapping[str, str]) -> tuple[tuple[int, ...], bool]:
+    """The GPU indices a scheduler recorded on the pod, and whether they are shares; a malformed record
+    counts as none (the pod then gets GPUs as the device plugin would hand them out)."""
+    try:
+        assignment = read_assignment(annotations)
+    except ValueError:
+        return (), False
+    if assignment is None or not assignment.gpus:
+        return (), False
+    gpushare = GPUSHARE_IDX in annotations or GPUSHARE_ALLOCATION in annotations
+    return assignment.gpus, bool(assignment.slices) or gpushare
 
 
 def deployment_of(metadata: Mapping[str, Any]) -> str | None:
@@ -152,19 +182,40 @@ def allocate(nodes: Sequence[GpuNode], pods: Sequence[GpuPod], previous: Mapping
     node, still needed); 2. the lowest-numbered free GPUs for the rest."""
     sizes = {n.name: n.gpus for n in nodes}
     ordered = sorted((p for p in pods if p.node in sizes), key=lambda p: (p.namespace, p.name, p.uid))
+    holders: dict[Slot, Holder] = {}
+    shortfalls: list[str] = []
+    # 0. recorded: a pod whose scheduler recorded its GPUs holds exactly those (its containers in order);
+    # a whole GPU two records claim goes to the first and the second is reported.
+    for pod in (p for p in ordered if p.assigned):
+        indices = iter(pod.assigned)
+        for container in pod.containers:
+            for index in [i for _, i in zip(range(container.gpus), indices, strict=False)]:
+                slot = (pod.node, index)
+                if index >= sizes[pod.node]:
+                    shortfalls.append(
+                        f"pod {pod.namespace}/{pod.name} records GPU {index} on node {pod.node}, "
+                        f"which has {sizes[pod.node]}"
+                    )
+                elif slot not in holders:
+                    holders[slot] = (pod.uid, container.name)
+                elif not pod.shared:
+                    shortfalls.append(
+                        f"pod {pod.namespace}/{pod.name} records GPU {index} on node {pod.node}, "
+                        "which another pod holds"
+                    )
+    recorded = set(holders)
+    ordered = [p for p in ordered if not p.assigned]
     wanted: dict[Holder, int] = {(p.uid, c.name): c.gpus for p in ordered for c in p.containers}
     pod_nodes = {p.uid: p.node for p in ordered}
-    holders: dict[Slot, Holder] = {}
     held: dict[Holder, int] = {}
     # 1. keep: a slot stays with its holder while the holder lives, needs it, and the GPU still exists.
     for slot, holder in sorted(previous.items()):
         node, index = slot
         on_its_node = pod_nodes.get(holder[0]) == node and index < sizes[node]
-        if on_its_node and held.get(holder, 0) < wanted.get(holder, 0):
+        if on_its_node and slot not in recorded and held.get(holder, 0) < wanted.get(holder, 0):
             holders[slot] = holder
             held[holder] = held.get(holder, 0) + 1
     # 2. fill: the rest from the node's free GPUs, lowest index first.
-    shortfalls: list[str] = []
     for pod in ordered:
         for container in pod.containers:
             holder = (pod.uid, container.name)

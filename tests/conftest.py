@@ -28,14 +28,23 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
-    """The control plane alone (no node pools: tests create the nodes they need), shared by every test
-    directory that does not need a differently shaped one."""
+    """The one control plane of a pytest run (no node pools: tests create the nodes they need, tainted or
+    selected so that other tests' pods do not land there, and delete them). `stack` adds Kafka, the exporter
+    and Prometheus to the same environment when a test needs them."""
     state_dir = tmp_path_factory.mktemp("kubernetes")
     env = environment.up(["kubernetes"], state_dir)
     try:
         yield env
     finally:
-        environment.down(state_dir)
+        environment.down(state_dir)  # every component of the environment, `stack`'s too
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: environment.Environment) -> environment.Environment:
+    """The `cluster` environment with Kafka, the exporter (following the cluster's GPU nodes and pods) and
+    Prometheus scraping it: the same control plane; the other components start with the first module that
+    asks, and again for the next module if a test stopped one; all stop with `cluster`."""
+    return environment.up(["kubernetes", "kafka", "exporter", "prometheus"], cluster.state_dir)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +70,7 @@ def h(cluster: environment.Environment, kube: Any, namespace: str, volcano_crds:
 
 @pytest.fixture(scope="module")
 def kube(cluster: environment.Environment) -> Any:
-    """A Kubernetes API client for the `cluster` fixture of the test's directory or module (module-scoped:
-    directories start different clusters, and a session-scoped client would keep the first one's)."""
+    """A Kubernetes API client for the session's control plane."""
     from kubernetes import config
 
     return config.new_client_from_config(config_file=cluster.kubeconfig)

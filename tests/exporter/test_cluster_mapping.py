@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from exporter import allocation, reading
-from tidescale.cli import main
 from exporter.allocation import (
     Allocation,
     GpuContainer,
@@ -27,6 +26,7 @@ from exporter.selector import LoadRequest, apply_rules, with_rule
 from exporter.simulator import Simulator
 from exporter.spec import gpu_uuid
 from kernel.clock import FakeClock
+from tidescale.cli import main
 
 # builders
 
@@ -197,6 +197,65 @@ def test_a_node_that_lost_gpus_drops_the_holders_of_the_missing_ones() -> None:
     then = allocate([a_node(gpus=1)], [a_pod("a"), a_pod("b")], first.holders)
     assert holders_by_pod(then) == {("gpu-0", 0): "a"}
     assert len(then.shortfalls) == 1
+
+
+def recorded(obj: dict[str, Any], **annotations: str) -> dict[str, Any]:
+    obj["metadata"]["annotations"] = annotations
+    return obj
+
+
+def test_a_pod_the_scheduler_recorded_holds_exactly_the_recorded_gpus() -> None:
+    pod = gpu_pod(recorded(a_pod_object("b"), **{"tidescale.io/gpus": "3"}))
+    other = gpu_pod(a_pod_object("a"))
+    assert pod is not None and other is not None
+    result = allocate([a_node(gpus=4)], [pod, other], {})
+    # the recorded pod holds GPU 3 as the scheduler decided (not the lowest free one); the unrecorded
+    # pod takes the lowest free GPU, as the device plugin would
+    assert holders_by_pod(result) == {("gpu-0", 3): "b", ("gpu-0", 0): "a"}
+
+
+def test_a_recorded_gpu_is_not_kept_by_an_unrecorded_pod_that_held_it_before() -> None:
+    plain = gpu_pod(a_pod_object("a"))
+    assert plain is not None
+    first = allocate([a_node(gpus=2)], [plain], {})
+    assert holders_by_pod(first) == {("gpu-0", 0): "a"}
+    claimed = gpu_pod(recorded(a_pod_object("z"), **{"tidescale.io/gpus": "0"}))
+    assert claimed is not None
+    then = allocate([a_node(gpus=2)], [plain, claimed], first.holders)
+    assert holders_by_pod(then) == {("gpu-0", 0): "z", ("gpu-0", 1): "a"}
+
+
+def test_pods_sharing_a_gpu_by_slices_name_the_first_as_dcgm_exporter_does_and_nothing_is_short() -> None:
+    shares = [
+        gpu_pod(
+            recorded(a_pod_object(name), **{"tidescale.io/gpus": "1", "tidescale.io/gpu-slices": f"1:{slot}"})
+        )
+        for name, slot in (("s2", 1), ("s1", 0))
+    ]
+    assert all(p is not None and p.shared for p in shares)
+    result = allocate([a_node(gpus=2)], [p for p in shares if p is not None], {})
+    assert holders_by_pod(result) == {("gpu-0", 1): "s1"}
+    assert result.shortfalls == ()
+
+
+def test_a_gpushare_pod_without_a_gpu_count_holds_its_recorded_device() -> None:
+    memory_only = [{"name": "srv", "resources": {"limits": {"aliyun.com/gpu-mem": "8"}}}]
+    pod = gpu_pod(recorded(a_pod_object("g", containers=memory_only), ALIYUN_COM_GPU_MEM_IDX="1"))
+    assert pod is not None and pod.shared and pod.assigned == (1,)
+    result = allocate([a_node(gpus=2)], [pod], {})
+    assert result.holders == {("gpu-0", 1): ("uid-g", "srv")}
+
+
+def test_two_pods_recording_the_same_whole_gpu_are_reported() -> None:
+    pods = [gpu_pod(recorded(a_pod_object(n), **{"tidescale.io/gpus": "0"})) for n in ("a", "b")]
+    result = allocate([a_node(gpus=2)], [p for p in pods if p is not None], {})
+    assert holders_by_pod(result) == {("gpu-0", 0): "a"}
+    assert result.shortfalls == ("pod ml/b records GPU 0 on node gpu-0, which another pod holds",)
+
+
+def test_a_malformed_record_counts_as_none() -> None:
+    pod = gpu_pod(recorded(a_pod_object("a"), **{"tidescale.io/gpus": "zero"}))
+    assert pod is not None and pod.assigned == ()
 
 
 # devices

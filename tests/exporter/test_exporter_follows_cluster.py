@@ -1,7 +1,7 @@
 """The simulated DCGM exporter following the real local control plane (`tidescale exporter --kubeconfig`):
 its GPUs are the KWOK nodes' `nvidia.com/gpu`, labelled with the pods the scheduler bound there, and a
-load set for a Deployment reaches its pods as they come and go. Lives beside the controller tests to
-share their control plane (`cluster`, `kube`, `namespace`)."""
+load set for a Deployment reaches its pods as they come and go. On the session's control plane (`cluster`,
+`kube`, `namespace`; `stack` adds the environment's own exporter and Prometheus)."""
 
 from __future__ import annotations
 
@@ -173,35 +173,29 @@ def test_the_exporter_labels_gpus_with_the_pods_holding_them_and_a_deployment_lo
     apps.delete_namespaced_deployment("llm", namespace)
 
 
-def test_the_local_environment_wires_the_exporter_to_its_cluster(tmp_path: Path) -> None:
+def test_the_local_environment_wires_the_exporter_to_its_cluster(
+    stack: environment.Environment, pool: Pool, namespace: str
+) -> None:
     """`up(kubernetes, exporter, prometheus)`: Prometheus sees a DCGM series named after a real pod."""
-    state_dir = tmp_path / "env"
-    env = environment.up(["kubernetes", "exporter", "prometheus"], state_dir, node_pools=[nodes.gpu_pool(1)])
-    try:
-        core = client.CoreV1Api(config.new_client_from_config(config_file=env.kubeconfig))
-        wait_for(
-            lambda: core.list_namespaced_service_account("default").items,
-            TIMEOUT_S,
-            "the default ServiceAccount",
-        )
-        trainer = {
-            "metadata": {"name": "trainer-0"},
-            "spec": {
-                "containers": [
-                    {"name": "main", "image": "pytorch", "resources": {"limits": {"nvidia.com/gpu": "2"}}}
-                ]
-            },
-        }
-        core.create_namespaced_pod("default", trainer)
-        result = wait_for(
-            lambda: prometheus.query(env.prometheus_url, 'DCGM_FI_DEV_GPU_UTIL{pod="trainer-0"}'),
-            TIMEOUT_S,
-            "Prometheus to scrape trainer-0's GPUs",
-        )
-        metrics: list[dict[str, str]] = [r["metric"] for r in result]
-        assert sorted(m["gpu"] for m in metrics) == ["0", "1"]
-        assert {(m["namespace"], m["container"], m["hostname"]) for m in metrics} == {
-            ("default", "main", "gpu-0")
-        }
-    finally:
-        environment.down(state_dir)
+    core = client.CoreV1Api(config.new_client_from_config(config_file=stack.kubeconfig))
+    trainer = {
+        "metadata": {"name": "trainer-0"},
+        "spec": {
+            "nodeSelector": {POOL_LABEL: pool.name},
+            "tolerations": [{"key": "tidescale.io/test", "operator": "Equal", "value": pool.taint}],
+            "containers": [
+                {"name": "main", "image": "pytorch", "resources": {"limits": {"nvidia.com/gpu": "2"}}}
+            ],
+        },
+    }
+    core.create_namespaced_pod(namespace, trainer)
+    query = f'DCGM_FI_DEV_GPU_UTIL{{pod="trainer-0",namespace="{namespace}"}}'
+    result = wait_for(
+        lambda: prometheus.query(stack.prometheus_url, query),
+        TIMEOUT_S,
+        "Prometheus to scrape trainer-0's GPUs",
+    )
+    metrics: list[dict[str, str]] = [r["metric"] for r in result]
+    assert sorted(m["gpu"] for m in metrics) == ["0", "1"]
+    assert {(m["namespace"], m["container"]) for m in metrics} == {(namespace, "main")}
+    assert {m["hostname"] for m in metrics} <= set(pool.nodes)

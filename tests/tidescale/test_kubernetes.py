@@ -4,6 +4,7 @@ nodes, driven through the official Python client."""
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,29 +23,45 @@ pytestmark = pytest.mark.integration
 CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
-    state_dir = tmp_path_factory.mktemp("kubernetes")
-    env = environment.up(["kubernetes"], state_dir, node_pools=[nodes.gpu_pool(2)])
+POOL = f"gpu-{uuid.uuid4().hex[:6]}"  # this module's node pool
+ON_POOL: dict[str, Any] = {
+    "node_selector": {nodes.POOL_LABEL: POOL},
+    "tolerations": [{"key": "tidescale.io/test", "operator": "Equal", "value": POOL}],
+}
+
+
+@pytest.fixture(scope="module")
+def gpu_nodes(cluster: environment.Environment) -> Iterator[list[str]]:
+    """Two KWOK H100 nodes of this module's own pool, tainted so that only this module's pods (`ON_POOL`)
+    land there (the control plane is the session's, shared with every other test)."""
+    pool = nodes.gpu_pool(2, POOL).model_copy(
+        update={"taints": [nodes.Taint(key="tidescale.io/test", value=POOL)]}
+    )
+    names = nodes.add(cluster.kubeconfig, pool)
     try:
-        yield env
+        yield names
     finally:
-        environment.down(state_dir)
+        nodes.delete(cluster.kubeconfig, names)
 
 
-def a_pod(name: str, gpus: int) -> dict[str, Any]:
+def a_pod(name: str, gpus: int, only_on_pool: bool = True) -> dict[str, Any]:
+    """A pod that tolerates this module's pool; `only_on_pool`: and selects it."""
+    placement: dict[str, Any] = {"tolerations": ON_POOL["tolerations"]}
+    if only_on_pool:
+        placement["nodeSelector"] = ON_POOL["node_selector"]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
         "spec": {
+            **placement,
             "containers": [
                 {
                     "name": "trainer",
                     "image": "pytorch/pytorch:2.5.1",
                     "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                 }
-            ]
+            ],
         },
     }
 
@@ -61,9 +78,11 @@ def test_the_api_server_reports_the_pinned_kubernetes_version(kube: client.ApiCl
 
 
 def test_a_deployments_pods_become_running_on_kwok_gpu_nodes(
-    kube: client.ApiClient, namespace: str, cluster: environment.Environment
+    kube: client.ApiClient, namespace: str, gpu_nodes: list[str]
 ) -> None:
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, a_deployment("llm", replicas=3, gpus=2))
+    client.AppsV1Api(kube).create_namespaced_deployment(
+        namespace, a_deployment("llm", replicas=3, gpus=2, **ON_POOL)
+    )
     core = client.CoreV1Api(kube)
     pods = wait_for(
         lambda: (
@@ -72,14 +91,14 @@ def test_a_deployments_pods_become_running_on_kwok_gpu_nodes(
         90,
         "3 running llm pods",
     )
-    assert {p.spec.node_name for p in pods} <= set(nodes.existing(cluster.kubeconfig, "gpu"))
+    assert {p.spec.node_name for p in pods} <= set(gpu_nodes)
 
 
 def test_replicas_are_read_and_patched_through_the_scale_subresource(
-    kube: client.ApiClient, namespace: str
+    kube: client.ApiClient, namespace: str, gpu_nodes: list[str]
 ) -> None:
     apps = client.AppsV1Api(kube)
-    apps.create_namespaced_deployment(namespace, a_deployment("embed", replicas=1))
+    apps.create_namespaced_deployment(namespace, a_deployment("embed", replicas=1, **ON_POOL))
     assert apps.read_namespaced_deployment_scale("embed", namespace).spec.replicas == 1
 
     apps.patch_namespaced_deployment_scale("embed", namespace, {"spec": {"replicas": 4}})
@@ -96,10 +115,10 @@ def test_replicas_are_read_and_patched_through_the_scale_subresource(
 
 
 def test_a_pod_wanting_more_gpus_than_any_node_has_waits_unschedulable_until_a_fitting_node_is_added(
-    kube: client.ApiClient, namespace: str, cluster: environment.Environment
+    kube: client.ApiClient, namespace: str, cluster: environment.Environment, gpu_nodes: list[str]
 ) -> None:
     core = client.CoreV1Api(kube)
-    core.create_namespaced_pod(namespace, a_pod("big-trainer", gpus=16))
+    core.create_namespaced_pod(namespace, a_pod("big-trainer", gpus=16, only_on_pool=False))
 
     def unschedulable() -> Any:
         pod = core.read_namespaced_pod("big-trainer", namespace)
@@ -133,7 +152,7 @@ def test_a_pod_wanting_more_gpus_than_any_node_has_waits_unschedulable_until_a_f
 
 
 def test_a_watch_delivers_the_events_of_a_pod_from_creation_to_running(
-    kube: client.ApiClient, namespace: str
+    kube: client.ApiClient, namespace: str, gpu_nodes: list[str]
 ) -> None:
     core = client.CoreV1Api(kube)
     # watch from the version before the pod exists, so its creation is an event even if KWOK is quick

@@ -2,7 +2,8 @@
 simulated DCGM exporter following the cluster's pods, and Prometheus scraping it every second.
 
 One controller (in this process, the same wiring as `tidescale controller run`) serves the whole module; each
-test has its own namespace, policies and workloads. The last test stops Prometheus.
+test has its own namespace, policies and workloads. The last test stops Prometheus (the next module that
+asks for the `stack` starts it again).
 """
 
 from __future__ import annotations
@@ -84,28 +85,25 @@ class E2E:
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    state_dir = tmp_path_factory.mktemp("controller-e2e")
-    env = environment.up(
-        ["kubernetes", "kafka", "exporter", "prometheus"], state_dir, node_pools=[nodes.gpu_pool(2, "serve")]
-    )
+def e2e(stack: environment.Environment) -> Iterator[E2E]:
+    serve = nodes.add(stack.kubeconfig, nodes.gpu_pool(2, "serve"))
     topic = f"scaling-events-{uuid.uuid4().hex[:8]}"
     running: Running | None = None
     try:
         options = Options(
-            kubeconfig=env.kubeconfig,
-            prometheus_url=env.prometheus_url,
-            kafka_bootstrap=env.kafka_bootstrap,
+            kubeconfig=stack.kubeconfig,
+            prometheus_url=stack.prometheus_url,
+            kafka_bootstrap=stack.kafka_bootstrap,
             events_topic=topic,
             sync_seconds=60.0,  # the safety net is slow here: what the tests see comes from events and polls
             prometheus_scrape_seconds=1.0,
         )
         running = Running(options).start()
-        yield E2E(env, running, topic)
+        yield E2E(stack, running, topic)
     finally:
         if running is not None:
             running.stop()
-        environment.down(state_dir)
+        nodes.delete(stack.kubeconfig, serve)
 
 
 @pytest.fixture
