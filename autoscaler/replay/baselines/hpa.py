@@ -4,7 +4,8 @@ One sync every 15 s: per-metric proposals (`Pods` metrics with pod grouping and 
 of `replica_calculator.go`, `External` metrics with `Value` or `AverageValue` targets), the max over
 metrics, no scale-down on partial data, then normalization — the behavior path (`autoscaler.core.behavior`,
 API defaults: scale-up max(+4 pods, +100 %) per 15 s, scale-down 300 s window, −100 % per 15 s) or the
-legacy path without `behavior` (5-min max, `max(2 × current, 4)` per sync). Values are milli-units with
+legacy path without `behavior` (5-min max, `max(2 × current, 4)` per sync); the first sync records the current
+count as a recommendation (`recordInitialRecommendation` in `horizontal.go`). Values are milli-units with
 integer truncation, as the controller does; tolerance 10 %.
 
 Pure: no I/O, no clock; time comes from the view.
@@ -102,7 +103,9 @@ def pods_metric_replicas(
         if within(ratio, tol):
             return current
         return math.ceil(ratio * ready - 1e-12)
-    if missing:
+    # missing pods count as at target on a scale-down and as 0 on a scale-up; at exactly 1.0 neither, so
+    # the ratio stays 1.0 and the count holds (`else if usageRatio > 1.0` upstream)
+    if missing and ratio != 1.0:
         fill = target_m if ratio < 1.0 else 0
         for name in missing:
             metrics[name] = fill
@@ -156,7 +159,7 @@ class Hpa:
         self.spec = spec
         self.name = name
         self.description = description or describe(spec)
-        self.history = History()
+        self.history: History | None = None  # none until the first sync records one
         self.next_sync: float | None = None
         self.last: SyncResult | None = None
 
@@ -196,6 +199,10 @@ class Hpa:
         spec = self.spec
         now = view.now
         current = view.spec_replicas()
+        if self.history is None:
+            # `recordInitialRecommendation`: the first sync records the current count as a recommendation, so
+            # no scale-down for one stabilization window after the HPA starts
+            self.history = History(((now, current),), ((now, current),))
         if current == 0 and spec.min_replicas != 0:
             return SyncResult(0, "ScalingDisabled", "scaling is disabled since the replica count is 0")
         if current > spec.max_replicas:

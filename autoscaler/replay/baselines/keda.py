@@ -1,12 +1,15 @@
 """KEDA v2.20 ScaledObjects (../shared/reference/autoscaling.md §2): the operator's activation 0↔1 and the HPA
 it creates for 1↔N.
 
-The operator polls every `pollingInterval` (30 s): a trigger is active when its value is strictly above its
-`activationThreshold`; active at 0 replicas → scale to `max(minReplicaCount, 1)`; active otherwise → stamp
-`lastActiveTime`; inactive with replicas > 0, `minReplicaCount` 0 and `lastActiveTime + cooldownPeriod` (300
-s) passed → scale to 0. The HPA (minReplicas `max(min, 1)`, no `behavior`: the legacy path) reads KEDA's
-external metrics every 15 s — `AverageValue` by default. The Prometheus scaler reads an empty result as 0
-(`ignoreNullValues` true); the Kafka scaler caps replicas at the partition count.
+The operator polls every `pollingInterval` (30 s; `RequestScale` in kedacore/keda
+`pkg/scaling/executor/scale_scaledobjects.go`): a trigger is active when its value is strictly above its
+`activationThreshold`; active at 0 replicas → scale to `max(minReplicaCount, 1)` and stamp `lastActiveTime`;
+active otherwise → stamp `lastActiveTime`; inactive with replicas > 0 and `minReplicaCount` 0 → scale to 0
+once `lastActiveTime + cooldownPeriod` (300 s) has passed or, never active yet, once `creationTimestamp +
+initialCooldownPeriod` (0 s) has — an idle start goes to 0 on the first poll; inactive below
+`minReplicaCount` → set `minReplicaCount`. The HPA (minReplicas `max(min, 1)`, no `behavior`: the legacy
+path) reads KEDA's external metrics every 15 s — `AverageValue` by default. The Prometheus scaler reads an
+empty result as 0 (`ignoreNullValues` true); the Kafka scaler caps replicas at the partition count.
 
 Pure: no I/O, no clock; time comes from the view.
 """
@@ -27,6 +30,7 @@ from autoscaler.replay.baselines.hpa import ExternalMetric, Hpa, HpaSpec
 
 POLLING_INTERVAL_S = 30.0
 COOLDOWN_S = 300.0
+INITIAL_COOLDOWN_S = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +73,17 @@ class ScaledObject:
         polling_s: float = POLLING_INTERVAL_S,
         cooldown_s: float = COOLDOWN_S,
         poll_offset_s: float = 0.0,
+        initial_cooldown_s: float = INITIAL_COOLDOWN_S,
     ) -> None:
         self.scalers = scalers
         self.min = min_replicas
         self.max = max_replicas
         self.polling_s = polling_s
         self.cooldown_s = cooldown_s
+        self.initial_cooldown_s = initial_cooldown_s
         self.next_poll = poll_offset_s
-        self.last_active: float | None = None
+        self.created: float | None = None  # creationTimestamp: the first poll follows creation at once
+        self.last_active: float | None = None  # status.lastActiveTime: none until a trigger is active
         metrics = tuple(ExternalMetric(s.name, s.query, s.threshold, s.metric_type) for s in scalers)
         self.hpa = Hpa(HpaSpec(max(1, min_replicas), max_replicas, metrics, None), "keda-hpa")
         self.description = (
@@ -85,7 +92,8 @@ class ScaledObject:
                 f"{s.name} {s.metric_type} {s.threshold:g} (activation > {s.activation_threshold:g})"
                 for s in scalers
             )
-            + f"; polling {polling_s:g}s, cooldown {cooldown_s:g}s; HPA without behavior"
+            + f"; polling {polling_s:g}s, cooldown {cooldown_s:g}s, initial cooldown {initial_cooldown_s:g}s"
+            + "; HPA without behavior"
         )
 
     def active(self, view: ClusterView) -> bool:
@@ -97,18 +105,25 @@ class ScaledObject:
         return False
 
     def operator(self, view: ClusterView) -> int | None:
-        """One poll of the ScaledObject reconciler (`scale_scaledobjects.go`)."""
+        """One poll of the ScaledObject reconciler (`RequestScale`, `scaleToZeroOrIdle`)."""
         now = view.now
         current = view.spec_replicas()
-        if self.last_active is None:
-            self.last_active = now  # initialCooldownPeriod 0 counts from creation
+        if self.created is None:
+            self.created = now
         if self.active(view):
             self.last_active = now
             if current == 0:
-                return max(self.min, 1)
+                return max(self.min, 1)  # scaleFromZeroOrIdle
             return None
-        if current > 0 and self.min == 0 and now - self.last_active >= self.cooldown_s:
-            return 0
+        if current > 0 and self.min == 0:
+            if self.last_active is None:
+                # never active: the cooldown counts from creation, initialCooldownPeriod (default 0) long
+                cooled = now - self.created >= self.initial_cooldown_s
+            else:
+                cooled = now - self.last_active >= self.cooldown_s
+            return 0 if cooled else None
+        if current < self.min:
+            return self.min  # inactive below minReplicaCount: set it
         return None
 
     def step(self, view: ClusterView) -> int | None:

@@ -3,7 +3,7 @@
 
 import pytest
 
-from autoscaler.core.behavior import resolve
+from autoscaler.core.behavior import History, resolve
 from autoscaler.replay.baselines import PodInfo, default_registry
 from autoscaler.replay.baselines.cluster_autoscaler import ClusterAutoscaler, NodeUse
 from autoscaler.replay.baselines.hpa import (
@@ -83,6 +83,83 @@ def test_hpa_external_metrics_value_and_average_value(
     )
 
 
+# Cases from kubernetes `pkg/controller/podautoscaler/replica_calculator_test.go`, ids are the upstream tests.
+# Levels are milli-values upstream (20000 → 20.0 here); Pods-metric cases run `calcPlainMetricReplicas`,
+# where readiness only matters for CPU. CPU `Utilization` cases with equal requests (…NoChangeEq/Gt/Lt,
+# …MissingMetrics) are the same arithmetic as a Pods metric in the request's unit (100 % of 1.0 = 1.0).
+
+
+def pods_with(
+    values: list[float | None], ready: list[bool] | None = None
+) -> tuple[list[PodInfo], dict[str, float]]:
+    """Running pods p0…pN; a None value is a pod the metrics API returned nothing for."""
+    ready = ready or [True] * len(values)
+    pods = [PodInfo(f"p{i}", "Running", r, 0.0) for i, r in enumerate(ready)]
+    return pods, {f"p{i}": v for i, v in enumerate(values) if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("current", "values", "ready", "target", "want"),
+    [
+        (3, [20.0, 10.0, 30.0], None, 15.0, 4),
+        (3, [50.0, 10.0, 30.0], [True, True, False], 15.0, 6),
+        (3, [50.0, 15.0, 30.0], [False, True, False], 15.0, 7),
+        (5, [12.0] * 5, None, 20.0, 3),
+        (3, [20.0, 21.0, 21.0], None, 20.0, 3),
+        # ratio exactly 1.0 with pods missing: nothing is filled in and the count holds
+        (5, [20.0, 19.0, 21.0, None, None], None, 20.0, 5),
+        (2, [10.0, 10.0, None], None, 17.0, 2),
+        (2, [1.0, None], None, 1.0, 2),
+        (2, [1.9, None], None, 1.0, 2),
+        (2, [0.6, None], None, 1.0, 2),
+        (4, [0.4, 0.095, None, None], None, 1.0, 3),
+    ],
+    ids=[
+        "TestReplicaCalcScaleUpCM",
+        "TestReplicaCalcScaleUpCMUnreadyHotCpuNoLessScale",
+        "TestReplicaCalcScaleUpCMUnreadyHotCpuScaleWouldScaleDown",
+        "TestReplicaCalcScaleDownCM",
+        "TestReplicaCalcToleranceCM",
+        "TestPlainMetricReplicaCalcMissingMetricsNoChangeEq",
+        "TestReplicaCalcDuringRollingUpdateWithMaxSurgeCM",
+        "TestReplicaCalcMissingMetricsNoChangeEq",
+        "TestReplicaCalcMissingMetricsNoChangeGt",
+        "TestReplicaCalcMissingMetricsNoChangeLt",
+        "TestReplicaCalcMissingMetrics",
+    ],
+)
+def test_hpa_pods_metric_as_upstream_replica_calculator_tests(
+    current: int, values: list[float | None], ready: list[bool] | None, target: float, want: int
+) -> None:
+    pods, got = pods_with(values, ready)
+    assert pods_metric_replicas(current, pods, got, target, TOLERANCE) == want
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "target_type", "current", "ready", "want"),
+    [
+        (8.6, 4.4, "Value", 3, 1, 2),  # ceil(ratio × ready pods): the unready ones do not count
+        (8.6, 14.334, "Value", 5, 5, 3),
+        (8.6, 8.888, "Value", 3, 3, 3),
+        (8.6, 2.15, "AverageValue", 3, 3, 4),
+        (8.6, 2.867, "AverageValue", 5, 5, 3),
+        (8.6, 2.9, "AverageValue", 3, 3, 3),
+    ],
+    ids=[
+        "TestReplicaCalcScaleUpCMExternalIgnoresUnreadyPods",
+        "TestReplicaCalcScaleDownCMExternal",
+        "TestReplicaCalcToleranceCMExternal",
+        "TestReplicaCalcScaleUpPerPodCMExternal",
+        "TestReplicaCalcScaleDownPerPodCMExternal",
+        "TestReplicaCalcTolerancePerPodCMExternal",
+    ],
+)
+def test_hpa_external_metric_as_upstream_replica_calculator_tests(
+    value: float, target: float, target_type: str, current: int, ready: int, want: int
+) -> None:
+    assert external_replicas(value, target, target_type, current, current, ready, TOLERANCE) == want
+
+
 def a_hpa(behavior: bool = True, min_r: int = 1, max_r: int = 100) -> Hpa:
     return Hpa(
         HpaSpec(
@@ -116,6 +193,30 @@ def test_hpa_waits_five_minutes_of_lower_recommendations_before_scaling_down() -
         assert hpa.step(v) == 8
     v._now = 300.0
     assert hpa.step(v) == 2
+
+
+# kubernetes `horizontal_test.go` TestScaleDown / TestScaleDownStabilizeInitialSize (legacy path, min 2,
+# max 6, 5 pods averaging 280m against 500m → 3): with `recommendations` already set (empty) the HPA scales
+# down at once; on its first sync (nil) `recordInitialRecommendation` stores the current 5, held for the
+# stabilization window.
+@pytest.mark.parametrize(
+    ("behavior", "preset", "held_until", "then"),
+    [(False, True, None, 0.0), (False, False, 300.0, 315.0), (True, False, 285.0, 300.0)],
+    ids=["TestScaleDown", "TestScaleDownStabilizeInitialSize", "TestScaleDownStabilizeInitialSize behavior"],
+)
+def test_hpa_first_sync_records_the_current_count_as_a_recommendation(
+    behavior: bool, preset: bool, held_until: float | None, then: float
+) -> None:
+    hpa = Hpa(HpaSpec(2, 6, (PodsMetric("m", "m", 0.5),), resolve(None) if behavior else None))
+    if preset:
+        hpa.history = History()  # recommendations: []timestampedRecommendation{}, not nil
+    v = FakeView(replicas=5, gpu=0.28)
+    if held_until is not None:
+        assert hpa.sync(v).desired == 5
+        v._now = held_until  # legacy: a recommendation exactly 300 s old still counts; behavior: it does not
+        assert hpa.sync(v).desired == 5
+    v._now = then
+    assert hpa.sync(v).desired == 3
 
 
 def test_hpa_does_nothing_at_zero_replicas_when_min_replicas_is_not_zero() -> None:
@@ -172,6 +273,50 @@ def test_keda_scales_to_zero_after_the_cooldown_and_reads_an_empty_result_as_zer
         outcomes[t] = so.operator(v)
     assert all(outcomes[t] is None for t in range(30, 300, 30))
     assert outcomes[300] == 0  # 300 s after the last active poll
+
+
+# kedacore/keda `pkg/scaling/executor/scale_scaledobjects_test.go`, one `RequestScale` on a fresh ScaledObject
+# (no lastActiveTime, default initialCooldownPeriod 0); ids are the upstream tests.
+@pytest.mark.parametrize(
+    ("min_r", "replicas", "queue", "want", "stamped"),
+    [
+        (0, 10, 0.0, 0, False),
+        (5, 1, 0.0, 5, False),
+        (0, 0, 3.0, 1, True),
+        (0, 0, 0.0, None, False),
+        (2, 4, 3.0, None, True),
+    ],
+    ids=[
+        "TestScaleToMinReplicasWhenNotActive",
+        "TestScaleToMinReplicasFromLowerInitialReplicaCount",
+        "TestScaleFromMinReplicasWhenActive",
+        "RequestScale inactive at 0: no change",
+        "RequestScale active above 0: lastActiveTime only",
+    ],
+)
+def test_keda_operator_as_upstream_scale_executor_tests(
+    min_r: int, replicas: int, queue: float, want: int | None, stamped: bool
+) -> None:
+    so = a_scaled_object(min_r)
+    v = FakeView(replicas=replicas, queries={"queue": queue}, now=5.0)
+    assert so.operator(v) == want
+    assert (so.last_active == 5.0) if stamped else so.last_active is None
+
+
+def test_keda_never_active_waits_out_the_initial_cooldown_from_creation() -> None:
+    # `scaleToZeroOrIdle`: never active, scale in once creationTimestamp + initialCooldownPeriod has passed
+    so = ScaledObject((Scaler("queue", "queue", 10.0),), 0, 50, initial_cooldown_s=120.0)
+    v = FakeView(replicas=3, queries={"queue": 0.0})
+    got = {}
+    for t in range(0, 151, 30):
+        v._now = float(t)
+        got[t] = so.operator(v)
+    assert got == {0: None, 30: None, 60: None, 90: None, 120: 0, 150: 0}
+
+
+def test_keda_idle_start_goes_to_zero_on_the_first_poll() -> None:
+    so = a_scaled_object()
+    assert so.step(FakeView(replicas=1, now=0.0)) == 0  # the queue series is empty: ignoreNullValues reads 0
 
 
 def test_keda_hands_one_to_n_to_an_hpa_without_behavior() -> None:
