@@ -1,33 +1,38 @@
 """The streaming `Pipeline` as a kind of the job launcher: `tidescale submit FILE` takes Pipeline documents
 beside InferenceServices and TrainingJobs and submits them natively on Kubernetes with the engine's own
 client (`streaming.launch.submit_pipeline`: Spark's spark-submit creates the driver pod, Flink's native
-client the JobManager Deployment), every pod through the tidescale scheduler. Wired here because jobs may
-not import streaming (`jobs.launcher.external` is the extension point); `kinds()` is what
-`tidescale.cli` passes to the launcher.
+client the JobManager Deployment), every pod through the tidescale scheduler; or runs them on this
+machine. Wired here because jobs may not import streaming (`jobs.launcher.external` is the extension
+point); `kinds()` is what `tidescale.cli` passes to the launcher.
 
 A Pipeline document is the streaming spec (`streaming.spec`) plus two launcher fields under `spec`,
 taken out before the spec is validated (their lines blanked, so every line number stays the file's):
 
 ```yaml
 spec:
-  engine: spark          # or flink; else `submit --engine`
-  target: kubernetes     # the default; `local` is refused: run it with `tidescale pipeline run`
+  engine: spark          # flink, spark, or (local only) python; else `submit --engine`
+  target: kubernetes     # the default (else `submit --target`); local: on this machine
 ```
 
-`target: local` is out of scope for `submit`: a local pipeline is a foreground process on this machine,
-which the cluster-only launcher (`jobs list/get` read the cluster alone) cannot list, inspect or delete;
-`tidescale pipeline run FILE --engine E` runs it. Namespace and queue: the document's
-(`metadata.namespace`, `spec.scheduling.queue`), else `-n`/`--queue`, else `default`. The scheduler is
-`--scheduler` or `tidescale`: the spec's `scheduling.schedulerName` names the scheduler of the operator
-manifests (`pipeline render`), not the launcher's.
+On Kubernetes: namespace and queue are the document's (`metadata.namespace`, `spec.scheduling.queue`),
+else `-n`/`--queue`, else `default`. The scheduler is `--scheduler` or `tidescale`: the spec's
+`scheduling.schedulerName` names the scheduler of the operator manifests (`pipeline render`), not the
+launcher's. The launcher creates the root ConfigMap `tidescale-job-<name>` first; `submit_pipeline` makes
+it the owner of the driver pod or the JobManager Deployment, which own the rest (PodGroup, account, the
+engine's Services and ConfigMaps, executors and TaskManagers): `jobs delete` removes it all.
 
-The launcher creates the root ConfigMap `tidescale-job-<name>` first; `submit_pipeline` makes it the owner
-of the driver pod or the JobManager Deployment, which own the rest (PodGroup, account, the engine's
-Services and ConfigMaps, executors and TaskManagers): `jobs delete` removes it all.
+`target: local` runs exactly what `tidescale pipeline run` runs, in the background on this machine: the
+launcher starts `python -m tidescale pipeline run pipeline.yaml --engine E --bootstrap B [--max-records N]
+[--bounded] [--checkpoint-dir checkpoints]` in the job's directory (`jobs.launcher.local`), where it
+writes the pipeline (its tables inlined) first. Kafka is `submit --bootstrap`, else
+$TIDESCALE_KAFKA_BOOTSTRAP, else the local environment's (`tidescale local up`), resolved at submit time.
+The job has no queue or scheduler; it is recorded in the cluster by its root like any job, so `jobs
+list/get` show it, `jobs logs` prints the engine's log and `jobs delete` stops it (on its host).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,14 +40,19 @@ from typing import Any
 import yaml
 
 from jobs.launcher.external import ExternalJob, ExternalKind, ExternalSubmitted
+from jobs.launcher.local import LocalRun
 from jobs.launcher.render import Defaults
 from kernel.errors import InvalidSpec
 from streaming import launch, native, spec
+from streaming.cli import ENGINE_CHOICES, default_bootstrap
 from streaming.plan import Plan, plan
 
 KIND = "Pipeline"
-TARGETS = ("kubernetes", "local")
+KUBERNETES, LOCAL = "kubernetes", "local"
+TARGETS = (KUBERNETES, LOCAL)
 LAUNCH_FIELDS = ("engine", "target")
+LOCAL_ENGINES = ENGINE_CHOICES  # what `pipeline run` runs: flink, spark, python
+PIPELINE_FILE = "pipeline.yaml"
 
 
 def _line(problem: str) -> int:
@@ -79,7 +89,22 @@ def _launch_fields(text: str) -> tuple[dict[str, tuple[int, str]], set[int], lis
 
 
 def _choices(field: str) -> tuple[str, ...]:
-    return native.ENGINES if field == "engine" else TARGETS
+    return LOCAL_ENGINES if field == "engine" else TARGETS
+
+
+def local_run(pipeline: spec.Pipeline, engine: str, options: Mapping[str, str], bootstrap: str) -> LocalRun:
+    """What a local Pipeline runs: `tidescale pipeline run` on the pipeline written beside it (its tables
+    already inlined, so it needs no other file)."""
+    command = [sys.executable, "-m", "tidescale", "pipeline", "run", PIPELINE_FILE, "--engine", engine]
+    command += ["--bootstrap", bootstrap]
+    if options.get("maxRecords"):
+        command += ["--max-records", options["maxRecords"]]
+    if options.get("bounded") == "true":
+        command.append("--bounded")
+    if engine in native.ENGINES:
+        command += ["--checkpoint-dir", "checkpoints"]  # the engine's state stays in the job's directory
+    document = pipeline.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return LocalRun(tuple(command), {PIPELINE_FILE: yaml.safe_dump(document, sort_keys=False)})
 
 
 def _name_line(text: str) -> int:
@@ -108,26 +133,31 @@ class PipelineKind:
             pipeline = spec.parse("\n".join(lines), source, base_dir)
         except InvalidSpec as e:
             problems += e.problems
-        # 3. target and engine
-        line, target = fields.get("target", (spec_line, "kubernetes"))
-        if target == "local":
-            problems.append(
-                f"{line}: spec.target: local: a pipeline on this machine runs in the foreground with "
-                "`tidescale pipeline run FILE --engine E`; `submit` places jobs on Kubernetes"
-            )
-        elif target not in TARGETS:
-            problems.append(f"{line}: spec.target: no target {target!r} (known: {', '.join(TARGETS)})")
+        # 3. target and engine (and a local pipeline's Kafka)
+        target_line, target = fields.get("target", (spec_line, options.get("target", KUBERNETES)))
+        if target not in TARGETS:
+            problems.append(f"{target_line}: spec.target: no target {target!r} (known: {', '.join(TARGETS)})")
+        engines = LOCAL_ENGINES if target == LOCAL else native.ENGINES
         line, engine = fields.get("engine", (spec_line, options.get("engine", "")))
         if not engine:
-            problems.append(f"{line}: spec.engine: missing: set it (flink or spark) or pass --engine")
-        elif engine not in native.ENGINES:
-            problems.append(f"{line}: spec.engine: no engine {engine!r} (known: {', '.join(native.ENGINES)})")
+            problems.append(f"{line}: spec.engine: missing: set it ({' or '.join(engines)}) or pass --engine")
+        elif engine not in engines:
+            only = f"; {engine} runs only on this machine (target: local)" if engine in LOCAL_ENGINES else ""
+            problems.append(f"{line}: spec.engine: no engine {engine!r} (known: {', '.join(engines)}){only}")
+        bootstrap = (options.get("bootstrap") or default_bootstrap() or "") if target == LOCAL else ""
+        if target == LOCAL and not bootstrap:
+            problems.append(
+                f"{target_line}: spec.target: local: no Kafka for the engine: pass --bootstrap, set "
+                "TIDESCALE_KAFKA_BOOTSTRAP or run `tidescale local up`"
+            )
         if problems or pipeline is None:
             raise InvalidSpec(source, sorted(problems, key=_line))
-        # 4. what the flags fill in, and the object the engine's client will create
-        p = plan(pipeline)
         name = pipeline.metadata.name
         namespace = pipeline.metadata.namespace or defaults.namespace
+        if target == LOCAL:
+            return self._local(pipeline, engine, namespace, options, bootstrap)
+        # 4. what the flags fill in, and the object the engine's client will create
+        p = plan(pipeline)
         queue = pipeline.spec.scheduling.queue or defaults.queue
         scheduler = defaults.scheduler_name
         target_of = native.Target(namespace=namespace, scheduler_name=scheduler, queue=queue, job_name=name)
@@ -144,6 +174,20 @@ class PipelineKind:
             "schedulerName": scheduler,
         }
         return ExternalJob(KIND, name, namespace, queue, scheduler, submission.root, document, (p, engine))
+
+    @staticmethod
+    def _local(
+        pipeline: spec.Pipeline, engine: str, namespace: str, options: Mapping[str, str], bootstrap: str
+    ) -> ExternalJob:
+        """A pipeline run on this machine: no queue, no scheduler; its workload is a process."""
+        name = pipeline.metadata.name
+        document: dict[str, Any] = pipeline.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document["metadata"]["namespace"] = namespace
+        document["spec"] |= {"engine": engine, "target": LOCAL, "bootstrap": bootstrap}
+        run = local_run(pipeline, engine, options, bootstrap)
+        return ExternalJob(
+            KIND, name, namespace, "", "", ("Process", name), document, (plan(pipeline), engine), run
+        )
 
     def dry_run(self, job: ExternalJob, kubeconfig: str | None) -> Mapping[str, Any]:
         p, engine = self._payload(job)

@@ -2,13 +2,14 @@
 
 ```
 tidescale submit FILE [--queue Q] [-n N] [--dry-run] [--wait] [--replace] [--kubeconfig K] [--json]
-                      [--engine flink|spark]   # a Pipeline's engine, when its document names none
+                      [--engine flink|spark|python] [--target kubernetes|local]   # a Pipeline's, when its
+                      [--bootstrap B] [--max-records N] [--bounded]               # document names none
 tidescale submit training --name N --workers 4 --gpus 1 --image I [--queue Q] -- CMD…
 tidescale submit inference --name N --image I --replicas 2 [--gpus 1 | --gpu-memory MiB --gpu-cores PCT
                            | --vgpu-ratio 4] [--port P] [-- CMD…]
 tidescale submit batch --name N --image I [--completions C --parallelism P] -- CMD…
 tidescale jobs list [--queue Q] [-A] [--json] · jobs get NAME [--json] · jobs logs NAME [-f] [-i I] [-t N]
-tidescale jobs delete NAME
+tidescale jobs delete NAME [--force] [--grace S]
 ```
 
 A quick form stands for the document it builds (`quick_document`), so the flags and the YAML render the
@@ -21,6 +22,11 @@ document. Exit codes: 0 done, 1 the job failed, is not found or could not be cre
 `jobs` parser (jobs.cli calls it). A FILE may also hold documents of external kinds (the streaming
 `Pipeline`), which the composition root passes in (`jobs.launcher.external`): they are parsed by their
 kind with the file's line numbers and submitted after the others, each under its root ConfigMap.
+
+A local job (a Pipeline with `target: local`) runs on this machine in the background
+(`jobs.launcher.local`): `submit --wait` waits for its process to end and exits with its status; `jobs
+logs` prints its log (`-f`: until it ends) and `jobs delete` stops it, both on its host only (`delete
+--force` elsewhere deletes its record alone).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from pydantic import BaseModel, ValidationError
 from jobs.launcher.external import ExternalJob, ExternalKind, ExternalKinds, split_documents
 from jobs.launcher.kinds import API_VERSION, MODELS, Job, parse_jobs, read_jobs
 from jobs.launcher.render import Defaults
-from jobs.launcher.status import FAILED, JobView, age
+from jobs.launcher.status import FAILED, UNKNOWN, JobView, age
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import InvalidSpec, PermanentError, TidescaleError
 
@@ -154,8 +160,22 @@ def add_commands(
     f.add_argument("file", type=Path, help="YAML file of jobs")
     f.add_argument(
         "--engine",
-        choices=("flink", "spark"),
-        help="the engine of a Pipeline whose document names none (spec.engine)",
+        choices=("flink", "spark", "python"),
+        help="the engine of a Pipeline whose document names none (spec.engine; python: local only)",
+    )
+    f.add_argument(
+        "--target",
+        choices=("kubernetes", "local"),
+        help="where a Pipeline whose document names none runs (spec.target; default kubernetes): local "
+        "runs its engine on this machine in the background",
+    )
+    f.add_argument(
+        "--bootstrap",
+        help="a local Pipeline's Kafka (default: $TIDESCALE_KAFKA_BOOTSTRAP or `tidescale local up`'s)",
+    )
+    f.add_argument("--max-records", type=int, help="a local Pipeline stops after N records")
+    f.add_argument(
+        "--bounded", action="store_true", help="a local Pipeline stops at the end offsets seen at start"
     )
     _common(f)
     t = forms.add_parser("training", help="a TrainingJob: N workers, gang-scheduled (-- CMD…)")
@@ -227,6 +247,17 @@ def add_job_commands(jobs_sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="until nothing is left (default: on)",
     )
     rm.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="a local job of another host: delete its record only (its process is left to that host)",
+    )
+    rm.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="a local job: seconds between SIGTERM and SIGKILL (default 10)",
+    )
     rm.set_defaults(func=delete_command)
 
 
@@ -355,7 +386,17 @@ def read_submission(
             if v
         }
     )
-    options = {"engine": args.engine} if getattr(args, "engine", None) else {}
+    options = {
+        key: str(value)
+        for key, value in (
+            ("engine", getattr(args, "engine", None)),
+            ("target", getattr(args, "target", None)),
+            ("bootstrap", getattr(args, "bootstrap", None)),
+            ("maxRecords", getattr(args, "max_records", None)),
+            ("bounded", "true" if getattr(args, "bounded", False) else None),
+        )
+        if value is not None
+    }
     problems: list[str] = []
     jobs: tuple[Job, ...] = ()
     if split.launcher:
@@ -443,6 +484,8 @@ def submit_command(args: argparse.Namespace) -> int:
             kubeconfig=kubeconfig_file(args.kubeconfig) if external else None,
         )
         failed = any(s.view is not None and s.view.phase == FAILED for s in done)
+        # a local job waited for: its process's exit status is the command's
+        code = next((s.exit_code for s in done if s.exit_code), 1 if failed else 0)
         if args.json:
             out: dict[str, Any] = {"jobs": [s.to_json() for s in done], "dryRun": args.dry_run}
             if args.dry_run:
@@ -456,9 +499,11 @@ def submit_command(args: argparse.Namespace) -> int:
         else:
             for s in done:
                 print(f"{s.kind} {s.name} created in namespace {s.namespace}: {', '.join(s.objects)}")
+                if s.details and s.details.get("target") == "local":
+                    print(f"  runs on {s.details['host']}, log {s.details['log']}")
                 if s.view is not None:
                     print(f"  {s.view.phase}: {s.view.reason}")
-        return 1 if failed else 0
+        return code
 
     return _run("submit", body)
 
@@ -491,6 +536,13 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def _phase(v: JobView) -> str:
+    """The phase as the tables show it: a local job seen from another host says which."""
+    if v.phase == UNKNOWN and v.local is not None:
+        return f"{UNKNOWN} (on host {v.local.get('host')})"
+    return v.phase
+
+
 def format_list(views: Sequence[JobView], all_namespaces: bool, now: datetime) -> str:
     head = ["NAME", "KIND", "STATUS", "QUEUE", "PODS", "GPU(REQUESTED)", "GPU(ALLOCATED)", "AGE", "NODE"]
     rows = [(["NAMESPACE"] if all_namespaces else []) + head]
@@ -500,8 +552,8 @@ def format_list(views: Sequence[JobView], all_namespaces: bool, now: datetime) -
         row = [
             v.name,
             v.kind,
-            v.phase,
-            v.queue,
+            _phase(v),
+            v.queue or "-",
             f"{bound}/{len(live)}",
             _gpus(v.gpus_requested),
             _gpus(v.gpus_allocated),
@@ -518,7 +570,20 @@ def format_job(v: JobView, now: datetime) -> str:
         f"Namespace:   {v.namespace}",
         f"Kind:        {v.kind}",
         f"Status:      {v.phase} ({v.reason})",
-        f"Queue:       {v.queue}",
+    ]
+    if v.local is not None:
+        lines += [
+            f"Host:        {v.local.get('host')}",
+            f"Process:     {v.local.get('pid') or '-'}"
+            + (f" (exit status {v.local['exitCode']})" if v.local.get("exitCode") is not None else ""),
+            f"Log:         {v.local.get('log')}",
+            f"Command:     {' '.join(str(c) for c in v.local.get('command') or [])}",
+            f"Age:         {age(v.created, now)}",
+        ]
+        return "\n".join(lines)
+    queue = v.queue + (f" ({v.position.text()})" if v.position is not None else "")
+    lines += [
+        f"Queue:       {queue}",
         f"Scheduler:   {v.scheduler}",
         f"Age:         {age(v.created, now)}",
         f"GPUs:        {_gpus(v.gpus_allocated)} allocated of {_gpus(v.gpus_requested)} requested",
@@ -617,6 +682,8 @@ def delete_command(args: argparse.Namespace) -> int:
             propagation=args.propagation,
             wait=args.wait,
             timeout=args.timeout,
+            force=args.force,
+            grace=args.grace,
         )
         if args.json:
             print(json.dumps({"deleted": args.name, "namespace": args.namespace}))

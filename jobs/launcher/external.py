@@ -10,6 +10,10 @@ the cluster, `jobs delete` deletes the root and Kubernetes' garbage collector th
 that object in the annotation `tidescale.io/workload: Kind/name`; a job whose workload is a Pod takes
 the phase of that pod (`workload_view`), one whose workload is a Deployment the phase every Deployment has.
 
+An external job may instead run on this machine (a Pipeline's `target: local`): its kind's `parse` sets
+`local` (the command and the files it needs), and the launcher itself starts it as a supervised process
+and records it in the root (`jobs.launcher.local`); its kind's `submit` and `dry_run` are not called.
+
 Here, all pure: the protocol, the root's rendering, the file's split into the launcher's documents and
 the external ones (line numbers kept), and the phase. No I/O, no clock.
 """
@@ -25,6 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from jobs.launcher.local import LocalRun
 from jobs.launcher.render import (
     JOB_LABEL,
     KIND_LABEL,
@@ -46,7 +51,8 @@ class ExternalJob:
 
     `workload`: (kind, name) of the object the kind's client creates and the root owns; `document`: what
     the root ConfigMap keeps (its `spec.queue` and `spec.schedulerName` are what `jobs list` shows);
-    `payload`: the kind's own parsed value, opaque to the launcher."""
+    `payload`: the kind's own parsed value, opaque to the launcher; `local`: set when the job runs on
+    this machine, not on the cluster (its workload is then a process)."""
 
     kind: str
     name: str
@@ -56,6 +62,7 @@ class ExternalJob:
     workload: tuple[str, str]
     document: Mapping[str, Any]
     payload: Any = field(default=None, compare=False, repr=False)
+    local: LocalRun | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,8 @@ ExternalKinds = Mapping[str, ExternalKind]
 
 
 def root_of(job: ExternalJob) -> dict[str, Any]:
-    """The launcher's root ConfigMap for an external job (its labels are every launcher root's)."""
+    """The launcher's root ConfigMap for an external job (its labels are every launcher root's; a local
+    job's annotations are its record's, which the launcher adds)."""
     labels = {
         MANAGED_BY: "tidescale",
         JOB_LABEL: job.name,
@@ -116,7 +124,7 @@ def root_of(job: ExternalJob) -> dict[str, Any]:
             "name": root_name(job.name),
             "namespace": job.namespace,
             "labels": labels,
-            "annotations": {WORKLOAD_ANNOTATION: "/".join(job.workload)},
+            "annotations": {} if job.local is not None else {WORKLOAD_ANNOTATION: "/".join(job.workload)},
         },
         "data": {SPEC_KEY: json.dumps(dict(job.document), sort_keys=True)},
     }

@@ -9,6 +9,10 @@ The phase is computed from the children alone, so any machine with the kubeconfi
 - Pending: otherwise (the reason: how many are bound and the scheduler's message for one that is not);
 - Terminating: the root is being deleted.
 
+A local job (a process on the machine that submitted it) has its own phases (`jobs.launcher.local`),
+Unknown among them when seen from another host; a pending job's place in its queue is
+`jobs.launcher.queueing`'s.
+
 Pure: no I/O, no clock (`now` is passed in).
 """
 
@@ -27,6 +31,7 @@ from jobs.device_annotations import (
     ASSIGNED_NPUS,
     ASSIGNED_SLICES,
 )
+from jobs.launcher.queueing import QueuePosition
 from jobs.launcher.render import (
     INDEX_ANNOTATION,
     JOB_LABEL,
@@ -37,6 +42,7 @@ from jobs.launcher.render import (
 from jobs.scheduler.objects import request_of
 
 PENDING, RUNNING, SUCCEEDED, FAILED, TERMINATING = "Pending", "Running", "Succeeded", "Failed", "Terminating"
+UNKNOWN = "Unknown"  # a local job seen from another host
 DEVICE_KEYS = {
     ASSIGNED_GPUS: "gpus",
     ASSIGNED_SLICES: "slices",
@@ -145,6 +151,8 @@ class JobView:
     podgroup: Mapping[str, Any] | None = None  # name, phase, minMember, running
     events: tuple[EventView, ...] = ()
     document: Mapping[str, Any] = field(default_factory=dict)
+    position: QueuePosition | None = None  # a pending job's place in its queue
+    local: Mapping[str, Any] | None = None  # a local job: host, pid, directory, log, command, exitCode
 
     @property
     def gpus_requested(self) -> float:
@@ -175,6 +183,8 @@ class JobView:
             "workloads": list(self.workloads),
             "podGroup": dict(self.podgroup) if self.podgroup is not None else None,
             "events": [e.to_json() for e in self.events],
+            "queuePosition": self.position.to_json() if self.position is not None else None,
+            **({"local": dict(self.local)} if self.local is not None else {}),
         }
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.launcher.external import split_documents
+from jobs.launcher.external import ExternalJob, split_documents
 from jobs.launcher.render import Defaults
 from kernel.errors import InvalidSpec
+from streaming import spec
 from tidescale.cli import main
 from tidescale.launch_pipelines import PipelineKind, kinds
 
@@ -32,7 +33,7 @@ def pipeline_text(engine: str | None = "spark", target: str | None = None, name:
     return text.replace("name: llm-preprocessor", f"name: {name}", 1) if name else text
 
 
-def parse(text: str, **options: str) -> object:
+def parse(text: str, **options: str) -> ExternalJob:
     return PipelineKind().parse(text, "jobs.yaml", EXAMPLE.parent, Defaults(namespace="ml"), options)
 
 
@@ -61,11 +62,13 @@ def test_a_pipeline_document_with_its_engine_parses_with_the_flags_filling_the_r
         pytest.param(pipeline_text(None), {}, "8: spec.engine: missing: set it", id="no engine"),
         pytest.param(pipeline_text("storm"), {}, "9: spec.engine: no engine 'storm'", id="unknown engine"),
         pytest.param(
-            pipeline_text(target="local"),
+            pipeline_text("python"),
             {},
-            "10: spec.target: local: a pipeline on this machine runs in the foreground with "
-            "`tidescale pipeline run FILE --engine E`",
-            id="local is refused",
+            "9: spec.engine: no engine 'python' (known: flink, spark); python runs only on this machine",
+            id="the python engine on Kubernetes",
+        ),
+        pytest.param(
+            pipeline_text(target="moon"), {}, "10: spec.target: no target 'moon'", id="unknown target"
         ),
         pytest.param(
             pipeline_text().replace("parallelism: 2", "parallelism: 0"),
@@ -146,3 +149,91 @@ def test_the_composition_root_registers_the_pipeline_kind() -> None:
     assert set(kinds()) == {"Pipeline"}
     split = split_documents(TRAINING + "---\n" + pipeline_text(), kinds())
     assert [k for k, _ in split.external] == ["Pipeline"]
+
+
+# -- a local pipeline: `pipeline run` in the background, from the launcher --------------------------------
+
+
+def test_a_local_pipeline_runs_pipeline_run_on_the_pipeline_written_in_its_directory() -> None:
+    job = parse(pipeline_text("python", "local", name="prep"), bootstrap="kafka:9092", maxRecords="50")
+    assert (job.kind, job.name, job.namespace, job.queue, job.scheduler_name) == (
+        "Pipeline",
+        "prep",
+        "ml",
+        "",
+        "",
+    )
+    assert job.workload == ("Process", "prep")
+    assert job.local is not None
+    assert job.local.command[1:] == (
+        "-m",
+        "tidescale",
+        "pipeline",
+        "run",
+        "pipeline.yaml",
+        "--engine",
+        "python",
+        "--bootstrap",
+        "kafka:9092",
+        "--max-records",
+        "50",
+    )
+    # the pipeline it runs is the document's, its table inlined: it needs no other file
+    written = spec.parse(job.local.files["pipeline.yaml"], "pipeline.yaml", Path("/nonexistent"))
+    original = spec.load(EXAMPLE).model_copy(update={"metadata": written.metadata})
+    assert written == original
+    assert written.metadata.name == "prep"
+    assert (job.document["spec"]["target"], job.document["spec"]["engine"]) == ("local", "python")
+
+
+def test_the_target_flag_fills_a_document_without_one_and_a_jvm_engine_keeps_its_state_beside_it() -> None:
+    job = parse(pipeline_text("flink"), target="local", bootstrap="kafka:9092", bounded="true")
+    assert job.local is not None
+    assert job.local.command[-3:] == ("--bounded", "--checkpoint-dir", "checkpoints")
+    # the document's own target wins over the flag
+    assert parse(pipeline_text("flink", "kubernetes"), target="local").local is None
+
+
+def test_a_local_pipeline_without_kafka_is_refused_naming_the_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("TIDESCALE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("TIDESCALE_STATE_DIR", str(tmp_path))  # no `tidescale local up` there
+    with pytest.raises(InvalidSpec) as e:
+        parse(pipeline_text("python", "local"))
+    assert e.value.problems == [
+        "10: spec.target: local: no Kafka for the engine: pass --bootstrap, set TIDESCALE_KAFKA_BOOTSTRAP "
+        "or run `tidescale local up`"
+    ]
+    monkeypatch.setenv("TIDESCALE_KAFKA_BOOTSTRAP", "env:9092")
+    job = parse(pipeline_text("python", "local"))
+    assert job.local is not None and "env:9092" in job.local.command
+
+
+def test_a_dry_run_of_a_local_pipeline_prints_its_record_and_the_command_it_would_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIDESCALE_JOBS_DIR", str(tmp_path / "jobs"))
+    shutil.copy(EXAMPLE.parent / "models.csv", tmp_path / "models.csv")
+    path = tmp_path / "prep.yaml"
+    path.write_text(pipeline_text("python", name="prep"))
+    argv = ["submit", str(path), "-n", "ml", "--target", "local", "--bootstrap", "kafka:9092", "--dry-run"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (job,) = out["jobs"]
+    directory = str(tmp_path / "jobs" / "ml" / "prep")
+    assert job["launch"]["target"] == "local"
+    assert job["launch"]["directory"] == directory
+    assert job["launch"]["log"] == f"{directory}/engine.log"
+    assert job["launch"]["command"][-4:] == ["--engine", "python", "--bootstrap", "kafka:9092"]
+    (root,) = out["objects"]
+    annotations = root["metadata"]["annotations"]
+    assert annotations["tidescale.io/target"] == "local"
+    assert annotations["tidescale.io/directory"] == directory
+    assert "tidescale.io/workload" not in annotations
+    assert not (tmp_path / "jobs").exists()  # a dry run starts nothing, writes nothing
+
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "# Pipeline prep: would create ConfigMap/tidescale-job-prep, Process" in text
+    assert "#   and run: " in text and "pipeline run pipeline.yaml --engine python" in text

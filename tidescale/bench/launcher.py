@@ -36,7 +36,7 @@ from jobs.launcher.render import JOB_LABEL
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import TidescaleError
 
-SHARED_CRDS = Path(__file__).resolve().parents[1].parent / "shared" / "crds"
+SHARED_CRDS = Path(__file__).resolve().parents[3] / "shared" / "crds"
 POOL = "launcher-bench"
 GOAL_P50_SECONDS = 2.0
 

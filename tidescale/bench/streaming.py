@@ -23,14 +23,14 @@ from typing import Any
 from kernel.clock import SYSTEM_CLOCK
 from streaming import spec
 from streaming.cli import default_bootstrap
-from streaming.engine import ENGINES, RunOptions
+from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
 from tidescale.local import environment, kafka
 from tidescale.memory import PeakSampler
 from tidescale.traffic import MODELS, llm_requests
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "llm-preprocessor.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "llm-preprocessor.yaml"
 PARTITIONS = 2
 
 
@@ -136,7 +136,14 @@ def bench_plan(suffix: str, source: str, parallelism: int) -> Plan:
 
 
 def measure(
-    engine: str, base: Plan, bootstrap: str, source: str, parallelism: int, client: str | None = None
+    engine: str,
+    base: Plan,
+    bootstrap: str,
+    source: str,
+    parallelism: int,
+    client: str | None = None,
+    *,
+    engines: EngineRegistry,
 ) -> dict[str, float]:
     suffix = f"{engine if client is None else client}-{uuid.uuid4().hex[:6]}"
     pipeline = bench_plan(suffix, source, parallelism)
@@ -148,7 +155,7 @@ def measure(
 
             PythonEngine(client).run(pipeline, options)
         else:
-            ENGINES.get(engine).run(pipeline, options)
+            engines.get(engine).run(pipeline, options)
     wall = SYSTEM_CLOCK.monotonic() - started
     topics = [f"{pipeline.sink.topic}.{m}" for m in MODELS] + [pipeline.dead_letter.topic]
     count, span = output_span(bootstrap, topics)
@@ -165,7 +172,7 @@ def _broker(args: argparse.Namespace) -> tuple[str, Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    register_builtins()
+    engines = register_builtins(EngineRegistry())
     bootstrap, started_state = _broker(args)
     try:
         values = llm_requests(args.records)
@@ -176,9 +183,13 @@ def run(args: argparse.Namespace) -> int:
         base = plan(spec.load(EXAMPLE))
         with PeakSampler([os.getpid()]) as rss:
             ceiling = perf_ceiling(bootstrap, args.records, record_size)
-            kafka_python = measure("python", base, bootstrap, source, args.parallelism, "kafka-python")
-            confluent = measure("python", base, bootstrap, source, args.parallelism, "confluent-kafka")
-            engine = measure(args.engine, base, bootstrap, source, args.parallelism)
+            kafka_python = measure(
+                "python", base, bootstrap, source, args.parallelism, "kafka-python", engines=engines
+            )
+            confluent = measure(
+                "python", base, bootstrap, source, args.parallelism, "confluent-kafka", engines=engines
+            )
+            engine = measure(args.engine, base, bootstrap, source, args.parallelism, engines=engines)
         result = {
             "benchmark": "streaming",
             "pipeline": base.name,

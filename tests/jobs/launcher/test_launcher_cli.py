@@ -204,3 +204,51 @@ def test_get_shows_each_pod_with_its_node_devices_and_the_schedulers_reason() ->
     assert any(
         line.startswith("ft-1-fghij") and line.endswith("Unschedulable: no") for line in text.splitlines()
     )
+
+
+def test_get_shows_a_pending_jobs_place_in_its_queue_in_the_table_and_in_json() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from jobs.launcher.queueing import QueuePosition
+
+    view = replace(_view(), phase="Pending", position=QueuePosition("research", 2, 5, "Priority"))
+    text = format_job(view, now=datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    assert "Queue:       research (position 2 of 5 pending)" in text.splitlines()
+    assert view.to_json()["queuePosition"] == {
+        "queue": "research",
+        "position": 2,
+        "pending": 5,
+        "policy": "Priority",
+    }
+    assert "Queue:       research" in format_job(_view(), now=datetime(2026, 1, 1, tzinfo=UTC)).splitlines()
+    assert _view().to_json()["queuePosition"] is None
+
+
+def test_a_local_job_shows_its_host_process_and_log_and_from_another_host_says_where_it_runs() -> None:
+    from datetime import UTC, datetime
+
+    from jobs.launcher.local import Exit, Host, LocalRecord, Process, Seen, local_view
+
+    record = LocalRecord(
+        "laptop", "/j/ml/prep", "/j/ml/prep/engine.log", ("python", "-m", "x"), Process(7, "b:1")
+    )
+    base = JobView("prep", "ml", "Pipeline", "Pending", "", "", "", "2026-01-01T00:00:00Z")
+    now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    done = local_view(base, record, Seen(Host("laptop", "b"), exit=Exit(0)))
+    text = format_job(done, now)
+    assert "Status:      Succeeded (process 7 exited with status 0)" in text
+    assert "Host:        laptop" in text and "Process:     7 (exit status 0)" in text
+    assert "Log:         /j/ml/prep/engine.log" in text and "Command:     python -m x" in text
+    elsewhere = local_view(base, record, Seen(Host("server", "c")))
+    assert format_list([elsewhere], all_namespaces=False, now=now).splitlines()[1].split()[:6] == [
+        "prep",
+        "Pipeline",
+        "Unknown",
+        "(on",
+        "host",
+        "laptop)",
+    ]
+    assert "Status:      Unknown (on host laptop: process 7 can be seen only there)" in format_job(
+        elsewhere, now
+    )

@@ -24,6 +24,7 @@ from jobs.launcher.client import (
     submit,
 )
 from jobs.launcher.kinds import parse_jobs
+from jobs.launcher.queueing import QueuePosition
 from kernel.clock import SYSTEM_CLOCK
 from tests.cluster_harness import Harness
 from tests.waiting import wait_for
@@ -339,3 +340,61 @@ def test_the_launcher_benchmark_prints_submit_to_bound_as_its_last_line(
     assert result["runs"] == 2
     assert 0 < result["submit_to_bound_seconds"]["p50"] <= result["submit_to_bound_seconds"]["p99"]
     assert result["peak_rss_mib"] > 0
+
+
+# -- the queue -----------------------------------------------------------------------------------------
+
+
+def test_a_pending_job_shows_its_place_in_its_queue_as_the_scheduler_orders_it(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    h.add_nodes(1, {"nvidia.com/gpu": "2"})  # every job below asks 4 GPUs: none fits, all stay pending
+    h.start()
+    api = h.core.api_client
+    queue = h.queue("gpu", annotations={"tidescale.io/queue-policy": "Priority"})
+    other = h.queue("cpu")
+    scheduling = client.SchedulingV1Api(api)
+    urgent = f"{h.ns}-urgent"
+    scheduling.create_priority_class({"metadata": {"name": urgent}, "value": 1000})
+    try:
+
+        def batch(name: str, in_queue: str, priority: str | None = None) -> None:
+            text = BATCH.replace("name: etl", f"name: {name}").replace("completions: 4", "completions: 1")
+            text = text.replace("parallelism: 2", "parallelism: 1").replace("gpus: 1", "gpus: 4")
+            text += f"  queue: {in_queue}\n" + (f"  priority: {priority}\n" if priority else "")
+            submit(api, parse_jobs(text), namespace=h.ns, scheduler_name=h.name)
+            # one at a time, so that each job's pod is younger than the one before
+            wait_for(lambda: job_pods(h, name), 30, f"the pod of {name}")
+            SYSTEM_CLOCK.sleep(1.1)  # creation times have whole seconds
+
+        batch("first", queue)
+        batch("second", queue)
+        batch("elsewhere", other)
+        batch("urgent", queue, urgent)
+        wait_for(
+            lambda: get_job(api, "second", h.ns).reason.count("Unschedulable"), 30, "the scheduler's reason"
+        )
+
+        # Priority: the urgent one first, then the others oldest first; the other queue counts apart
+        positions = {}
+        for name in ("first", "second", "urgent", "elsewhere"):
+            assert main(["jobs", "get", name, "-n", h.ns, "--kubeconfig", h.kubeconfig, "--json"]) == 0
+            got = json.loads(capsys.readouterr().out)
+            assert got["phase"] == "Pending"
+            positions[name] = got["queuePosition"]
+        assert positions["urgent"] == {"queue": queue, "position": 1, "pending": 3, "policy": "Priority"}
+        assert positions["first"] == {"queue": queue, "position": 2, "pending": 3, "policy": "Priority"}
+        assert positions["second"] == {"queue": queue, "position": 3, "pending": 3, "policy": "Priority"}
+        assert positions["elsewhere"] == {"queue": other, "position": 1, "pending": 1, "policy": "FIFO"}
+        assert main(["jobs", "get", "second", "-n", h.ns, "--kubeconfig", h.kubeconfig]) == 0
+        assert f"Queue:       {queue} (position 3 of 3 pending)" in capsys.readouterr().out.splitlines()
+
+        # the one ahead leaves: the others move up
+        delete_job(api, "urgent", h.ns, wait=True, timeout=60)
+        assert get_job(api, "second", h.ns).position == QueuePosition(queue, 2, 2, "Priority")
+        for name in ("first", "second", "elsewhere"):
+            delete_job(api, name, h.ns, wait=True, timeout=60)
+    finally:
+        scheduling.delete_priority_class(urgent)
