@@ -10,8 +10,16 @@ pools; (5) record: events to the sinks, conditions and state to the status (writ
 
 Errors are sorted once: a policy that does not validate is `Ready=False` with the reason and is skipped until
 its spec changes; a target that cannot be read is `Ready=False` until it can; a failed metric becomes the
-decision's failed proposal (fallback, never a silent zero); a failed /scale patch is retried on the next step;
-anything unexpected is logged with its traceback and the loop goes on.
+decision's failed proposal (fallback, never a silent zero). The act step returns an `ActResult`, and the
+decision's state (the behaviour history: recommendations, scale times) is kept only when the act step did
+what the decision asked, so the history never shows a scale that did not happen. A failed /scale patch is
+sorted by its `kernel.errors` type: a target that is gone (`NotFound`) is `Ready=False` TargetNotFound, with
+a Warning Event once, and is not patched again until the view shows it back; a refusal (`PermanentError`:
+403, 422) is `Ready=False` ScaleFailed with a Warning Event and is retried once per sync period; a conflict
+or an API server that failed or did not answer (`TemporaryError`) is retried with backoff (`retry_seconds`
+doubling up to the sync period; the policy is neither read nor decided before its retry time) and reported
+the same way once `act_retries` retries have failed. Anything unexpected is logged with its traceback and the
+loop goes on. Failures are counted by kind in `CycleReport.failures`.
 """
 
 from __future__ import annotations
@@ -26,30 +34,38 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from autoscaler.api.policy import NodePool, ScalingPolicy, trigger_name
+from autoscaler.api.policy import NodePool, ScalingPolicy
 from autoscaler.controller.kube import conditions, persisted
 from autoscaler.controller.kube.selectors import Selector, parse
 from autoscaler.controller.pools.nodes_view import node_view
 from autoscaler.controller.ports import (
+    ActFailure,
     EventSink,
     MetricRequest,
     NodePoolProvider,
+    PoolChangeResult,
     ReadingKey,
     ReplicaTarget,
     ScaleView,
     ScalingEvent,
 )
-from autoscaler.core.decide import Decision, NodeView, PolicyState, decide
+from autoscaler.core.decide import (
+    CompiledPolicy,
+    Decision,
+    NodeView,
+    PolicyState,
+    Text,
+    compile_policy,
+    decide,
+)
 from autoscaler.core.events import record
 from autoscaler.core.nodepool import PoolNode
-from autoscaler.core.triggers import Observations, Reading
+from autoscaler.core.triggers import Observations, Reading, TriggerRegistry
 from kernel.clock import SYSTEM_CLOCK, Clock
-from kernel.errors import PermanentError, TemporaryError
+from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
-# Trigger kinds read by no metric source (the evaluator computes them from `now`).
-_NO_SOURCE = frozenset({"Schedule"})
 # Decisions worth an event even when nothing changed: refusals that explain why replicas did not move.
 _REFUSALS = frozenset(
     {
@@ -70,9 +86,14 @@ _REFUSALS = frozenset(
 class ControllerConfig:
     sync_seconds: float = 15.0  # the safety-net sweep over every policy (HPA's sync period)
     tick_seconds: float = 0.1  # how long the loop sleeps when nothing wakes it
-    # Trigger kinds polled faster than the sweep when the trigger sets no pollSeconds: the lag watch.
-    poll_seconds: Mapping[str, float] = field(default_factory=lambda: {"KafkaLag": 1.0})
+    # How often triggers of a kind are polled when they set no pollSeconds, over the kind's own default
+    # (`TriggerType.poll_seconds`: every second for KafkaLag, the lag watch) and then the sweep.
+    poll_seconds: Mapping[str, float] = field(default_factory=dict)
     state_every_seconds: float = 15.0  # how often an unchanged decision still writes its state
+    # a failed /scale patch that may pass next time (conflict, server error, no answer) is retried after
+    # `retry_seconds`, doubling up to the sync period; once `act_retries` retries failed, it is reported
+    retry_seconds: float = 1.0
+    act_retries: int = 3
 
 
 class StatusSink(Protocol):
@@ -101,6 +122,7 @@ class Entry:
     name: str
     generation: int
     policy: ScalingPolicy | None = None
+    compiled: CompiledPolicy | None = None  # the policy compiled against the controller's trigger registry
     error: str | None = None
     state: PolicyState | None = None
     readings: dict[str, Reading] = field(default_factory=dict)
@@ -111,6 +133,10 @@ class Entry:
     last_scale_time: str | None = None
     pool_nodes: dict[str, PoolNode] = field(default_factory=dict)
     announced: tuple[str, int] | None = None  # the last refusal sent to the sinks (rule, desired)
+    act_failures: int = 0  # failed act steps in a row
+    retry_at: float | None = None  # after a failed act step: not read nor decided before this time
+    reported: str | None = None  # the failure reason in the status and told in an Event, until it clears
+    gone: str | None = None  # the resourceVersion of the view whose patch found the target gone
 
 
 @dataclass(frozen=True)
@@ -121,7 +147,20 @@ class CycleReport:
     scaled: int
     requests: int
     seconds: float
-    errors: int = 0
+    errors: int = 0  # unexpected exceptions (logged with their traceback)
+    # failed act steps and unexpected exceptions by kind: NotFound, Conflict, Temporary, Permanent, Unexpected
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActResult:
+    """What the act step did: the /scale patch, the node-pool changes, or why it could not act (then nothing
+    was changed)."""
+
+    scaled: bool = False  # the /scale patch was made
+    acted: bool = False  # the patch or a node-pool change was made
+    pools: tuple[PoolChangeResult, ...] = ()
+    failure: ActFailure | None = None
 
 
 class Controller:
@@ -138,7 +177,10 @@ class Controller:
         config: ControllerConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_cycle: Callable[[CycleReport, bool], None] | None = None,
+        *,
+        registry: TriggerRegistry,
     ) -> None:
+        self.registry = registry  # the trigger types policies are compiled against
         self.on_cycle = on_cycle  # (report, whether it was a sweep over every policy)
         self.targets = targets
         self.scaler = scaler
@@ -181,6 +223,7 @@ class Controller:
                     entry.last_scale_time,
                 )
                 fresh.pool_nodes = entry.pool_nodes
+                fresh.reported, fresh.gone = entry.reported, entry.gone  # a new spec does not bring it back
             else:
                 fresh.status_conditions = list((obj.get("status") or {}).get("conditions") or [])
                 fresh.last_scale_time = (obj.get("status") or {}).get("lastScaleTime")
@@ -188,12 +231,15 @@ class Controller:
             doc["metadata"] = {"name": name, "namespace": ns, "labels": meta.get("labels") or {}}
             try:
                 fresh.policy = ScalingPolicy.model_validate(doc)
+                fresh.compiled = compile_policy(fresh.policy, self.registry)
             except ValidationError as e:
                 first = e.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
                 fresh.error = f"{key}: {where}: {first['msg']}" + (
                     f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
                 )
+            except KeyError as e:  # a trigger type this controller was not given
+                fresh.policy, fresh.error = None, f"{key}: spec.triggers: {e.args[0]}"
             if fresh.policy is not None and fresh.state is None:
                 restored, why = persisted.load((obj.get("status") or {}).get("state"))
                 if restored is not None:
@@ -277,10 +323,17 @@ class Controller:
         if sweep:
             self._last_sweep = t
         chosen: list[tuple[Entry, list[str]]] = []  # entry, trigger names to read now
+        retrying: set[str] = set()
         for e in entries:
             assert e.policy is not None
-            names = self._due(e, t, everything=sweep or e.key in woken)
-            if names or sweep or e.key in woken:
+            if e.retry_at is not None:
+                if t < e.retry_at:
+                    continue  # backing off after a failed act step: a wake or a sweep waits for it too
+                retrying.add(e.key)
+                e.retry_at = None  # set again if this try fails too
+            everything = sweep or e.key in woken or e.key in retrying
+            names = self._due(e, t, everything=everything)
+            if names or everything:
                 chosen.append((e, names))
         # 2. read the due triggers of every chosen policy, in batches
         views: dict[str, ScaleView | Exception] = {}
@@ -299,37 +352,46 @@ class Controller:
                 fresh.add(policy_key)
         # 3–5. decide, act, record
         decided = scaled = errors = 0
+        failures: dict[str, int] = {}
         for e, _ in chosen:
-            if not (sweep or e.key in woken or e.key in fresh):
+            if not (sweep or e.key in woken or e.key in fresh or e.key in retrying):
                 continue
             try:
-                d, acted = self._reconcile(e, views[e.key], moment, t, woken_at.get(e.key))
+                d, act = self._reconcile(e, views[e.key], moment, t, woken_at.get(e.key))
             except Exception:  # one policy's surprise must not stop the others
                 errors += 1
+                failures["Unexpected"] = failures.get("Unexpected", 0) + 1
                 log.exception("reconciling %s", e.key)
                 continue
+            if act.failure is not None:
+                failures[act.failure.kind] = failures.get(act.failure.kind, 0) + 1
             if d is not None:
                 decided += 1
-                scaled += acted
+                scaled += act.acted
         report = CycleReport(
-            t, len(chosen), decided, scaled, len(requests), self.clock.monotonic() - start, errors
+            t, len(chosen), decided, scaled, len(requests), self.clock.monotonic() - start, errors, failures
         )
         self.last_cycle = report
         if sweep:
             self.cycle_seconds.append(report.seconds)
             del self.cycle_seconds[:-1000]
-        if self.on_cycle is not None and (sweep or decided):
+        if self.on_cycle is not None and (sweep or decided or failures):
             self.on_cycle(report, sweep)
         return report
 
     def _due(self, e: Entry, t: float, everything: bool) -> list[str]:
-        assert e.policy is not None
+        c = e.compiled
+        assert c is not None
         names = []
-        for i, trig in enumerate(e.policy.spec.triggers):
-            if trig.type in _NO_SOURCE:
+        for trig, name, kind in zip(c.triggers, c.names, c.types, strict=True):
+            if kind.source is None:  # computed from `now` alone
                 continue
-            name = trigger_name(trig, i)
-            every = trig.poll_seconds or self.config.poll_seconds.get(trig.type, self.config.sync_seconds)
+            every = (
+                trig.poll_seconds
+                or self.config.poll_seconds.get(kind.type)
+                or kind.poll_seconds
+                or self.config.sync_seconds
+            )
             if everything or t >= e.due.get(name, 0.0):
                 names.append(name)
                 e.due[name] = t + every
@@ -344,15 +406,15 @@ class Controller:
             return err
 
     def _requests(self, e: Entry, names: list[str], view: ScaleView | Exception) -> list[MetricRequest]:
-        assert e.policy is not None
+        c = e.compiled
+        assert c is not None
         pods: frozenset[str] = frozenset()
         wanted = set(names)
         out = []
-        for i, trig in enumerate(e.policy.spec.triggers):
-            name = trigger_name(trig, i)
+        for trig, name, kind in zip(c.triggers, c.names, c.types, strict=True):
             if name not in wanted:
                 continue
-            if trig.type in ("GPUUtilization", "DCGM") and not pods and isinstance(view, ScaleView):
+            if kind.needs_pods and not pods and isinstance(view, ScaleView):
                 try:
                     pods = frozenset(self.targets.pods(e.namespace, parse(view.selector))[0])
                 except PermanentError as err:
@@ -363,38 +425,34 @@ class Controller:
 
     def _reconcile(
         self, e: Entry, view: ScaleView | Exception, moment: datetime, t: float, woken_at: float | None = None
-    ) -> tuple[Decision | None, bool]:
+    ) -> tuple[Decision | None, ActResult]:
         policy = e.policy
         assert policy is not None
+        if isinstance(view, NotFound):
+            self._target_gone(e, moment, str(view))
+            return None, ActResult()
         if isinstance(view, Exception):
-            reason = "TargetNotFound" if "404" in str(view) else "TargetUnreadable"
-            self._queue_status(e, conditions.invalid(reason, str(view)), {})
-            return None, False
+            self._queue_status(e, conditions.invalid("TargetUnreadable", str(view)), {})
+            return None, ActResult()
+        if e.gone is not None:
+            if view.resource_version == e.gone:  # the informer has not seen the deletion the patch found
+                return None, ActResult()
+            e.gone = None  # the target is back
         nodes = self._nodes(e, policy, view, t)
         seen = Observations(view.replicas, view.ready, dict(e.readings))
-        d = decide(policy, seen, e.state, moment, nodes=nodes)
+        assert e.compiled is not None
+        d = decide(e.compiled, seen, e.state, moment, nodes=nodes)
+        # 4. act; the decision's state is committed only when the act step did what the decision asked
+        act = self._act(view, d)
+        if act.failure is not None:
+            self._act_failed(e, view, d, act.failure, t)
+            return d, act
         e.state = d.state
-        acted = False
-        # 4. act
-        if d.desired != view.replicas:
-            self.scaler.scale(view, d.desired)
-            acted = True
+        recovered = e.reported is not None
+        e.act_failures, e.retry_at, e.reported = 0, None, None
+        if act.scaled:
             e.last_scale_time = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-        results = []
-        for change in d.node_pools:
-            pool = self.pools.get(change.pool)
-            provider = self.providers.get(pool.spec.provider.type) if pool is not None else None
-            if pool is None or provider is None:
-                continue
-            if change.add:
-                results.append(provider.add(pool, change.add))
-            if change.uncordon:
-                results.append(provider.cordon(pool, change.uncordon, False))
-            if change.cordon:
-                results.append(provider.cordon(pool, change.cordon, True))
-            if change.remove:
-                results.append(provider.remove(pool, change.remove))
-            acted = True
+        acted, results = act.acted, act.pools
         # 5. record
         previous = e.last
         e.last = d
@@ -421,7 +479,9 @@ class Controller:
                 sink.emit(event)
         e.announced = refusal
         conds = conditions.from_decision(d)
-        changed = previous is None or d.desired != previous.desired or d.rule != previous.rule or acted
+        changed = (
+            previous is None or d.desired != previous.desired or d.rule != previous.rule or acted or recovered
+        )
         if changed or t - e.state_written_at >= self.config.state_every_seconds:
             e.state_written_at = t
             extra: dict[str, Any] = {
@@ -433,7 +493,99 @@ class Controller:
             if e.last_scale_time:
                 extra["lastScaleTime"] = e.last_scale_time
             self._queue_status(e, conds, extra)
-        return d, acted
+        return d, act
+
+    def _act(self, view: ScaleView, d: Decision) -> ActResult:
+        """Patch /scale when the decision changes the replicas, then change the node pools (not after a
+        failed patch: nodes for replicas that were not made would only cost). A failed patch is returned, not
+        raised."""
+        scaled = False
+        if d.desired != view.replicas:
+            try:
+                self.scaler.scale(view, d.desired)
+            except (TemporaryError, PermanentError) as err:
+                return ActResult(failure=_sort(err))
+            scaled = True
+        acted = scaled
+        results: list[PoolChangeResult] = []
+        for change in d.node_pools:
+            pool = self.pools.get(change.pool)
+            provider = self.providers.get(pool.spec.provider.type) if pool is not None else None
+            if pool is None or provider is None:
+                continue
+            if change.add:
+                results.append(provider.add(pool, change.add))
+            if change.uncordon:
+                results.append(provider.cordon(pool, change.uncordon, False))
+            if change.cordon:
+                results.append(provider.cordon(pool, change.cordon, True))
+            if change.remove:
+                results.append(provider.remove(pool, change.remove))
+            acted = True
+        return ActResult(scaled, acted, tuple(results))
+
+    def _act_failed(self, e: Entry, view: ScaleView, d: Decision, failure: ActFailure, t: float) -> None:
+        """The decision was not applied: keep the previous state, back off, and once the failure is worth
+        reporting (at once unless it may pass by itself) set `Ready=False` and tell the sinks, once."""
+        e.act_failures += 1
+        e.last = d
+        cap = self.config.sync_seconds
+        temporary = failure.kind in ("Conflict", "Temporary")
+        if temporary:
+            delay = min(cap, self.config.retry_seconds * 2 ** (e.act_failures - 1))
+        elif failure.kind == "NotFound" and view.resource_version:
+            delay = 0.0  # not patched again while the view shows the object the patch found gone
+            e.gone = view.resource_version
+        else:
+            delay = cap  # a refusal: tried once per sync period (RBAC may be fixed without a spec change)
+        e.retry_at = t + delay if delay else None
+        retry = f"the next try in {delay:g} s" if delay else "no retry until the target is back"
+        if temporary and e.act_failures <= self.config.act_retries:
+            log.info("%s: %s (attempt %d; %s)", e.key, failure.message, e.act_failures, retry)
+            return
+        log.warning("%s: %s (attempt %d; %s)", e.key, failure.message, e.act_failures, retry)
+        if temporary:
+            failure = ActFailure(
+                failure.reason, f"{failure.message}; {e.act_failures} attempts failed, {retry}", failure.kind
+            )
+        extra = {"currentReplicas": view.replicas, "desiredReplicas": d.desired, "lastDecision": d.reason}
+        self._queue_status(e, conditions.invalid(failure.reason, failure.message), extra)
+        self._announce(e, d, failure)
+
+    def _target_gone(self, e: Entry, moment: datetime, message: str) -> None:
+        """The view says the target does not exist: `Ready=False` TargetNotFound, an Event the first time."""
+        assert e.policy is not None
+        self._queue_status(e, conditions.invalid("TargetNotFound", message), {})
+        ref = e.policy.spec.target_ref
+        # no decision was made: the event carries a hold at zero (what a missing workload runs) naming why
+        hold = Decision(
+            e.key,
+            f"{ref.kind}/{ref.name}",
+            moment,
+            0,
+            0,
+            Text(message),
+            "TargetNotFound",
+            None,
+            (),
+            e.state or PolicyState(),
+        )
+        self._announce(e, hold, ActFailure("TargetNotFound", message, "NotFound"))
+
+    def _announce(self, e: Entry, d: Decision, failure: ActFailure) -> None:
+        """Tell the sinks about a failure once per transition (not on every retry)."""
+        if e.reported == failure.reason:
+            return
+        e.reported = failure.reason
+        assert e.policy is not None
+        ref = e.policy.spec.target_ref
+        rec = dict(record(d))
+        rec["acted"] = False
+        rec["failure"] = {"reason": failure.reason, "kind": failure.kind, "message": failure.message}
+        involved = (ref.api_version, ref.kind, e.namespace, ref.name)
+        event = ScalingEvent(d, rec, False, involved, failure=failure)
+        for sink in self.sinks:
+            sink.emit(event)
 
     def _nodes(self, e: Entry, policy: ScalingPolicy, view: ScaleView, t: float) -> NodeView | None:
         pool_name = policy.spec.node_pool
@@ -572,3 +724,15 @@ class QueuedSink:
 
 def utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=UTC)
+
+
+def _sort(err: TemporaryError | PermanentError) -> ActFailure:
+    """A failed /scale patch by its kind: the target is gone, or the patch failed (kind says whether it may
+    pass by itself)."""
+    if isinstance(err, NotFound):
+        return ActFailure("TargetNotFound", str(err), "NotFound")
+    if isinstance(err, Conflict):
+        return ActFailure("ScaleFailed", str(err), "Conflict")
+    if isinstance(err, TemporaryError):
+        return ActFailure("ScaleFailed", str(err), "Temporary")
+    return ActFailure("ScaleFailed", str(err), "Permanent")

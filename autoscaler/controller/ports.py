@@ -67,7 +67,9 @@ class ReplicaTarget(Protocol):
     def read(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView: ...
 
     def scale(self, view: ScaleView, replicas: int) -> ScaleView:
-        """Patch spec.replicas; raises `kernel.errors.TemporaryError` on a conflict after retries."""
+        """Set spec.replicas. Raises `kernel.errors.NotFound` when the target is gone, `Conflict` when it kept
+        changing under the update (after retries), another `TemporaryError` when the API server did not answer
+        or failed, `PermanentError` when it refused (403 forbidden, 422 invalid)."""
         ...
 
 
@@ -109,6 +111,16 @@ class NodePoolProvider(Protocol):
 
 
 @dataclass(frozen=True)
+class ActFailure:
+    """Why the loop could not act on a decision, as operators are told: the reason of the `Ready=False`
+    condition and of the Warning Event, and a sentence naming the target and the API server's answer."""
+
+    reason: str  # TargetNotFound, ScaleFailed
+    message: str
+    kind: str  # the error's class: NotFound, Conflict, Temporary, Permanent
+
+
+@dataclass(frozen=True)
 class ScalingEvent:
     """A decision worth telling operators about, as every sink receives it."""
 
@@ -118,6 +130,9 @@ class ScalingEvent:
     # (apiVersion, kind, namespace, name) of the target
     involved: tuple[str, str, str, str] = ("", "", "", "")
     extra: Mapping[str, str] = field(default_factory=dict)
+    # set when the decision could not be applied (the target is gone, the patch was refused or kept failing):
+    # the event reports the failure, not the decision, and `acted` is False
+    failure: ActFailure | None = None
 
 
 class EventSink(Protocol):

@@ -30,7 +30,7 @@ from autoscaler.controller.sources import registry as sources
 from autoscaler.controller.sources.kafka_events import KafkaEventSink
 from autoscaler.controller.sources.kafka_lag import KafkaLagSource
 from autoscaler.controller.sources.prometheus import PrometheusSource
-from autoscaler.core.triggers import Reading
+from autoscaler.core.triggers import Reading, TriggerRegistry, register_builtins
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.informer import Informer, object_key
 from kernel.kubeclient import api_client
@@ -66,11 +66,17 @@ class Running:
         self.options = options
         self.stop_event = threading.Event()
         self.api = api_client(options.kubeconfig)
+        # 0. the trigger types, once: policies are compiled against them, sources read them
+        self.triggers = register_builtins(TriggerRegistry())
         # 1. metric sources, one registry (trigger type → source)
-        self.sources = sources.MetricSourceRegistry()
+        self.sources = sources.MetricSourceRegistry(self.triggers)
         if options.prometheus_url:
             self.sources.register(
-                PrometheusSource(options.prometheus_url, scrape_interval_s=options.prometheus_scrape_seconds)
+                PrometheusSource(
+                    options.prometheus_url,
+                    self.triggers,
+                    scrape_interval_s=options.prometheus_scrape_seconds,
+                )
             )
         if options.kafka_bootstrap:
             self.sources.register(KafkaLagSource(options.kafka_bootstrap))
@@ -102,6 +108,7 @@ class Running:
             config=ControllerConfig(sync_seconds=options.sync_seconds),
             clock=clock,
             on_cycle=self._on_cycle,
+            registry=self.triggers,
         )
         custom = client.CustomObjectsApi(self.api)
         self.policies = Informer(
@@ -159,6 +166,8 @@ class Running:
 
     def _on_cycle(self, report: CycleReport, sweep: bool) -> None:
         self.metrics.observe_reconcile(report.seconds)
+        for kind, count in report.failures.items():
+            self.metrics.scale_failure(kind, count)
         if sweep:
             self.metrics.observe_sweep(report.seconds)
             log.info(

@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kernel import errors
 from kernel.errors import PermanentError, TemporaryError
 from kernel.ratelimit import TokenBucket
 
@@ -22,11 +23,11 @@ COSCHEDULING = ("scheduling.x-k8s.io", "v1alpha1")
 REQUEST_TIMEOUT = 10.0
 
 
-class Gone(PermanentError):
+class Gone(errors.NotFound):
     """The object (pod, node) no longer exists."""
 
 
-class Conflict(TemporaryError):
+class Conflict(errors.Conflict):
     """The object changed under us (already bound, resourceVersion moved)."""
 
 

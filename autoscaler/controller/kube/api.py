@@ -2,8 +2,9 @@
 `ReplicaTarget`, and the ScalingPolicy status writer.
 
 Objects are kept as plain JSON dicts (`deserialize=False`): the generated models cost more to build than the
-whole decision. API errors become `kernel.errors` types: a conflict or a server error is temporary (retried
-here where the operation is idempotent, else by the next reconcile), a 4xx is permanent.
+whole decision. API errors become `kernel.errors` types: 404 is `NotFound`, 409 `Conflict` (temporary),
+throttling, a server error or no answer is temporary (retried here where the operation is idempotent, else
+by the loop with backoff), any other 4xx (403 forbidden, 422 invalid) is permanent.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from autoscaler.controller.ports import ScaleView
-from kernel.errors import PermanentError, TemporaryError
+from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ VERSION = "v1alpha1"
 POLICIES = "scalingpolicies"
 POOLS = "nodepools"
 CONFLICT_RETRIES = 4
+REQUEST_TIMEOUT = 10.0  # seconds for one /scale call: a hung API server must not hold the loop
 
 # Kinds whose /scale lives at a known plural (anything else is found through discovery).
 _PLURALS = {
@@ -37,17 +40,23 @@ _PLURALS = {
 
 
 def api_error(e: ApiException, what: str) -> Exception:
-    """An ApiException as TemporaryError (conflict, throttling, server side) or PermanentError."""
+    """An ApiException as `NotFound` (404), `Conflict` (409), TemporaryError (throttling, server side, no
+    answer) or PermanentError (any other 4xx), with the API server's message."""
     status = int(e.status or 0)
     reason = e.reason or ""
     try:
         body = json.loads(e.body or "{}")
         reason = str(body.get("message") or reason)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # not JSON, or JSON that is not a Status
         pass
-    if status in (0, 409, 429) or status >= 500:
-        return TemporaryError(f"{what}: HTTP {status} {reason}")
-    return PermanentError(f"{what}: HTTP {status} {reason}")
+    text = f"{what}: HTTP {status} {reason}"
+    if status == 404:
+        return NotFound(text)
+    if status == 409:
+        return Conflict(text)
+    if status in (0, 429) or status >= 500:
+        return TemporaryError(text)
+    return PermanentError(text)
 
 
 def _selector_text(spec_selector: Mapping[str, Any] | None) -> str:
@@ -91,16 +100,23 @@ class ScaleClient:
         self._plurals: dict[tuple[str, str], str] = dict(_PLURALS)
         self.patches = 0
 
-    def _call(self, path: str, method: str, body: Any = None) -> Any:
-        response = self._api.call_api(
-            path,
-            method,
-            body=body,
-            header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-        )
+    def _call(self, path: str, method: str, what: str, body: Any = None) -> Any:
+        """One API call; its failure as a `kernel.errors` type whose message starts with `what`."""
+        try:
+            response = self._api.call_api(
+                path,
+                method,
+                body=body,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as e:
+            raise api_error(e, what) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, reset, timed out
+            raise TemporaryError(f"{what}: no answer from the API server: {e}") from e
         return json.loads(response.data)
 
     def _plural(self, api_version: str, kind: str) -> str:
@@ -109,10 +125,7 @@ class ScaleClient:
         if hit is not None:
             return hit
         base = f"/apis/{api_version}" if group else f"/api/{api_version}"
-        try:
-            listing = self._call(base, "GET")
-        except ApiException as e:
-            raise api_error(e, f"discovery of {api_version}") from e
+        listing = self._call(base, "GET", f"discovery of {api_version}")
         for r in listing.get("resources", []):
             if r.get("kind") == kind and "/" not in r.get("name", ""):
                 names = {x.get("name") for x in listing.get("resources", [])}
@@ -129,10 +142,7 @@ class ScaleClient:
 
     def read(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
         path = self._path(namespace, api_version, kind, name)
-        try:
-            scale = self._call(path, "GET")
-        except ApiException as e:
-            raise api_error(e, f"{kind}/{name} in {namespace}: reading /scale") from e
+        scale = self._call(path, "GET", f"{kind}/{name} in {namespace}: reading /scale")
         return self._view(namespace, api_version, kind, scale)
 
     @staticmethod
@@ -150,24 +160,25 @@ class ScaleClient:
         )
 
     def scale(self, view: ScaleView, replicas: int) -> ScaleView:
-        """Update spec.replicas with optimistic concurrency; on a conflict re-read and retry (the replica
-        count we want does not depend on what changed in between)."""
+        """Update spec.replicas with optimistic concurrency (the PUT carries the resourceVersion just read);
+        on a conflict re-read and retry, `CONFLICT_RETRIES` times in all (the replica count we want does not
+        depend on what changed in between), then raise the last `Conflict`."""
         api_version = view.api_version
         path = self._path(view.namespace, api_version, view.kind, view.name)
         what = f"{view.kind}/{view.name} in {view.namespace}: scaling to {replicas}"
-        for attempt in range(CONFLICT_RETRIES):
+        attempt = 1
+        while True:
+            current = self._call(path, "GET", what)
+            current["spec"] = {**current.get("spec", {}), "replicas": replicas}
             try:
-                current = self._call(path, "GET")
-                current["spec"] = {**current.get("spec", {}), "replicas": replicas}
-                updated = self._call(path, "PUT", current)
-                self.patches += 1
-                return self._view(view.namespace, api_version, view.kind, updated)
-            except ApiException as e:
-                err = api_error(e, what)
-                if e.status == 409 and attempt + 1 < CONFLICT_RETRIES:
-                    continue
-                raise err from e
-        raise TemporaryError(f"{what}: conflicts on every attempt")
+                updated = self._call(path, "PUT", what, current)
+            except Conflict as e:
+                if attempt == CONFLICT_RETRIES:
+                    raise Conflict(f"{e} ({CONFLICT_RETRIES} attempts)") from e
+                attempt += 1
+                continue
+            self.patches += 1
+            return self._view(view.namespace, api_version, view.kind, updated)
 
 
 class StatusWriter:

@@ -1,1 +1,1 @@
-"""Where the controller's decisions go besides /scale: Kubernetes Events, Prometheus metrics, HTTP endpoint."""
+"""Where the controller's decisions go besides /scale: Kubernetes Events, Prometheus metrics, HTTP."""

@@ -10,6 +10,8 @@ The Event carries the decision's reason (the rule, with the HPA's "the recommend
 named ScaleUp/ScaleDown/NodePoolChange), the decision's sentence with numbers as `note`, type Warning for
 Fallback, MetricsUnavailable, PartialMetrics and drains a PodDisruptionBudget blocked, and the JSON record in
 the `tidescale.io/record` annotation so `events watch` prints the same thing from Kubernetes as from Kafka.
+An event that reports a failure to act (`ScalingEvent.failure`: the target is gone, the /scale patch was
+refused or kept failing) is a Warning with the failure's reason (TargetNotFound, ScaleFailed) and sentence.
 
 A repeat (same target, reason, type and note within 10 minutes of the last occurrence) does not create a new
 object: the first repeat patches `series` at once, later ones at most every `series_patch_seconds` (the
@@ -140,13 +142,17 @@ class KubernetesEventSink:
         note = d.reason
         if blocked:
             note = f"{note}; drain blocked by a PodDisruptionBudget on {', '.join(blocked)}"
+        reason = event_reason(d.rule, d.current, d.desired, bool(d.node_pools))
+        type_ = event_type(d.rule, bool(blocked))
+        if event.failure is not None:
+            reason, note, type_ = event.failure.reason, event.failure.message, "Warning"
         uid = event.extra.get("uid") or self._uid(kind, namespace, name, self._clock.now())
         policy_ns, _, policy_name = d.policy.partition("/")
         self._recorder.record(
             ObjectRef(api_version, kind, namespace, name, uid),
-            event_reason(d.rule, d.current, d.desired, bool(d.node_pools)),
+            reason,
             note,
-            type_=event_type(d.rule, bool(blocked)),
+            type_=type_,
             action=_action(d.current, d.desired, bool(d.node_pools)),
             related=ObjectRef(POLICY_API_VERSION, "ScalingPolicy", policy_ns, policy_name),
             annotations={RECORD_ANNOTATION: json.dumps(record, ensure_ascii=False, separators=(",", ":"))},

@@ -2,10 +2,10 @@
 
 `ControllerMetrics` owns a `CollectorRegistry` (never the process-global one, so two controllers in one test
 process do not collide) with the series operators alert on: decisions and scale events per policy, metric
-errors per source, desired/current replicas, readiness and fallback per policy, leadership, and the reconcile
-and reaction (signal → /scale patch) latencies. `render()` is the text exposition the controller's HTTP server
-returns on /metrics; serving it is not this module's job. `MetricsEventSink` is an `EventSink` that turns
-each `ScalingEvent` into metric updates.
+errors per source, failed act steps by kind, desired/current replicas, readiness and fallback per policy,
+leadership, and the reconcile and reaction (signal → /scale patch) latencies. `render()` is the text
+exposition the controller's HTTP server returns on /metrics; serving it is not this module's job.
+`MetricsEventSink` is an `EventSink` that turns each `ScalingEvent` into metric updates.
 """
 
 from __future__ import annotations
@@ -61,6 +61,14 @@ class ControllerMetrics:
             "tidescale_metric_errors",
             "Failed metric reads, by source (prometheus, kafka, pods, …).",
             ["source"],
+            registry=r,
+        )
+        self.scale_failures = Counter(
+            "tidescale_scale_failures",
+            "Failed act steps, by kind: NotFound (target gone), Conflict, Temporary (server error, no "
+            "answer), Permanent (refused: forbidden, invalid), Unexpected (an exception the loop did not "
+            "expect).",
+            ["reason"],
             registry=r,
         )
         self.desired = Gauge(
@@ -130,6 +138,9 @@ class ControllerMetrics:
     def metric_error(self, source: str, count: int = 1) -> None:
         self.metric_errors.labels(source).inc(count)
 
+    def scale_failure(self, reason: str, count: int = 1) -> None:
+        self.scale_failures.labels(reason).inc(count)
+
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
 
@@ -171,6 +182,8 @@ class MetricsEventSink:
         self.errors = 0
 
     def emit(self, event: ScalingEvent) -> None:
+        if event.failure is not None:
+            return  # a decision that was not applied: failures are counted per cycle (`scale_failure`)
         try:
             self.metrics.observe_decision(event.decision, event.acted)
             reaction = event.extra.get("reactionSeconds")

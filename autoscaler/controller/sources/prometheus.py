@@ -1,17 +1,12 @@
-"""The Prometheus metric source: every GPU, DCGM, Prometheus, QueueDepth and SLO trigger of every policy, read
-with one batched instant query per trigger kind (`autoscaler.controller.sources.promql`), not one per policy.
+"""The Prometheus metric source: every trigger of every policy whose type is read from Prometheus
+(GPUUtilization, DCGM, Prometheus, QueueDepth, SLO among the built-in ones), with one batched instant query
+per trigger kind (`autoscaler.controller.sources.promql`), not one per policy.
 
-What each kind asks and how the answer becomes a `Reading` (the backtest's simulated Prometheus,
-`autoscaler.replay.backtest`, builds the same readings):
-- GPUUtilization, DCGM: the metric's selector over the namespaces involved and the scrape time of each series
-  (`timestamp(…)`); per target, the values of its pods' GPUs in the metric's own unit (`per_gpu`, one per
-  GPU), `at` the oldest scrape among them.
-- Prometheus, QueueDepth: the trigger's query; one series → `value`, `at` the evaluation time. No series, more
-  than one (KEDA's rule), or a value that is NaN or infinite → an error, never a silent 0.
-- SLO: the request rate over `windowSeconds` (`value`) and over a short window (a tenth of it, at least two
-  scrape intervals, so that `rate` has two samples) as series `requestsPerSecondShort`; the prompt and
-  generated token rates over `windowSeconds` (`promptTokensPerSecond`, `generatedTokensPerSecond`, both or
-  neither) and the queue (`waiting`) when the trigger names them. All of a kind's queries go in its one batch.
+What each kind asks and how the answers become a `Reading` is the trigger type's own knowledge
+(`TriggerType.queries` and `TriggerType.reading`, in `autoscaler.core.triggers.<type>`): this source only
+collects the expressions of a kind's requests, asks each distinct one once, and hands every request's answers
+back to its type. The replay's simulated Prometheus evaluates the same expressions and forms readings with the
+same functions.
 
 Failures: Prometheus unreachable, a timeout, an HTTP error or an answer that is not JSON → every request of
 that kind gets `Reading(error=…)` naming the URL and the reason. A query Prometheus rejects fails only the
@@ -24,7 +19,6 @@ I/O: HTTP to Prometheus (httpx, injectable). No clock: `now` is an argument.
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -35,11 +29,9 @@ import httpx
 
 from autoscaler.controller.ports import MetricRequest, ReadingKey
 from autoscaler.controller.sources import promql
-from autoscaler.core.triggers import Reading
+from autoscaler.core.promql import Result
+from autoscaler.core.triggers import PROMETHEUS, FormReading, Queries, Reading, Scope, TriggerRegistry
 
-GPU_KINDS = frozenset({"GPUUtilization", "DCGM"})
-SCALAR_KINDS = frozenset({"Prometheus", "QueueDepth"})
-KINDS = GPU_KINDS | SCALAR_KINDS | {"SLO"}
 # Remembered rejected expressions (syntax errors); a spec change changes the text, so they never go stale.
 MAX_REMEMBERED = 10_000
 
@@ -56,25 +48,22 @@ class _Rejected(Exception):
         self.error_type = error_type
 
 
-Outcome = list[promql.Sample] | str  # an expression's samples, or why there are none
-
-
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """The expressions one request needs, by role ("value", "stamp", "short", …)."""
+class _Kind:
+    """What a trigger kind read from Prometheus asks, and how its answers become a reading."""
 
-    exprs: Mapping[str, str]
+    queries: Queries
+    reading: FormReading
 
 
 class PrometheusSource:
-    """Reads the Prometheus-backed trigger kinds, one batched query per kind per read (`queries` counts the
-    HTTP queries made, for tests and benchmarks)."""
-
-    kinds: frozenset[str] = KINDS
+    """Reads the trigger kinds of `triggers` whose source is Prometheus, one batched query per kind per read
+    (`queries` counts the HTTP queries made, for tests and benchmarks)."""
 
     def __init__(
         self,
         url: str,
+        triggers: TriggerRegistry,
         *,
         timeout_s: float = 5.0,
         client: httpx.Client | None = None,
@@ -83,6 +72,12 @@ class PrometheusSource:
         max_bytes: int = promql.MAX_BYTES,
     ) -> None:
         self.url = url.rstrip("/")
+        self._kinds: dict[str, _Kind] = {}
+        for kind in sorted(triggers.read_by(PROMETHEUS)):
+            t = triggers.get(kind)
+            assert t.queries is not None and t.reading is not None  # checked by TriggerType
+            self._kinds[kind] = _Kind(t.queries, t.reading)
+        self.kinds = frozenset(self._kinds)
         self.timeout_s = timeout_s
         self.scrape_interval_s = scrape_interval_s
         self.max_expressions = max_expressions
@@ -107,7 +102,7 @@ class PrometheusSource:
         out: dict[ReadingKey, Reading] = {}
         for r in requests:
             kind = str(getattr(r.spec, "type", ""))
-            if kind in KINDS:
+            if kind in self._kinds:
                 by_kind[kind].append(r)
             else:
                 out[(r.policy, r.trigger)] = Reading(
@@ -120,63 +115,23 @@ class PrometheusSource:
     # --- one kind ------------------------------------------------------------------------------------
 
     def _read_kind(self, kind: str, requests: list[MetricRequest]) -> dict[ReadingKey, Reading]:
-        plans = self._plans(kind, requests)
-        exprs = [e for p in plans for e in p.exprs.values()]
+        how = self._kinds[kind]
+        scopes = [Scope(r.namespace, r.pods, self.scrape_interval_s) for r in requests]
+        plans = [how.queries(r.spec, scope) for r, scope in zip(requests, scopes, strict=True)]
         try:
-            outcomes = self._evaluate(exprs)
+            results = self._evaluate([e for p in plans for e in p.values()])
         except _Unreachable as e:
             return {(r.policy, r.trigger): Reading(error=str(e)) for r in requests}
-        if kind in GPU_KINDS:
-            scraped = {  # each stamp query's answer indexed once, for all the targets it serves
-                e: promql.scrape_times(o)
-                for e in {p.exprs["stamp"] for p in plans}
-                if isinstance(o := outcomes.get(e), list)
-            }
-            return {
-                (r.policy, r.trigger): _gpu_reading(r, p, outcomes, scraped)
-                for r, p in zip(requests, plans, strict=True)
-            }
-        build = _slo_reading if kind == "SLO" else _scalar_reading
-        return {(r.policy, r.trigger): build(r, p, outcomes) for r, p in zip(requests, plans, strict=True)}
-
-    def _plans(self, kind: str, requests: list[MetricRequest]) -> list[_Plan]:
-        if kind in GPU_KINDS:
-            spaces: dict[str, set[str]] = defaultdict(set)
-            for r in requests:
-                spaces[r.spec.metric].add(r.namespace)
-            return [
-                _Plan(
-                    {
-                        "value": promql.gpu_query(r.spec.metric, spaces[r.spec.metric]),
-                        "stamp": promql.gpu_stamp_query(r.spec.metric, spaces[r.spec.metric]),
-                    }
-                )
-                for r in requests
-            ]
-        if kind in SCALAR_KINDS:
-            return [_Plan({"value": r.spec.query.strip()}) for r in requests]
-        return [self._slo_plan(r) for r in requests]
-
-    def _slo_plan(self, r: MetricRequest) -> _Plan:
-        t = r.spec
-        long_w = int(t.window_seconds)
-        short_w = max(math.ceil(2 * self.scrape_interval_s), long_w // 10)
-        exprs = {
-            "value": promql.windowed(t.request_rate_query, long_w).strip(),
-            "requestsPerSecondShort": promql.windowed(t.request_rate_query, short_w).strip(),
+        return {
+            (r.policy, r.trigger): how.reading(r.spec, scope, plan, results)
+            for r, scope, plan in zip(requests, scopes, plans, strict=True)
         }
-        if t.prompt_token_rate_query and t.generated_token_rate_query:
-            exprs["promptTokensPerSecond"] = promql.windowed(t.prompt_token_rate_query, long_w).strip()
-            exprs["generatedTokensPerSecond"] = promql.windowed(t.generated_token_rate_query, long_w).strip()
-        if t.queue_query:
-            exprs["waiting"] = t.queue_query.strip()
-        return _Plan(exprs)
 
     # --- queries -------------------------------------------------------------------------------------
 
-    def _evaluate(self, exprs: Sequence[str]) -> dict[str, Outcome]:
+    def _evaluate(self, exprs: Sequence[str]) -> dict[str, Result]:
         """Each expression's samples or the reason it has none; `_Unreachable` if Prometheus is."""
-        out: dict[str, Outcome] = {}
+        out: dict[str, Result] = {}
         ask = []
         for e in promql.unique(exprs):
             known = self._rejected.get(e)
@@ -190,7 +145,7 @@ class PrometheusSource:
             out.update(self._answer(b))
         return out
 
-    def _answer(self, b: promql.Batch) -> dict[str, Outcome]:
+    def _answer(self, b: promql.Batch) -> dict[str, Result]:
         """The outcome of every expression of batch `b`, halving it when Prometheus rejects it."""
         try:
             return dict(promql.split(b, self._query(b.text)))
@@ -199,7 +154,7 @@ class PrometheusSource:
         except _Rejected as e:
             if len(b.expressions) > 1:
                 half = len(b.expressions) // 2
-                out: dict[str, Outcome] = {}
+                out: dict[str, Result] = {}
                 for part in (b.expressions[:half], b.expressions[half:]):
                     for sub in promql.batch(part, scalars=self._scalars, max_expressions=len(part)):
                         out.update(self._answer(sub))
@@ -256,68 +211,3 @@ def _reason(e: httpx.HTTPError) -> str:
     cause = e.__cause__ or e.__context__
     text = str(e) or (str(cause) if cause else "") or type(e).__name__
     return f"{type(e).__name__}: {text}"
-
-
-# --- readings from outcomes --------------------------------------------------------------------------------
-
-
-def _one(expr: str, outcome: Outcome | None) -> promql.Sample | str:
-    """The single finite sample of a scalar query, or why there is none."""
-    if outcome is None:
-        return f"query was not asked: {expr}"
-    if isinstance(outcome, str):
-        return outcome
-    if not outcome:
-        return f"query returned no series: {expr}"
-    if len(outcome) > 1:
-        return f"query returned {len(outcome)} series, not one (aggregate it, e.g. sum(…)): {expr}"
-    s = outcome[0]
-    if not math.isfinite(s.value):
-        return f"query returned {s.value}: {expr}"
-    return s
-
-
-def _scalar_reading(r: MetricRequest, plan: _Plan, outcomes: Mapping[str, Outcome]) -> Reading:
-    expr = plan.exprs["value"]
-    got = _one(expr, outcomes.get(expr))
-    if isinstance(got, str):
-        return Reading(error=got)
-    return Reading(value=got.value, at=got.at)
-
-
-def _slo_reading(r: MetricRequest, plan: _Plan, outcomes: Mapping[str, Outcome]) -> Reading:
-    rate = _one(plan.exprs["value"], outcomes.get(plan.exprs["value"]))
-    if isinstance(rate, str):
-        return Reading(error=rate)
-    got: dict[str, float] = {}
-    for role, expr in plan.exprs.items():
-        if role == "value":
-            continue
-        s = _one(expr, outcomes.get(expr))
-        if not isinstance(s, str):
-            got[role] = s.value
-    series = {"requestsPerSecondShort": got.get("requestsPerSecondShort", rate.value)}
-    if "promptTokensPerSecond" in got and "generatedTokensPerSecond" in got:
-        series["promptTokensPerSecond"] = got["promptTokensPerSecond"]
-        series["generatedTokensPerSecond"] = got["generatedTokensPerSecond"]
-    if "waiting" in got:
-        series["waiting"] = got["waiting"]
-    return Reading(value=rate.value, series=series, at=rate.at)
-
-
-def _gpu_reading(
-    r: MetricRequest,
-    plan: _Plan,
-    outcomes: Mapping[str, Outcome],
-    scraped: Mapping[str, Mapping[promql.SeriesKey, float]],
-) -> Reading:
-    values = outcomes.get(plan.exprs["value"])
-    if isinstance(values, str):
-        return Reading(error=values)
-    per_gpu, at = promql.gpu_values(values or [], scraped.get(plan.exprs["stamp"], {}), r.namespace, r.pods)
-    if not per_gpu:
-        return Reading(
-            error=f"no GPU series for the target's pods ({r.spec.metric} in namespace {r.namespace}, "
-            f"{len(r.pods)} pods)"
-        )
-    return Reading(per_gpu=per_gpu, at=at)

@@ -11,50 +11,36 @@ not one per policy.
 wrapped in `vector()`. `looks_scalar` catches the plain cases; the shell learns the others from Prometheus'
 answer.
 
-GPU triggers ask one selector per DCGM metric over the namespaces involved (`gpu_query`) and pick each
-target's GPUs from that answer (`gpu_values`): one value per physical GPU (or MIG instance), never one per
-pod.
+What the expressions are, and what their samples (`autoscaler.core.promql.Sample`) mean, is the trigger
+types' business (`autoscaler.core.triggers`); this module only packs and unpacks them.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from autoscaler.core.promql import Sample
 
 QUERY_LABEL = "__tidescale_q"
 MAX_EXPRESSIONS = 200
 MAX_BYTES = 64 * 1024
 _JOIN = " or "
 
-# A range selector's window (`[5m]`), not a subquery (`[5m:1m]`).
-_WINDOW = re.compile(r"\[\d+(?:ms|[smhdwy])\]")
 _SCALAR_CALL = re.compile(r"\bscalar\s*\(")
 # Atomic tokens under a possessive star: no backtracking, linear in the text whatever it holds.
 _SCALAR_TEXT = re.compile(
     r"(?>\s+|[-+*/%^()]|0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:inf|nan)\b"
     r"|time\s*\(\s*\)|pi\s*\(\s*\))*+"
 )
-_RE2_SPECIAL = set(r"\.+*?()|[]{}^$")
-# Labels that name the GPU a series describes: the exporter repeats a shared GPU's series once per pod.
-_GPU_ID_LABELS = (("UUID", "uuid"), ("GPU_I_ID",))
 
 
 class BadResult(ValueError):
     """Prometheus answered, but not with the instant vector a batch asks for."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One series of an instant-query answer: its labels (the batch tag removed), value and timestamp."""
-
-    labels: Mapping[str, str]
-    value: float
-    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,75 +161,3 @@ def split(query: Batch, data: Any) -> dict[str, list[Sample]]:
         value, at = _value(series["value"])
         out[expr].append(Sample(labels, value, at))
     return out
-
-
-def windowed(expr: str, seconds: int) -> str:
-    """`expr` with every range window (`[5m]`) set to `seconds`."""
-    return _WINDOW.sub(f"[{int(seconds)}s]", expr)
-
-
-def _regex_literal(text: str) -> str:
-    """`text` as an RE2 literal inside a PromQL double-quoted string."""
-    escaped = "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
-    return escaped.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def gpu_query(metric: str, namespaces: Iterable[str]) -> str:
-    """The selector of metric `metric`'s series in `namespaces` (one query for every GPU policy on it)."""
-    spaces = "|".join(_regex_literal(n) for n in sorted(set(namespaces)))
-    return f'{metric}{{namespace=~"{spaces}"}}'
-
-
-def gpu_stamp_query(metric: str, namespaces: Iterable[str]) -> str:
-    """When each of `gpu_query`'s series was scraped."""
-    return f"timestamp({gpu_query(metric, namespaces)})"
-
-
-def _gpu_id(labels: Mapping[str, str]) -> tuple[str, ...]:
-    host = labels.get("hostname", labels.get("Hostname", ""))
-    ids = tuple(next((labels[k] for k in keys if k in labels), "") for keys in _GPU_ID_LABELS)
-    if not ids[0]:  # no UUID label: the index on its host is the next best name
-        return (host, labels.get("gpu", ""), *ids[1:])
-    return ids
-
-
-SeriesKey = tuple[tuple[str, str], ...]
-
-
-def _series_key(labels: Mapping[str, str]) -> SeriesKey:
-    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
-
-
-def scrape_times(stamps: Sequence[Sample]) -> dict[SeriesKey, float]:
-    """The answer of a `gpu_stamp_query` by series (labels without the metric name), for `gpu_values`; built
-    once for every target the query serves."""
-    return {_series_key(s.labels): s.value for s in stamps}
-
-
-def gpu_values(
-    values: Sequence[Sample], scraped: Mapping[SeriesKey, float], namespace: str, pods: Collection[str]
-) -> tuple[tuple[float, ...], float | None]:
-    """The per-GPU values of the series whose (namespace, pod) is one of the target's pods, one value per GPU
-    (by UUID and MIG instance; a GPU repeated for several pods counts once, its largest value), ordered by
-    host and GPU index; and the oldest scrape time among them (from `scraped`, see `scrape_times`, else the
-    evaluation time). Non-finite values are skipped. ((), None) when no series matches."""
-    by_gpu: dict[tuple[str, ...], tuple[tuple[str, int, str], float]] = {}
-    oldest: float | None = None
-    for s in values:
-        if s.labels.get("namespace") != namespace or s.labels.get("pod") not in pods:
-            continue
-        if not math.isfinite(s.value):
-            continue
-        gpu = _gpu_id(s.labels)
-        index = s.labels.get("gpu", "")
-        order = (
-            s.labels.get("hostname", s.labels.get("Hostname", "")),
-            int(index) if index.isdigit() else -1,
-            s.labels.get("GPU_I_ID", ""),
-        )
-        seen = by_gpu.get(gpu)
-        by_gpu[gpu] = (order, s.value if seen is None else max(seen[1], s.value))
-        at = scraped.get(_series_key(s.labels), s.at) if scraped else s.at
-        oldest = at if oldest is None else min(oldest, at)
-    ordered = sorted(by_gpu.values())
-    return tuple(v for _, v in ordered), oldest

@@ -2,12 +2,12 @@
 
 `MetricSourceRegistry.read_all` groups the requests by the source that serves their kind and calls each source
 once with all of its requests (the sources batch further: one PromQL query per kind, a few admin requests per
-Kafka cluster). Schedule triggers need no source (their evaluator reads the cron) and are skipped. A kind no
-source serves, or a source that raises, gives `Reading(error=…)` for its requests: a read never raises and
-every request (but Schedule ones) gets a reading.
+Kafka cluster). Kinds that need no source (`TriggerType.source` None: Schedule, whose evaluator reads the
+cron) are skipped. A kind no source serves, or a source that raises, gives `Reading(error=…)` for its
+requests: a read never raises and every request (but sourceless ones) gets a reading.
 
 `register_builtins` fills a registry with the Prometheus and Kafka lag sources; whoever composes the
-controller calls it once.
+controller calls it once, with the trigger registry it composes the decision core with.
 
 No I/O of its own (the sources do theirs).
 """
@@ -19,17 +19,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from autoscaler.controller.ports import MetricRequest, MetricSource, ReadingKey
-from autoscaler.core.triggers import Reading
+from autoscaler.core.triggers import Reading, TriggerRegistry
 
 log = logging.getLogger(__name__)
 
-NO_SOURCE_KINDS = frozenset({"Schedule"})
-
 
 class MetricSourceRegistry:
-    """Metric sources by the trigger kinds they serve."""
+    """Metric sources by the trigger kinds they serve, for the trigger types of `triggers`."""
 
-    def __init__(self) -> None:
+    def __init__(self, triggers: TriggerRegistry) -> None:
+        self.triggers = triggers
+        self._sourceless = triggers.sourceless()
         self._by_kind: dict[str, MetricSource] = {}
 
     def register(self, source: MetricSource) -> None:
@@ -57,12 +57,12 @@ class MetricSourceRegistry:
                 close()
 
     def read_all(self, requests: Sequence[MetricRequest], now: float) -> dict[ReadingKey, Reading]:
-        """A reading for every request but Schedule ones, each source called once."""
+        """A reading for every request but those of sourceless kinds, each source called once."""
         groups: dict[int, list[MetricRequest]] = defaultdict(list)
         out: dict[ReadingKey, Reading] = {}
         for r in requests:
             kind = str(getattr(r.spec, "type", ""))
-            if kind in NO_SOURCE_KINDS:
+            if kind in self._sourceless:
                 continue
             source = self._by_kind.get(kind)
             if source is None:
@@ -93,14 +93,16 @@ def register_builtins(
     timeout_s: float = 5.0,
     scrape_interval_s: float = 15.0,
 ) -> MetricSourceRegistry:
-    """The Prometheus source (GPUUtilization, DCGM, Prometheus, QueueDepth, SLO) and the Kafka lag source, for
+    """The Prometheus source (every trigger type whose source is "prometheus") and the Kafka lag source, for
     the endpoints given (a missing one leaves its kinds without a source: their triggers read as errors)."""
     from autoscaler.controller.sources.kafka_lag import KafkaLagSource
     from autoscaler.controller.sources.prometheus import PrometheusSource
 
     if prometheus_url:
         registry.register(
-            PrometheusSource(prometheus_url, timeout_s=timeout_s, scrape_interval_s=scrape_interval_s)
+            PrometheusSource(
+                prometheus_url, registry.triggers, timeout_s=timeout_s, scrape_interval_s=scrape_interval_s
+            )
         )
     if kafka_bootstrap:
         registry.register(KafkaLagSource(kafka_bootstrap, timeout_s=min(timeout_s, 3.0)))

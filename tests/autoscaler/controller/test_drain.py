@@ -14,27 +14,29 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.controller.pools.drain import NodeDrainer, api_error
 from autoscaler.controller.pools.node_manifest import kwok_node
-from kernel.errors import PermanentError, TemporaryError
+from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
 from tests.waiting import wait_for
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"),
+    ("status", "kind", "sort"),
     [
-        (409, TemporaryError),
-        (429, TemporaryError),
-        (500, TemporaryError),
-        (503, TemporaryError),
-        (403, PermanentError),
-        (404, PermanentError),
-        (422, PermanentError),
+        (409, Conflict, TemporaryError),
+        (429, TemporaryError, TemporaryError),
+        (500, TemporaryError, TemporaryError),
+        (503, TemporaryError, TemporaryError),
+        (403, PermanentError, PermanentError),
+        (404, NotFound, PermanentError),
+        (422, PermanentError, PermanentError),
     ],
     ids=["conflict", "throttled", "server-error", "unavailable", "forbidden", "not-found", "invalid"],
 )
-def test_api_errors_are_temporary_or_permanent_by_status(status: int, kind: type[Exception]) -> None:
+def test_api_errors_are_temporary_or_permanent_by_status(
+    status: int, kind: type[Exception], sort: type[Exception]
+) -> None:
     error = api_error(ApiException(status=status, reason="Because"), "scale MachineDeployment ns/md")
 
-    assert type(error) is kind
+    assert type(error) is kind and isinstance(error, sort)
     assert str(error).startswith(f"scale MachineDeployment ns/md: HTTP {status}")
 
 

@@ -19,10 +19,10 @@ from autoscaler.controller.sinks.kube_events import (
     as_record,
 )
 from autoscaler.controller.sources.kafka_events import KafkaEventSink, ensure_topic
-from autoscaler.core.decide import Decision, PolicyState, decide
+from autoscaler.core.decide import Decision, PolicyState
 from autoscaler.core.events import record
 from kernel.clock import FakeClock
-from tests.autoscaler.autoscaler_builders import NOW, at, gpus, policy_doc, seen
+from tests.autoscaler.autoscaler_builders import NOW, at, decide, gpus, policy_doc, seen
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from autoscaler.api.policy import ScalingPolicy
 from autoscaler.controller.ports import ScalingEvent
 from autoscaler.controller.sinks.kube_events import KubernetesEventSink
 from autoscaler.controller.sources.kafka_events import KafkaEventSink
-from autoscaler.core.decide import Decision, decide
+from autoscaler.core.decide import Decision
 from autoscaler.core.events import record
 from kernel.clock import FakeClock
-from tests.autoscaler.autoscaler_builders import NOW, gpus, policy_doc, seen
+from tests.autoscaler.autoscaler_builders import NOW, decide, gpus, policy_doc, seen
 from tidescale.commands.policy import event_line
 
 pytestmark = pytest.mark.integration

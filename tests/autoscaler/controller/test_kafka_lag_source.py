@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetad
 from autoscaler.api.policy import KafkaLagTrigger
 from autoscaler.controller.ports import MetricRequest
 from autoscaler.controller.sources.kafka_lag import KafkaLagSource
-from autoscaler.core.triggers import Context, KafkaLag, Observations, default_registry
+from autoscaler.core.triggers import Context, Observations, default_registry
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from tidescale.local import environment
 from tidescale.local.process import free_port
@@ -176,10 +176,11 @@ def test_the_reading_is_what_the_kafka_lag_evaluator_caps_at_the_partition_count
     commit(local_env.kafka_bootstrap, f"{name}-g", name, {0: 0, 1: 0})
     reading = lag_source.read([a_request("ml/a", name, f"{name}-g")], now())[("ml/a", "lag")]
     spec = a_request("ml/a", name, "g").spec
-    evaluator = default_registry().get("KafkaLag")
-    assert isinstance(evaluator, KafkaLag)
-    proposal = evaluator.evaluate(
-        spec, "lag", reading, Observations(replicas=1, ready=1), Context(), SYSTEM_CLOCK.now()
+    at = SYSTEM_CLOCK.now()
+    proposal = (
+        default_registry()
+        .get("KafkaLag")
+        .evaluate(spec, "lag", reading, Observations(replicas=1, ready=1), Context(), at, at.timestamp())
     )
     # lag 80 at 5 a replica would be 16 replicas; two partitions allow two consumers
     assert reading.value == 80.0

@@ -13,10 +13,10 @@ import pytest
 from autoscaler.controller.kube.selectors import Selector
 from autoscaler.controller.loop import Controller, ControllerConfig
 from autoscaler.controller.ports import MetricRequest, ReadingKey, ScaleView, ScalingEvent
-from autoscaler.core.triggers import Reading
+from autoscaler.core.triggers import Reading, TriggerRegistry
 from kernel.clock import FakeClock
-from kernel.errors import PermanentError, TemporaryError
-from tests.autoscaler.autoscaler_builders import NOW, gpu_trigger, policy_doc
+from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
+from tests.autoscaler.autoscaler_builders import NOW, TRIGGERS, gpu_trigger, policy_doc
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -28,7 +28,7 @@ class FakeTargets:
     def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
         view = self.views.get(f"{namespace}/{name}")
         if view is None:
-            raise PermanentError(f"{kind}/{name} in {namespace}: HTTP 404 not found")
+            raise NotFound(f"{kind}/{name} in {namespace}: reading /scale: HTTP 404 not found")
         return view
 
     def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
@@ -40,16 +40,25 @@ class FakeTargets:
 
 @dataclass
 class FakeScaler:
+    """Patches the fake views; records every attempt and every patch made. Told to fail: always for a target
+    (`refuse`, by "namespace/name"), or on the next calls (`fail_next`, one error per call)."""
+
     targets: FakeTargets
     calls: list[tuple[str, int]] = field(default_factory=list)
-    fail: Exception | None = None
+    attempts: list[tuple[str, int]] = field(default_factory=list)
+    refuse: dict[str, Exception] = field(default_factory=dict)
+    fail_next: list[Exception] = field(default_factory=list)
 
     def read(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
         return self.targets.view(namespace, api_version, kind, name)
 
     def scale(self, view: ScaleView, replicas: int) -> ScaleView:
-        if self.fail is not None:
-            raise self.fail
+        key = f"{view.namespace}/{view.name}"
+        self.attempts.append((key, replicas))
+        if key in self.refuse:
+            raise self.refuse[key]
+        if self.fail_next:
+            raise self.fail_next.pop(0)
         self.calls.append((f"{view.namespace}/{view.name}", replicas))
         new = replace(view, replicas=replicas, ready=replicas)
         self.targets.views[f"{view.namespace}/{view.name}"] = new
@@ -126,7 +135,9 @@ def world() -> World:
     scaler = FakeScaler(targets)
     metrics = FakeMetrics()
     sink, status = FakeSink(), FakeStatus()
-    controller = Controller(targets, scaler, metrics, [sink], status, config=ControllerConfig(), clock=clock)
+    controller = Controller(
+        targets, scaler, metrics, [sink], status, config=ControllerConfig(), clock=clock, registry=TRIGGERS
+    )
     return World(clock, targets, scaler, metrics, sink, status, controller)
 
 
@@ -157,12 +168,46 @@ def test_an_invalid_policy_is_not_ready_with_the_field_and_the_others_keep_worki
     assert world.scaler.calls == [("ml/other", 4)]
 
 
+def test_a_trigger_type_the_controller_was_not_given_is_not_ready_and_names_the_known_ones(
+    world: World,
+) -> None:
+    only_gpu = TriggerRegistry()
+    only_gpu.register(TRIGGERS.get("GPUUtilization"))
+    controller = Controller(
+        world.targets,
+        world.scaler,
+        world.metrics,
+        [world.sink],
+        world.status,
+        clock=world.clock,
+        registry=only_gpu,
+    )
+    lag = {"type": "KafkaLag", "name": "lag", "topic": "docs", "group": "embed", "lagPerReplica": 100}
+    entry = controller.upsert(a_policy_object(triggers=[lag]))
+    assert entry.policy is None and entry.compiled is None
+    assert entry.error == "ml/svc: spec.triggers: no trigger type 'KafkaLag' (known: GPUUtilization)"
+    controller.reconcile_once(full=True)
+    assert world.scaler.calls == [] and world.metrics.batches == []
+
+
 def test_a_target_that_does_not_exist_is_not_ready_and_nothing_is_patched(world: World) -> None:
-    world.controller.upsert(a_policy_object("ghost"))
-    world.step()
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object("ghost", triggers=[gpu_trigger(70)]))
+    for _ in range(3):
+        world.step(15, full=True)
     ready = world.conditions("ml/ghost")["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
-    assert world.scaler.calls == []
+    assert "Deployment/ghost in ml" in str(ready["message"])
+    assert world.scaler.attempts == []
+    # one Warning Event for the transition, not one per sweep
+    [event] = world.sink.events
+    assert event.failure is not None and event.failure.reason == "TargetNotFound" and not event.acted
+    assert event.record["failure"]["kind"] == "NotFound"
+    # the Deployment is created: the policy is served at once on the next sweep, and says so
+    world.targets.views["ml/ghost"] = a_view("ghost")
+    world.step(15, full=True)
+    assert world.scaler.calls == [("ml/ghost", 4)]
+    assert world.conditions("ml/ghost")["Ready"]["status"] == "True"
 
 
 def test_a_failing_metric_brings_the_fallback_replicas_and_a_fallback_condition_never_zero(
@@ -226,7 +271,13 @@ def test_a_restarted_controller_keeps_the_scale_down_stabilization_from_the_stat
     stored = dict(world.status.written["ml/svc"])
     # a new controller process, reading the policy with its status, sees low load a minute later
     fresh = Controller(
-        world.targets, world.scaler, world.metrics, [world.sink], world.status, clock=world.clock
+        world.targets,
+        world.scaler,
+        world.metrics,
+        [world.sink],
+        world.status,
+        clock=world.clock,
+        registry=TRIGGERS,
     )
     obj = a_policy_object(behavior={"scaleDown": {"stabilizationWindowSeconds": 300}})
     obj["status"] = stored
@@ -240,15 +291,165 @@ def test_a_restarted_controller_keeps_the_scale_down_stabilization_from_the_stat
     assert fresh.entries["ml/svc"].last.rule == "ScaleDownStabilized"
 
 
-def test_a_conflict_on_the_patch_is_reported_and_the_next_step_tries_again(world: World) -> None:
+def test_a_conflict_on_the_patch_is_retried_at_once_after_a_second_and_the_next_success_resets(
+    world: World,
+) -> None:
     world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
     world.controller.upsert(a_policy_object())
-    world.scaler.fail = TemporaryError("Deployment/svc in ml: scaling to 4: HTTP 409 conflict")
+    world.scaler.fail_next = [Conflict("Deployment/svc in ml: scaling to 4: HTTP 409 conflict (4 attempts)")]
     report = world.step(0, full=True)
-    assert report.errors == 1 and world.scaler.calls == []
-    world.scaler.fail = None
+    assert report.errors == 0 and report.failures == {"Conflict": 1} and world.scaler.calls == []
+    assert "ml/svc" not in world.status.written and world.sink.events == []  # one conflict: not reported
+    world.step(1)
+    assert world.scaler.calls == [("ml/svc", 4)]
+    entry = world.controller.entries["ml/svc"]
+    assert (entry.act_failures, entry.retry_at, entry.reported) == (0, None, None)
+
+
+def test_an_unexpected_error_on_a_retry_is_logged_and_not_retried_on_every_tick(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    world.scaler.fail_next = [Conflict("Deployment/svc in ml: scaling to 4: HTTP 409"), ValueError("a bug")]
+    world.step(0, full=True)
+    report = world.step(1)
+    assert report.failures == {"Unexpected": 1} and report.errors == 1
+    for _ in range(20):
+        world.step(0.1)
+    assert len(world.scaler.attempts) == 2  # back on its schedule: the next sweep
+    world.step(13, full=True)
+    assert world.scaler.calls == [("ml/svc", 4)]
+
+
+def scaled_once(world: World) -> tuple[Any, str | None]:
+    """svc scaled 2 → 4 at the first sweep: (its state after that scale, its lastScaleTime)."""
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    world.step(0, full=True)
+    assert world.scaler.calls == [("ml/svc", 4)]
+    entry = world.controller.entries["ml/svc"]
+    return entry.state, entry.last_scale_time
+
+
+def test_a_refused_patch_leaves_the_history_as_it_was_and_is_not_ready_with_a_warning_event(
+    world: World,
+) -> None:
+    state, scaled_at = scaled_once(world)
+    forbidden = PermanentError(
+        'Deployment/svc in ml: scaling to 8: HTTP 403 deployments.apps "svc" is forbidden: User '
+        '"system:serviceaccount:ml:tidescale" cannot update resource "deployments/scale"'
+    )
+    world.scaler.refuse["ml/svc"] = forbidden
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4,) * 4)  # 140 % on 4 replicas: 8 wanted
+    report = world.step(15, full=True)
+    assert report.failures == {"Permanent": 1}
+    assert world.scaler.attempts[-1] == ("ml/svc", 8) and world.scaler.calls == [("ml/svc", 4)]
+    entry = world.controller.entries["ml/svc"]
+    assert entry.state is state and entry.last_scale_time == scaled_at  # no scale that did not happen
+    ready = world.conditions("ml/svc")["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ScaleFailed")
+    assert "forbidden" in str(ready["message"])
+    status = world.status.written["ml/svc"]
+    assert "lastScaleTime" not in status and "state" not in status
+    assert (status["currentReplicas"], status["desiredReplicas"]) == (4, 8)
+    failure = world.sink.events[-1]
+    assert failure.failure is not None and failure.failure.reason == "ScaleFailed"
+    assert not failure.acted and failure.record["acted"] is False
+    assert not [e for e in world.sink.events if e.acted and e.record["replicas"]["desired"] == 8]
+    # refused again on each sweep (RBAC may be fixed without a spec change), told once
+    events = len(world.sink.events)
+    world.step(15, full=True)
+    assert world.scaler.attempts.count(("ml/svc", 8)) == 2 and len(world.sink.events) == events
+    # the Role is fixed: the next sweep scales, records it, and the policy is Ready again
+    del world.scaler.refuse["ml/svc"]
+    world.step(15, full=True)
+    assert world.scaler.calls[-1] == ("ml/svc", 8)
+    assert entry.state is not state and entry.last_scale_time != scaled_at
+    assert world.conditions("ml/svc")["Ready"]["status"] == "True"
+    assert world.sink.events[-1].acted and world.sink.events[-1].failure is None
+
+
+def test_failing_patches_back_off_doubling_to_the_sync_period_and_are_reported_after_the_retries(
+    world: World,
+) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    unavailable = TemporaryError("Deployment/svc in ml: scaling to 4: HTTP 503 the server is unavailable")
+    world.scaler.fail_next = [Conflict("Deployment/svc in ml: scaling to 4: HTTP 409")] * 2 + [
+        unavailable
+    ] * 3
+    tried_at: list[int] = []
+    reported_at: int | None = None
+    for second in range(31):
+        world.controller.wake(["ml/svc"], "an alert every second")  # wakes wait for the backoff too
+        world.step(0 if second == 0 else 1)
+        if len(world.scaler.attempts) > len(tried_at):
+            tried_at.append(second)
+        if reported_at is None and world.sink.events:
+            reported_at = second
+    # 1 s doubling, capped at the 15 s sync period; the 6th attempt succeeds
+    assert tried_at == [0, 1, 3, 7, 15, 30]
+    assert world.scaler.calls == [("ml/svc", 4)]
+    # three retries are silent; the fourth failure is reported, once
+    assert reported_at == 7
+    failed = [e for e in world.sink.events if e.failure is not None]
+    assert len(failed) == 1 and failed[0].failure is not None
+    assert "HTTP 503" in failed[0].failure.message and "4 attempts failed" in failed[0].failure.message
+    assert failed[0].failure.kind == "Temporary"
+    # then the success: recorded as a scale, Ready again, the backoff reset
+    assert world.sink.events[-1].acted
+    assert world.conditions("ml/svc")["Ready"]["status"] == "True"
+    entry = world.controller.entries["ml/svc"]
+    assert (entry.act_failures, entry.retry_at, entry.reported) == (0, None, None)
+
+
+def test_a_target_deleted_before_its_patch_is_not_patched_again_until_it_is_back(world: World) -> None:
+    world.targets.views["ml/svc"] = replace(a_view(), resource_version="7")
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    world.scaler.refuse["ml/svc"] = NotFound('Deployment/svc in ml: scaling to 4: HTTP 404 "svc" not found')
+    report = world.step(0, full=True)
+    assert report.failures == {"NotFound": 1}
+    ready = world.conditions("ml/svc")["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
+    # the informer has not seen the deletion yet: the same view is not patched again, nothing told twice
+    world.step(15, full=True)
+    world.step(15, full=True)
+    assert world.scaler.attempts == [("ml/svc", 4)]
+    assert [e.failure.reason for e in world.sink.events if e.failure] == ["TargetNotFound"]
+    # the informer drops it: still TargetNotFound, still one Event
+    del world.targets.views["ml/svc"]
+    world.step(15, full=True)
+    assert [e.failure.reason for e in world.sink.events if e.failure] == ["TargetNotFound"]
+    # created again (a new resourceVersion): patched, Ready
+    del world.scaler.refuse["ml/svc"]
+    world.targets.views["ml/svc"] = replace(a_view(), resource_version="12")
     world.step(15, full=True)
     assert world.scaler.calls == [("ml/svc", 4)]
+    assert world.conditions("ml/svc")["Ready"]["status"] == "True"
+
+
+def test_one_policy_failing_every_way_does_not_stop_the_others(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    names = ["refused", "storm", "surprise", "fine"]
+    for name in names:
+        world.targets.views[f"ml/{name}"] = a_view(name)
+        world.controller.upsert(a_policy_object(name, triggers=[gpu_trigger(70)]))
+    world.scaler.refuse["ml/refused"] = PermanentError("Deployment/refused in ml: scaling to 4: HTTP 403")
+    world.scaler.refuse["ml/storm"] = Conflict("Deployment/storm in ml: scaling to 4: HTTP 409")
+    world.scaler.refuse["ml/surprise"] = ValueError("a bug in the scaler")
+    report = world.step(0, full=True)
+    assert report.failures == {"Permanent": 1, "Conflict": 1, "Unexpected": 1} and report.errors == 1
+    assert world.scaler.calls == [("ml/fine", 4)]
+    # the history of the three shows no scale; the one that scaled has it
+    for name in ("refused", "storm", "surprise"):
+        entry = world.controller.entries[f"ml/{name}"]
+        assert entry.state is None and entry.last_scale_time is None, name
+    assert world.controller.entries["ml/fine"].last_scale_time is not None
+    # the next sweep serves the healthy one again: more load on its 4 replicas, 8 of them
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4,) * 4)
+    report = world.step(15, full=True)
+    assert world.scaler.calls == [("ml/fine", 4), ("ml/fine", 8)]
+    assert report.failures == {"Permanent": 1, "Conflict": 1, "Unexpected": 1}
 
 
 def test_alert_labels_find_policies_by_name_or_by_target(world: World) -> None:

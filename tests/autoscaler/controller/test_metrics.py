@@ -6,11 +6,11 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY
 
-from autoscaler.controller.ports import ScalingEvent
+from autoscaler.controller.ports import ActFailure, ScalingEvent
 from autoscaler.controller.sinks.metrics import ControllerMetrics, MetricsEventSink
-from autoscaler.core.decide import Decision, PolicyState, decide
+from autoscaler.core.decide import Decision, PolicyState
 from autoscaler.core.events import record
-from tests.autoscaler.autoscaler_builders import NOW, a_policy, at, gpus, seen
+from tests.autoscaler.autoscaler_builders import NOW, a_policy, at, decide, gpus, seen
 
 
 def samples(m: ControllerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -109,3 +109,19 @@ def test_two_controllers_in_one_process_keep_separate_registries_off_the_global_
     assert samples(a)[("tidescale_is_leader", ())] == 1
     assert samples(b)[("tidescale_is_leader", ())] == 0
     assert REGISTRY.get_sample_value("tidescale_is_leader") is None
+
+
+def test_failed_act_steps_are_counted_by_kind_and_a_decision_not_applied_is_not_counted_as_one() -> None:
+    m = ControllerMetrics()
+    m.scale_failure("Conflict", 4)
+    m.scale_failure("Permanent")
+    d = scale_up()
+    refused = ActFailure("ScaleFailed", "Deployment/svc in ml: scaling to 4: HTTP 403 forbidden", "Permanent")
+    MetricsEventSink(m).emit(
+        ScalingEvent(d, record(d), False, ("apps/v1", "Deployment", "ml", "svc"), failure=refused)
+    )
+    got = samples(m)
+    assert got[("tidescale_scale_failures_total", (("reason", "Conflict"),))] == 4
+    assert got[("tidescale_scale_failures_total", (("reason", "Permanent"),))] == 1
+    assert ("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "DesiredWithinRange"))) not in got
+    assert ("tidescale_desired_replicas", (("policy", "ml/svc"),)) not in got

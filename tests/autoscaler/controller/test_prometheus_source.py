@@ -23,6 +23,7 @@ from autoscaler.controller.ports import MetricRequest
 from autoscaler.controller.sources.prometheus import PrometheusSource
 from autoscaler.core.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK
+from tests.autoscaler.autoscaler_builders import TRIGGERS
 from tests.waiting import wait_for
 from tidescale.local import environment
 from tidescale.local.exporter import set_load
@@ -64,7 +65,7 @@ def gpu_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.En
 
 @pytest.fixture
 def source(gpu_env: environment.Environment) -> Iterator[PrometheusSource]:
-    s = PrometheusSource(gpu_env.prometheus_url, timeout_s=5, scrape_interval_s=1)
+    s = PrometheusSource(gpu_env.prometheus_url, TRIGGERS, timeout_s=5, scrape_interval_s=1)
     yield s
     s.close()
 
@@ -246,7 +247,7 @@ def test_a_scalar_that_does_not_look_like_one_is_learnt_and_wrapped(source: Prom
 @integration
 def test_prometheus_on_a_closed_port_gives_every_request_an_error_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    s = PrometheusSource(url, timeout_s=2)
+    s = PrometheusSource(url, TRIGGERS, timeout_s=2)
     try:
         requests = [
             a_request("ml/p", prometheus("vector(1)")),
@@ -267,7 +268,7 @@ def test_prometheus_on_a_closed_port_gives_every_request_an_error_naming_the_url
 
 def a_fake(handler: Callable[[httpx.Request], httpx.Response]) -> PrometheusSource:
     return PrometheusSource(
-        "http://prometheus.test:9090", client=httpx.Client(transport=httpx.MockTransport(handler))
+        "http://prometheus.test:9090", TRIGGERS, client=httpx.Client(transport=httpx.MockTransport(handler))
     )
 
 

@@ -1,4 +1,4 @@
-"""Batched PromQL: combining expressions into queries, splitting the answer back, picking a target's GPUs."""
+"""Batched PromQL: combining expressions into queries, splitting the answer back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from autoscaler.controller.sources import promql
-from autoscaler.controller.sources.promql import QUERY_LABEL, BadResult, Batch, Sample
+from autoscaler.controller.sources.promql import QUERY_LABEL, BadResult, Batch
+from autoscaler.core.promql import Sample
 
 
 def a_series(tag: int | None, value: str = "1", at: float = 100.0, **labels: str) -> dict[str, Any]:
@@ -19,13 +20,6 @@ def a_series(tag: int | None, value: str = "1", at: float = 100.0, **labels: str
 
 def a_vector(*series: dict[str, Any]) -> dict[str, Any]:
     return {"resultType": "vector", "result": list(series)}
-
-
-def a_gpu(
-    pod: str, uuid: str, value: float, *, ns: str = "ml", gpu: str = "0", host: str = "n1", **more: str
-) -> Sample:
-    labels = {"namespace": ns, "pod": pod, "UUID": uuid, "gpu": gpu, "hostname": host, **more}
-    return Sample({"__name__": "DCGM_FI_DEV_GPU_UTIL", **labels}, value, 100.0)
 
 
 @pytest.mark.parametrize(
@@ -129,101 +123,3 @@ def test_the_answer_is_split_back_per_expression_without_the_tag() -> None:
 def test_an_answer_that_is_not_a_tagged_vector_is_refused(data: Any) -> None:
     with pytest.raises(BadResult):
         promql.split(Batch("…", ("a",)), data)
-
-
-@pytest.mark.parametrize(
-    ("expr", "seconds", "want"),
-    [
-        ("sum(rate(gateway_requests_total[1m]))", 30, "sum(rate(gateway_requests_total[30s]))"),
-        ("rate(a[5m]) / rate(b[2h])", 6, "rate(a[6s]) / rate(b[6s])"),
-        ("max_over_time(x[5m:1m])", 6, "max_over_time(x[5m:1m])"),
-        ("sum(queue)", 6, "sum(queue)"),
-    ],
-    ids=["one-window", "every-window", "subquery-untouched", "no-window"],
-)
-def test_windowed_sets_every_range_window(expr: str, seconds: int, want: str) -> None:
-    assert promql.windowed(expr, seconds) == want
-
-
-@pytest.mark.parametrize(
-    ("namespaces", "want"),
-    [
-        (["ml"], 'DCGM_FI_DEV_GPU_UTIL{namespace=~"ml"}'),
-        (["b", "a", "b"], 'DCGM_FI_DEV_GPU_UTIL{namespace=~"a|b"}'),
-        (["a.b"], 'DCGM_FI_DEV_GPU_UTIL{namespace=~"a\\\\.b"}'),
-    ],
-    ids=["one", "sorted-unique", "escaped"],
-)
-def test_a_gpu_query_selects_every_namespace_involved(namespaces: list[str], want: str) -> None:
-    assert promql.gpu_query("DCGM_FI_DEV_GPU_UTIL", namespaces) == want
-    assert promql.gpu_stamp_query("DCGM_FI_DEV_GPU_UTIL", namespaces) == f"timestamp({want})"
-
-
-@pytest.mark.parametrize(
-    ("series", "namespace", "pods", "want"),
-    [
-        (
-            [a_gpu("llm-a", "GPU-1", 0.5), a_gpu("llm-b", "GPU-2", 0.7, gpu="1")],
-            "ml",
-            {"llm-a", "llm-b"},
-            (0.5, 0.7),
-        ),
-        ([a_gpu("llm-a", "GPU-1", 0.5), a_gpu("embed-a", "GPU-2", 0.9)], "ml", {"llm-a"}, (0.5,)),
-        ([a_gpu("llm-a", "GPU-1", 0.5, ns="other")], "ml", {"llm-a"}, ()),
-        ([a_gpu("llm-a", "GPU-1", 0.5)], "ml", set(), ()),
-        # a shared GPU repeated for two of the target's pods counts once
-        ([a_gpu("llm-a", "GPU-1", 0.4), a_gpu("llm-b", "GPU-1", 0.6)], "ml", {"llm-a", "llm-b"}, (0.6,)),
-        # MIG instances of one GPU are separate devices
-        (
-            [a_gpu("llm-a", "GPU-1", 0.1, GPU_I_ID="1"), a_gpu("llm-b", "GPU-1", 0.2, GPU_I_ID="2")],
-            "ml",
-            {"llm-a", "llm-b"},
-            (0.1, 0.2),
-        ),
-        # ordered by host, then GPU index
-        (
-            [
-                a_gpu("p", "GPU-3", 3, host="n2"),
-                a_gpu("p", "GPU-2", 2, gpu="10"),
-                a_gpu("p", "GPU-1", 1, gpu="2"),
-            ],
-            "ml",
-            {"p"},
-            (1, 2, 3),
-        ),
-        (
-            [a_gpu("llm-a", "GPU-1", float("nan")), a_gpu("llm-b", "GPU-2", 0.3)],
-            "ml",
-            {"llm-a", "llm-b"},
-            (0.3,),
-        ),
-    ],
-    ids=[
-        "two-pods",
-        "other-deployment",
-        "other-namespace",
-        "no-pods",
-        "shared-gpu",
-        "mig",
-        "ordered",
-        "nan-skipped",
-    ],
-)
-def test_a_targets_gpu_values_come_from_its_own_pods_one_per_gpu(
-    series: list[Sample], namespace: str, pods: set[str], want: tuple[float, ...]
-) -> None:
-    values, at = promql.gpu_values(series, {}, namespace, frozenset(pods))
-    assert values == want
-    assert (at is None) == (not want)
-
-
-def test_a_targets_gpu_sample_time_is_its_oldest_scrape() -> None:
-    series = [a_gpu("llm-a", "GPU-1", 0.5), a_gpu("llm-b", "GPU-2", 0.7), a_gpu("embed", "GPU-3", 0.1)]
-    stamps = [
-        Sample({k: v for k, v in s.labels.items() if k != "__name__"}, t, 100.0)
-        for s, t in zip(series, (97.0, 98.5, 10.0), strict=True)
-    ]
-    scraped = promql.scrape_times(stamps)
-    assert promql.gpu_values(series, scraped, "ml", frozenset({"llm-a", "llm-b"})) == ((0.5, 0.7), 97.0)
-    # without the scrape times, the evaluation time stands in
-    assert promql.gpu_values(series, {}, "ml", frozenset({"llm-a"})) == ((0.5,), 100.0)

@@ -17,6 +17,7 @@ from autoscaler.controller.ports import MetricRequest, ReadingKey
 from autoscaler.controller.sources.registry import MetricSourceRegistry, register_builtins
 from autoscaler.core.triggers import Reading
 from kernel.clock import SYSTEM_CLOCK
+from tests.autoscaler.autoscaler_builders import TRIGGERS
 from tidescale.local import environment
 
 
@@ -46,7 +47,7 @@ def a_request(policy: str, kind: str, trigger: str = "t", spec: Any = None) -> M
 def test_each_source_is_called_once_with_all_of_its_kinds_requests() -> None:
     prom = RecordingSource(frozenset({"Prometheus", "QueueDepth", "GPUUtilization"}), value=1)
     lag = RecordingSource(frozenset({"KafkaLag"}), value=2)
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     registry.register(prom)
     registry.register(lag)
     requests = [
@@ -62,7 +63,7 @@ def test_each_source_is_called_once_with_all_of_its_kinds_requests() -> None:
 
 
 def test_schedule_triggers_need_no_source_and_get_no_reading() -> None:
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     schedule = ScheduleTrigger(
         type="Schedule", windows=[ScheduleWindow(cron="0 9 * * *", duration_seconds=60, replicas=2)]
     )
@@ -80,14 +81,14 @@ def test_schedule_triggers_need_no_source_and_get_no_reading() -> None:
 def test_a_kind_without_a_source_reads_as_an_error(
     registered: tuple[str, ...], kind: str, error: str
 ) -> None:
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     if registered:
         registry.register(RecordingSource(frozenset(registered)))
     assert registry.read_all([a_request("ml/x", kind)], 0.0) == {("ml/x", "t"): Reading(error=error)}
 
 
 def test_a_source_that_raises_fails_only_its_own_requests() -> None:
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     registry.register(RecordingSource(frozenset({"Prometheus"}), fail=True))
     registry.register(RecordingSource(frozenset({"KafkaLag"}), value=5))
     got = registry.read_all([a_request("ml/p", "Prometheus"), a_request("ml/k", "KafkaLag")], 0.0)
@@ -100,7 +101,7 @@ def test_a_request_the_source_left_out_reads_as_an_error() -> None:
         def read(self, requests: Sequence[MetricRequest], now: float) -> Mapping[ReadingKey, Reading]:
             return {}
 
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     registry.register(Forgetful(frozenset({"Prometheus"})))
     assert registry.read_all([a_request("ml/p", "Prometheus")], 0.0)[("ml/p", "t")].error == (
         "Forgetful returned no reading"
@@ -108,7 +109,7 @@ def test_a_request_the_source_left_out_reads_as_an_error() -> None:
 
 
 def test_a_kind_cannot_have_two_sources() -> None:
-    registry = MetricSourceRegistry()
+    registry = MetricSourceRegistry(TRIGGERS)
     registry.register(RecordingSource(frozenset({"Prometheus", "SLO"})))
     with pytest.raises(ValueError, match="SLO already have a metric source"):
         registry.register(RecordingSource(frozenset({"SLO", "KafkaLag"})))
@@ -119,7 +120,7 @@ def test_the_builtin_sources_read_prometheus_and_kafka_through_one_registry(
     local_env: environment.Environment,
 ) -> None:
     registry = register_builtins(
-        MetricSourceRegistry(),
+        MetricSourceRegistry(TRIGGERS),
         prometheus_url=local_env.prometheus_url,
         kafka_bootstrap=local_env.kafka_bootstrap,
     )
