@@ -208,6 +208,8 @@ def _command_lines(command: tuple[str, ...]) -> list[str]:
 
 def run_command(args: argparse.Namespace) -> int:
     from streaming import job
+    from streaming.engine import EngineRegistry
+    from streaming.engines import register_builtins
 
     pipeline = _load(args.file)
     if pipeline is None:
@@ -227,7 +229,9 @@ def run_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     try:
-        report = job.run(pipeline, args.engine, options, args.metrics_port)
+        report = job.run(
+            pipeline, args.engine, options, args.metrics_port, engines=register_builtins(EngineRegistry())
+        )
     except PermanentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
-"""The engine extension point: the `StreamEngine` protocol, what a run is told and reports, and the one
-registry of engines, filled by `register_builtins()`.
+"""The engine extension point: the `StreamEngine` protocol, what a run is told and reports, and the
+registry of engines, filled by `streaming.engines.register_builtins()` where a run is wired (the job's entry,
+the CLI, the benchmark, the demo) and passed to what runs the pipeline.
 
 Pure: declarations only; the engines themselves (shells that start JVMs or Kafka clients) live in
 `streaming.engines.*` and are imported by `register_builtins`, not at import time.
@@ -75,9 +76,6 @@ class EngineRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._engines)
-
-
-ENGINES = EngineRegistry()
 
 
 def delivery_note(engine: StreamEngine, plan: Plan) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streaming import spec
-from streaming.engine import ENGINES, RunOptions, RunReport, delivery_note
+from streaming.engine import EngineRegistry, RunOptions, RunReport, delivery_note
 from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
 
@@ -33,10 +33,12 @@ def run(
     options: RunOptions,
     metrics_port: int | None = None,
     out: Sequence[str] = (),
+    *,
+    engines: EngineRegistry,
 ) -> RunReport:
-    """Run `pipeline`; with `metrics_port`, serve its Prometheus metrics on 127.0.0.1 meanwhile."""
-    register_builtins()
-    engine = ENGINES.get(engine_name)
+    """Run `pipeline` on engine `engine_name` of `engines`; with `metrics_port`, serve its Prometheus metrics
+    on 127.0.0.1 meanwhile."""
+    engine = engines.get(engine_name)
     note = delivery_note(engine, pipeline)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -73,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.engine,
         RunOptions(args.bootstrap, checkpoint_dir=args.checkpoint_dir),
         args.metrics_port,
+        engines=register_builtins(EngineRegistry()),
     )
     return 0
 

@@ -24,7 +24,7 @@ from autoscaler.core.nodepool import POOL_LABEL
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.errors import TidescaleError
 from streaming import spec
-from streaming.engine import ENGINES, RunOptions
+from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import plan
 from tidescale.local import crds, environment, exporter, nodes, prometheus
@@ -223,8 +223,7 @@ def _run(args: argparse.Namespace, state_dir: Path, stack: _Stack) -> int:
 
     step(f"running the {pipeline.name} pipeline on {args.engine}: {source} → one topic per model + DLQ")
     started = SYSTEM_CLOCK.monotonic()
-    register_builtins()
-    ENGINES.get(args.engine).run(
+    register_builtins(EngineRegistry()).get(args.engine).run(
         pipeline,
         RunOptions(
             env.kafka_bootstrap,

@@ -3,8 +3,8 @@ and loading them from YAML with errors that name file, line, field and reason.
 
 A policy file holds one or more YAML documents (`---`); each is a `ScalingPolicy` or a `NodePool`.
 Validation happens once, here; inside, code passes these frozen models and small dataclasses.
-Percents are integers. Triggers are a discriminated union on `type`; the registry of evaluators
-that gives each `type` its meaning lives in `autoscaler.core.triggers`.
+Percents are integers. Triggers are a discriminated union on `type`, derived from the built-in trigger
+types (`autoscaler.core.triggers.BUILTIN_TYPES`), each of which holds its model beside its evaluator.
 
 Pure apart from `read_policy_file`, which reads one file. No clock, no network.
 """
@@ -14,48 +14,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, model_validator
 
-from autoscaler.api.cron import CronError, parse_cron
+from autoscaler.api.base import Spec
+from autoscaler.core.triggers import BUILTIN_TYPES, TriggerBase
+
+# The built-in trigger models live with their trigger types (`autoscaler.core.triggers.<type>`); they are
+# named here for the modules that take them from the policy documents. A new trigger type needs no line here.
+from autoscaler.core.triggers.dcgm import DCGM_FIELDS, DCGMTrigger
+from autoscaler.core.triggers.gpu_utilization import (
+    UTILIZATION_FIELDS,
+    GPUUtilizationTrigger,
+)
+from autoscaler.core.triggers.kafka_lag import KafkaLagTrigger
+from autoscaler.core.triggers.prometheus import PrometheusTrigger
+from autoscaler.core.triggers.queue_depth import QueueDepthTrigger
+from autoscaler.core.triggers.schedule import (
+    ScheduleTrigger,
+    ScheduleWindow,
+)
+from autoscaler.core.triggers.slo import (
+    CapacityProfile,
+    Latency,
+    SLOTrigger,
+)
 from jobs.vocabulary import NVIDIA_GPU, pod_request
 from kernel.documents import document_path, line_of, load_documents
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
-
-# DCGM fields the GPUUtilization trigger accepts and the scale of their raw values: the DCGM `PROF` fields
-# are ratios 0–1, the `DEV_*_UTIL` fields percents (../shared/reference/gpu-metrics.md §2).
-UTILIZATION_FIELDS: dict[str, float] = {
-    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": 100.0,
-    "DCGM_FI_PROF_SM_ACTIVE": 100.0,
-    "DCGM_FI_PROF_SM_OCCUPANCY": 100.0,
-    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": 100.0,
-    "DCGM_FI_PROF_DRAM_ACTIVE": 100.0,
-    "DCGM_FI_DEV_GPU_UTIL": 1.0,
-    "DCGM_FI_DEV_MEM_COPY_UTIL": 1.0,
-}
-# Other DCGM gauges a `DCGM` trigger may scale on, with their unit (targets are in that unit).
-DCGM_FIELDS: dict[str, str] = {
-    "DCGM_FI_DEV_FB_USED": "MiB",
-    "DCGM_FI_DEV_FB_FREE": "MiB",
-    "DCGM_FI_DEV_POWER_USAGE": "W",
-    "DCGM_FI_DEV_GPU_TEMP": "°C",
-    "DCGM_FI_DEV_MEMORY_TEMP": "°C",
-    "DCGM_FI_PROF_PCIE_TX_BYTES": "B/s",
-    "DCGM_FI_PROF_PCIE_RX_BYTES": "B/s",
-    **{name: "ratio" if scale == 100.0 else "%" for name, scale in UTILIZATION_FIELDS.items()},
-}
-
-
-class Spec(BaseModel):
-    """Base of the edge models: frozen, strict about unknown fields, camelCase in documents."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
-
 
 # --- targetRef and metadata -------------------------------------------------------------------------------
 
@@ -77,151 +67,16 @@ class TargetRef(Spec):
 # --- triggers ---------------------------------------------------------------------------------------------
 
 
-class TriggerBase(Spec):
-    name: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]*$")
-    # A sample older than this is treated as missing (stale series; gpu-metrics.md §1).
-    max_sample_age_seconds: int = Field(120, ge=1)
-    # How often the controller reads this trigger's source. Below the Prometheus scrape interval it needs
-    # `endpoint` (the exporter's /metrics read directly, as Knative reads its queue-proxies).
-    poll_seconds: int | None = Field(None, ge=1)
-    endpoint: str | None = None
-
-
-class GPUUtilizationTrigger(TriggerBase):
-    """Per-GPU utilisation from DCGM, aggregated over the target's GPUs, against a percent target."""
-
-    type: Literal["GPUUtilization"]
-    metric: str = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
-    aggregation: Literal["mean", "max", "sum"] = "mean"
-    target: int = Field(ge=1, le=10000, description="percent; per GPU for mean/max, per replica for sum")
-
-    @model_validator(mode="after")
-    def _known_metric(self) -> GPUUtilizationTrigger:
-        if self.metric not in UTILIZATION_FIELDS:
-            raise ValueError(
-                f"metric: not a DCGM utilisation field: {self.metric!r} "
-                f"(known: {', '.join(sorted(UTILIZATION_FIELDS))})"
-            )
-        if self.aggregation != "sum" and self.target > 100:
-            raise ValueError(f"target: {self.target}% is above 100% for aggregation {self.aggregation}")
-        return self
-
-
-class DCGMTrigger(TriggerBase):
-    """Any DCGM gauge (memory, power, temperature, PCIe) in its own unit, over the target's GPUs."""
-
-    type: Literal["DCGM"]
-    metric: str
-    aggregation: Literal["mean", "max", "sum"] = "mean"
-    target: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _known_metric(self) -> DCGMTrigger:
-        if self.metric not in DCGM_FIELDS:
-            raise ValueError(
-                f"metric: not a DCGM gauge tidescale knows: {self.metric!r} "
-                f"(known: {', '.join(sorted(DCGM_FIELDS))})"
-            )
-        return self
-
-
-class PrometheusTrigger(TriggerBase):
-    """A raw PromQL instant query returning one series: `Value` (per replica) or `AverageValue` (a total)."""
-
-    type: Literal["Prometheus"]
-    query: str = Field(min_length=1)
-    target_type: Literal["Value", "AverageValue"] = "AverageValue"
-    target: float = Field(gt=0)
-    activation_threshold: float = Field(0, ge=0)
-
-
-class KafkaLagTrigger(TriggerBase):
-    """Consumer-group lag of a topic: `ceil(lag / lagPerReplica)`, capped at the partition count."""
-
-    type: Literal["KafkaLag"]
-    topic: str = Field(min_length=1)
-    group: str = Field(min_length=1)
-    bootstrap_servers: str | None = None
-    lag_per_replica: int = Field(ge=1)
-    activation_lag: int = Field(0, ge=0)
-    allow_idle_consumers: bool = False
-
-
-class QueueDepthTrigger(TriggerBase):
-    """Requests waiting at the gateway (a signal that exists with zero pods), per replica."""
-
-    type: Literal["QueueDepth"]
-    query: str = Field(min_length=1)
-    target_per_replica: int = Field(ge=1)
-    activation_threshold: int = Field(0, ge=0)
-
-
-class ScheduleWindow(Spec):
-    cron: str
-    duration_seconds: int = Field(ge=60)
-    replicas: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _cron(self) -> ScheduleWindow:
-        try:
-            parse_cron(self.cron)
-        except CronError as e:
-            raise ValueError(f"cron: {e}") from None
-        return self
-
-
-class ScheduleTrigger(TriggerBase):
-    """Replica floors during cron windows (UTC): the policy never goes below `replicas` inside a window."""
-
-    type: Literal["Schedule"]
-    windows: list[ScheduleWindow] = Field(min_length=1)
-
-
-class Latency(Spec):
-    percentile: int = Field(99, ge=50, le=100)
-    target_milliseconds: int = Field(ge=1)
-
-
-class CapacityProfile(Spec):
-    """What one replica sustains, measured by a load test: prefill and decode tokens per second."""
-
-    prefill_tokens_per_second: float = Field(gt=0)
-    decode_tokens_per_second: float = Field(gt=0)
-    # Used before token rates have been observed (and when the token series are not provided).
-    mean_prompt_tokens: int = Field(1024, ge=0)
-    mean_generated_tokens: int = Field(128, ge=0)
-
-
-class SLOTrigger(TriggerBase):
-    """A latency objective and a per-replica capacity profile → the replicas that meet it (queueing model)."""
-
-    type: Literal["SLO"]
-    latency: Latency
-    capacity: CapacityProfile
-    request_rate_query: str = Field(min_length=1)
-    prompt_token_rate_query: str | None = None
-    generated_token_rate_query: str | None = None
-    queue_query: str | None = None
-    # Rate windows: a long one for steady sizing and a short one (a tenth of it) that catches bursts.
-    window_seconds: int = Field(60, ge=5)
-    # A backlog is sized to drain within this time; replicas added for it serve only after their model start.
-    drain_seconds: int = Field(60, ge=1)
-    activation_threshold: float = Field(0, ge=0)
-
-
-Trigger = Annotated[
-    GPUUtilizationTrigger
-    | DCGMTrigger
-    | PrometheusTrigger
-    | KafkaLagTrigger
-    | QueueDepthTrigger
-    | ScheduleTrigger
-    | SLOTrigger,
-    Field(discriminator="type"),
-]
-TRIGGER_TYPES = ("GPUUtilization", "DCGM", "Prometheus", "KafkaLag", "QueueDepth", "Schedule", "SLO")
+# The trigger union, derived from the one list of built-in trigger types: a discriminated union on `type`.
+if TYPE_CHECKING:
+    Trigger: TypeAlias = TriggerBase
+else:
+    Trigger = Annotated[Union[tuple(t.model for t in BUILTIN_TYPES)], Field(discriminator="type")]  # noqa: UP007
+TRIGGER_TYPES = tuple(t.type for t in BUILTIN_TYPES)
 # Signals that exist with zero pods (gateway, broker, Prometheus queries on other jobs); GPU series do not.
-ZERO_POD_TYPES = frozenset({"Prometheus", "KafkaLag", "QueueDepth", "SLO", "Schedule"})
+ZERO_POD_TYPES = frozenset(t.type for t in BUILTIN_TYPES if t.wakes_from_zero)
+# The zero-pod types that measure something (a Schedule floor is not a signal to wake on).
+_WAKE_SIGNALS = tuple(t.type for t in BUILTIN_TYPES if t.wakes_from_zero and t.source is not None)
 
 
 # --- behavior (HPA semantics) -----------------------------------------------------------------------------
@@ -333,7 +188,7 @@ class ScalingPolicySpec(Spec):
             elif not any(t.type in ZERO_POD_TYPES for t in self.triggers):
                 raise ValueError(
                     "scaleToZero: no trigger exists with zero pods (GPU series vanish with the pods); "
-                    "add a QueueDepth, KafkaLag, SLO or Prometheus trigger"
+                    f"add a {', '.join(_WAKE_SIGNALS[:-1])} or {_WAKE_SIGNALS[-1]} trigger"
                 )
         elif self.min_replicas == 0:
             raise ValueError("minReplicas: 0 needs a scaleToZero section (idle period and activation)")
@@ -505,3 +360,50 @@ def read_policy_file(path: Path) -> PolicyFile:
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
     return parse_policy_file(text, str(path))
+
+
+__all__ = [
+    "API_VERSION",
+    "DCGM_FIELDS",
+    "KINDS",
+    "TRIGGER_TYPES",
+    "UTILIZATION_FIELDS",
+    "ZERO_POD_TYPES",
+    "Behavior",
+    "CapacityProfile",
+    "ClusterAPIProvider",
+    "DCGMTrigger",
+    "Fallback",
+    "Forecast",
+    "GPUUtilizationTrigger",
+    "KafkaLagTrigger",
+    "KwokProvider",
+    "Latency",
+    "Lead",
+    "MachineDeploymentRef",
+    "Metadata",
+    "NodePool",
+    "NodePoolScaleDown",
+    "NodePoolSpec",
+    "NodeShape",
+    "Panic",
+    "PolicyFile",
+    "PrometheusTrigger",
+    "Provider",
+    "QueueDepthTrigger",
+    "RatePolicy",
+    "SLOTrigger",
+    "ScaleToZero",
+    "ScalingPolicy",
+    "ScalingPolicySpec",
+    "ScalingRules",
+    "ScheduleTrigger",
+    "ScheduleWindow",
+    "Spec",
+    "TargetRef",
+    "Trigger",
+    "TriggerBase",
+    "parse_policy_file",
+    "read_policy_file",
+    "trigger_name",
+]

@@ -1,9 +1,12 @@
-"""The pure decision core: `decide(policy, observations, state, now) → Decision`.
+"""The pure decision core: `decide(compiled, observations, state, now) → Decision`.
 
-One call is one reconcile of one ScalingPolicy, in numbered steps:
+A policy is compiled once against the trigger registry its holder was given (`compile_policy`: trigger
+names, types and evaluators, wake signals, behavior with defaults); one call is one reconcile of one
+compiled ScalingPolicy, in numbered steps:
 
 1. evaluate every trigger (`autoscaler.core.triggers`) into a proposal; count consecutive failures;
-2. fallback: a metric failing more than `failureThreshold` times in a row sets the replicas (KEDA semantics);
+2. fallback: a metric failing more than `failureThreshold` times in a row proposes the fallback count, a floor
+   under the healthy proposals (KEDA semantics: one more metric for the HPA, the max wins);
 3. zero: from 0 replicas, activation when a zero-pod signal is active, else stay at 0;
 4. the raw recommendation: the max over valid proposals; no scale-down on partial data (HPA semantics);
 5. demand one lead time ahead: the forecast (Holt, past samples only) and the level under which a percentile
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from autoscaler.api.policy import ZERO_POD_TYPES, NodePool, ScalingPolicy, SLOTrigger, trigger_name
+from autoscaler.api.policy import NodePool, ScalingPolicy, trigger_name
 from autoscaler.core import forecast as fc
 from autoscaler.core.behavior import History, ResolvedBehavior, rate_limit, record, resolve, stabilize
 from autoscaler.core.nodepool import (
@@ -45,16 +48,14 @@ from autoscaler.core.nodepool import (
 )
 from autoscaler.core.triggers import (
     Context,
+    Evaluate,
     Observations,
     Proposal,
-    TriggerEvaluator,
     TriggerRegistry,
-    default_registry,
+    TriggerType,
     erlang_c_replicas,
 )
 from jobs.snapshot import ClusterState
-
-_REGISTRY = default_registry()
 
 
 class PolicyState(NamedTuple):
@@ -123,58 +124,48 @@ class Decision(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Compiled:
-    """What a policy resolves to once: trigger names and evaluators, wake signals, behavior with defaults."""
+class CompiledPolicy:
+    """What a policy resolves to once, against a trigger registry: its triggers' names, types and
+    evaluators, the wake signals, the behavior with defaults. Whoever holds the policy (the controller's
+    entry, the replay, the benchmark) compiles it once, with `compile_policy`, and passes it to `decide`."""
 
     policy: ScalingPolicy
-    registry: TriggerRegistry
     names: tuple[str, ...]
-    evaluators: tuple[TriggerEvaluator, ...]
+    types: tuple[TriggerType, ...]
+    evaluators: tuple[Evaluate, ...]
     wake: frozenset[str]
     behavior: ResolvedBehavior
     ctx: Context
     ident: str
     target: str
-    slo: tuple[int, SLOTrigger] | None
     triggers: tuple[Any, ...]
     lo: int  # the lowest non-zero replica count
 
 
-_COMPILED: dict[int, _Compiled] = {}
-
-
-def _compile(policy: ScalingPolicy, registry: TriggerRegistry) -> _Compiled:
-    hit = _COMPILED.get(id(policy))
-    if hit is not None and hit.policy is policy and hit.registry is registry:
-        return hit
+def compile_policy(policy: ScalingPolicy, registry: TriggerRegistry) -> CompiledPolicy:
+    """`policy` resolved against `registry`; KeyError naming the known types when a trigger's type is not in
+    it."""
     spec = policy.spec
     names = tuple(trigger_name(t, i) for i, t in enumerate(spec.triggers))
+    types = tuple(registry.get(t.type) for t in spec.triggers)
     listed = spec.scale_to_zero.activation_triggers if spec.scale_to_zero else None
     wake = frozenset(
-        n
-        for n, t in zip(names, spec.triggers, strict=True)
-        if (n in listed if listed else t.type in ZERO_POD_TYPES)
+        n for n, tt in zip(names, types, strict=True) if (n in listed if listed else tt.wakes_from_zero)
     )
     b = resolve(spec.behavior)
-    slo = next(((i, t) for i, t in enumerate(spec.triggers) if isinstance(t, SLOTrigger)), None)
-    compiled = _Compiled(
+    return CompiledPolicy(
         policy,
-        registry,
         names,
-        tuple(registry.get(t.type) for t in spec.triggers),
+        types,
+        tuple(tt.evaluate for tt in types),
         wake,
         b,
         Context(b.up.tolerance, b.down.tolerance, float(spec.lead.model_start_seconds)),
         f"{policy.metadata.namespace}/{policy.metadata.name}",
         f"{spec.target_ref.kind}/{spec.target_ref.name}",
-        slo,
         tuple(spec.triggers),
         max(spec.min_replicas, 1),
     )
-    if len(_COMPILED) > 65536:
-        _COMPILED.clear()
-    _COMPILED[id(policy)] = compiled
-    return compiled
 
 
 def _plural(n: int) -> str:
@@ -224,7 +215,7 @@ class _Step:
 
     def __init__(
         self,
-        c: _Compiled,
+        c: CompiledPolicy,
         seen: Observations,
         state: PolicyState,
         now: datetime,
@@ -292,17 +283,16 @@ class _Step:
 
 
 def decide(
-    policy: ScalingPolicy,
+    c: CompiledPolicy,
     seen: Observations,
     state: PolicyState | None,
     now: datetime,
     *,
-    registry: TriggerRegistry | None = None,
     nodes: NodeView | None = None,
 ) -> Decision:
-    """One reconcile of `policy`: the decision for what was observed at `now`, with the next state."""
-    c = _compile(policy, registry or _REGISTRY)
-    spec = policy.spec
+    """One reconcile of the compiled policy `c`: the decision for what was observed at `now`, with the next
+    state."""
+    spec = c.policy.spec
     b = c.behavior
     t = now.timestamp()
     step = _Step(c, seen, state or PolicyState(last_active=t), now, t, nodes)
@@ -327,7 +317,7 @@ def decide(
     triggers = c.triggers
     ctx = c.ctx
     for k, name in enumerate(c.names):
-        p = evaluators[k].evaluate(triggers[k], name, readings.get(name), seen, ctx, now)
+        p = evaluators[k](triggers[k], name, readings.get(name), seen, ctx, now, t)
         proposals.append(p)
         if p.failed:
             failed.append(p)
@@ -352,8 +342,13 @@ def decide(
     if active or step.last_active is None:
         step.last_active = t
 
-    # 2. fallback: a metric failing more than failureThreshold times in a row
+    # 2. fallback: a metric failing more than failureThreshold times in a row proposes the fallback count in
+    # its place — one more proposal, so a floor under the healthy ones and never a cap on them (KEDA serves it
+    # to the HPA as that metric's value; the HPA takes the max over all metrics). It goes through the same
+    # rules as any proposal below; failures still within the threshold keep blocking a scale-down.
     fb = spec.fallback
+    fallback: int | None = None
+    fallback_led = False
     if fb is not None and failed and max(counts) > fb.failure_threshold:
         r = {
             "static": fb.replicas,
@@ -361,13 +356,30 @@ def decide(
             "currentReplicasIfHigher": max(current, fb.replicas),
             "currentReplicasIfLower": min(current, fb.replicas),
         }[fb.behavior]
-        desired = max(spec.min_replicas, min(hi, r))
-        step.history = record(b, step.history, step.history.recs, current, desired, t)
-        reason = (
-            f"{', '.join(p.trigger for p in failed)} failed more than {fb.failure_threshold} times in a row "
-            f"({failed[0].reason}); fallback {fb.behavior}: {_change(current, desired)}"
+        fallback = max(spec.min_replicas, min(hi, r))
+        past = [p for p, k in zip(proposals, counts, strict=True) if p.failed and k > fb.failure_threshold]
+        failed = [p for p, k in zip(proposals, counts, strict=True) if p.failed and k <= fb.failure_threshold]
+        cause = Text(
+            "{} failed more than {} times in a row ({})",
+            (", ".join(p.trigger for p in past), fb.failure_threshold, past[0].reason),
         )
-        return step.done(desired, reason, "Fallback", failed[0].trigger, fallback=True)
+        if driver is None or fallback > raw:
+            how: object = fb.behavior
+            if driver is not None:
+                how = Text("{} {}, above {} at {}", (fb.behavior, fallback, driver.trigger, raw))
+            driver = Proposal(past[0].trigger, fallback, template="{}; fallback {}", args=(cause, how))
+            raw, fallback_led = fallback, True
+        else:
+            below = (Text(driver.template, driver.args), cause, fb.behavior, fallback)
+            driver = driver._replace(template="{}; {}, its fallback {} {} is lower", args=below)
+        sustained = max(sustained, fallback)
+        if current == 0:
+            # from zero nothing is stabilized (as on activation below): the larger count applies at once
+            desired = min(hi, raw)
+            step.history = record(b, step.history, step.history.recs, current, desired, t)
+            reason = Text("{}: {}", (Text(driver.template, driver.args), _Change(current, desired)))
+            rule = "Fallback" if fallback_led else "Activation"
+            return step.done(desired, reason, rule, driver.trigger, fallback=True)
 
     # 3. zero: activation from signals that exist without pods
     if current == 0:
@@ -384,18 +396,20 @@ def decide(
         return step.done(desired, reason, "Activation", waker.trigger)
 
     # 4. raw recommendation: max over valid proposals; never scale down on partial data
-    if not valid or (n_metrics and len(failed) == n_metrics and not any(p.replicas for p in valid)):
+    if fallback is None and (
+        not valid or (n_metrics and len(failed) == n_metrics and not any(p.replicas for p in valid))
+    ):
         why = "; ".join(p.reason for p in failed) or "no trigger gave a proposal"
         reason = f"no metric is available ({why}): keeping {_plural(current)}"
         return step.done(current, reason, "MetricsUnavailable", None)
-    assert driver is not None  # valid is not empty
+    assert driver is not None  # valid is not empty, or the fallback leads
     if failed and raw < current:
         why = ", ".join(p.trigger for p in failed)
         reason = (
             f"{why} failed and the rest want fewer: keeping {_plural(current)} "
             f"(no scale-down on partial data)"
         )
-        return step.done(current, reason, "PartialMetrics", None)
+        return step.done(current, reason, "PartialMetrics", None, fallback=fallback is not None)
     driver_reason: Text = Text(driver.template, driver.args)
 
     # 5. demand one lead time ahead: forecast, and the level recent work arrived at
@@ -429,6 +443,7 @@ def decide(
                 "Panic",
                 driver.trigger,
                 panic=True,
+                fallback=fallback is not None,
                 forecast=predicted,
                 floor=floor,
                 nodes_for=max(min(lasting, desired), floor),
@@ -443,10 +458,16 @@ def decide(
         rule = why
     step.history = record(b, step.history, recs, current, desired, t)
 
-    # 8. scale to zero after the idle period, never on a failed activation signal
+    # 8. scale to zero after the idle period, never on a failed activation signal nor under a fallback
     stz = spec.scale_to_zero
     last_active = step.last_active if step.last_active is not None else t
-    if stz is not None and not active and not wake_failed and t - last_active >= stz.idle_seconds:
+    if (
+        stz is not None
+        and not active
+        and not wake_failed
+        and fallback is None
+        and t - last_active >= stz.idle_seconds
+    ):
         step.history = record(b, step.history, step.history.recs, current, 0, t)
         quiet = ", ".join(sorted(c.wake))
         reason = (
@@ -454,8 +475,11 @@ def decide(
         )
         return step.done(0, reason, "ScaleToZero", None, forecast=predicted)
 
-    # 9. the decision (node-pool changes are planned in `done`)
-    if rule in ("DesiredWithinRange", "ReadyForNewScale"):
+    # 9. the decision (node-pool changes are planned in `done`); "Fallback" when nothing but the fallback
+    # count limited it
+    if fallback_led and raw == fallback and rule in ("DesiredWithinRange", "ReadyForNewScale"):
+        rule = "Fallback"
+    if rule in ("DesiredWithinRange", "ReadyForNewScale", "Fallback"):
         reason = Text("{}: {}", (driver_reason, _Change(current, desired)))
     else:
         reason = Text(
@@ -465,20 +489,24 @@ def decide(
     # nodes for what lasts: the stabilized recommendation, but never fewer than minReplicas hold
     lasting = max(min(max(stabilized, spec.min_replicas), desired), floor)
     return step.done(
-        desired, reason, rule, driver.trigger, forecast=predicted, floor=floor, nodes_for=lasting
+        desired,
+        reason,
+        rule,
+        driver.trigger,
+        fallback=fallback is not None,
+        forecast=predicted,
+        floor=floor,
+        nodes_for=lasting,
     )
 
 
 def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float] | None]:
-    """The proposal the forecast follows (the SLO trigger's, else the one with the largest demand) and, for
-    an SLO trigger, its queueing model (mean service s, waiting budget s, quantile) that sizes demand into
-    replicas (otherwise one replica per replica of work)."""
-    c = step.c
-    if c.slo is not None:
-        i, t = c.slo
-        p = step.proposals[i]
-        if not p.failed and p.sizing is not None:
-            return p, (p.sizing[0], p.sizing[1], t.latency.percentile / 100.0)
+    """The proposal the forecast follows (the first sized by a queueing model — an SLO trigger's —, else the
+    one with the largest demand) and, for the former, its queueing model (mean service s, waiting budget s,
+    quantile) that sizes demand into replicas (otherwise one replica per replica of work)."""
+    for p in step.proposals:
+        if p.sizing is not None and not p.failed:
+            return p, p.sizing
     best = None
     for p in step.proposals:
         if p.demand is not None and not p.failed and (best is None or p.demand > (best.demand or 0.0)):

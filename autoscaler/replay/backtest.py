@@ -1,11 +1,12 @@
 """Backtests: one policy file replayed on one trace under tidescale's decision core and the HPA, KEDA and KPA
 baselines, every controller in the same simulator from the same start.
 
-`TidescaleController` is the shell the replay gives the decision core: it turns what the simulated cluster
-exposes into `Observations` (each trigger through its own pipeline: Prometheus, or a direct read when the
-trigger has `endpoint` and `pollSeconds`), calls `decide` whenever a new sample arrives, and applies the
-replicas and node-pool changes. The baselines run under the Cluster Autoscaler. The service model takes the
-SLO from the policy's SLO trigger and the node shape, price and provisioning delay from its NodePool.
+tidescale's row is the controller that ships: `autoscaler.replay.ports.LoopController` runs its reconcile loop
+(`Controller.reconcile_once`) each simulated second against simulator-backed implementations of its own ports
+(targets, /scale, metric sources reading each trigger through its pipeline — Prometheus, or a direct read when
+the trigger has `endpoint` and `pollSeconds` —, the node-pool provider, the clock). The baselines run under
+the Cluster Autoscaler. The service model takes the SLO from the policy's SLO trigger and the node shape,
+price and provisioning delay from its NodePool.
 
 Pure: no I/O, no clock (the CLI reads the files).
 """
@@ -13,39 +14,30 @@ Pure: no I/O, no clock (the CLI reads the files).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.api.policy import (
-    DCGMTrigger,
-    GPUUtilizationTrigger,
-    KafkaLagTrigger,
     NodePool,
     PolicyFile,
-    PrometheusTrigger,
-    QueueDepthTrigger,
     ScalingPolicy,
-    ScheduleTrigger,
     SLOTrigger,
-    trigger_name,
 )
-from autoscaler.core.decide import NodeView, PolicyState, decide, pool_nodes
-from autoscaler.core.nodepool import PoolNode, template_node
-from autoscaler.replay.baselines import PROMETHEUS, Baseline, Pipeline, default_registry
+from autoscaler.controller.pools.nodes_view import node_view
+from autoscaler.core.triggers import TriggerRegistry
+from autoscaler.replay.baselines import Baseline, default_registry
 from autoscaler.replay.baselines.cluster_autoscaler import ClusterAutoscaler, NodeUse
+from autoscaler.replay.ports import LoopController, SimNodePools
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.simulator import Actions, Result, Simulation, replay
 from autoscaler.replay.trace import Requests
-from jobs.snapshot import BoundPod, ClusterState
-from jobs.vocabulary import pod_request
+from jobs.snapshot import ClusterState
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 T0 = EPOCH.timestamp()
 BASELINES = ("hpa", "keda", "kpa")
-_WINDOW = re.compile(r"\[\d+[smh]\]")
 
 
 class NoPolicy(ValueError):
@@ -99,41 +91,6 @@ def service_model_for(policy: ScalingPolicy, pool: NodePool | None, base: Servic
     return replace(m, gpus_per_replica=max(1, policy.spec.gpus_per_replica))
 
 
-def _pipeline(t: Any) -> Pipeline:
-    if t.endpoint and t.poll_seconds:
-        return Pipeline(float(t.poll_seconds))
-    return PROMETHEUS
-
-
-class _Snapshots:
-    """Scheduler snapshots of the simulated nodes, rebuilt only when nodes or bindings change."""
-
-    def __init__(self, pool: NodePool, requests: dict[str, str | int | float]) -> None:
-        self.pool = pool
-        self.request = pod_request(dict(requests))
-        self.key: tuple[object, ...] | None = None
-        self.state: ClusterState | None = None
-
-    def of(self, sim: Simulation) -> ClusterState:
-        key = tuple((n.name, len(n.pods), n.removed_at is None, n.cordoned) for n in sim.nodes.values())
-        if key == self.key and self.state is not None:
-            return self.state
-        nodes = [
-            replace(template_node(self.pool, n.name), unschedulable=n.cordoned)
-            for n in sim.nodes.values()
-            if n.removed_at is None
-        ]
-        state = ClusterState(nodes)
-        for i, n in enumerate(n for n in sim.nodes.values() if n.removed_at is None):
-            for pod in sorted(n.pods):
-                got = state.dev[i].assign(self.request.devices)
-                if isinstance(got, str):
-                    continue
-                state.bind(i, BoundPod(pod, n.name, self.request, got))
-        self.key, self.state = key, state
-        return state
-
-
 def _node_uses(sim: Simulation) -> list[NodeUse]:
     g = sim.model.gpus_per_replica
     return [
@@ -144,19 +101,26 @@ def _node_uses(sim: Simulation) -> list[NodeUse]:
 
 
 class BaselineController:
-    """A baseline replica controller with the Cluster Autoscaler for its nodes."""
+    """A baseline replica controller with the Cluster Autoscaler for its nodes. The Cluster Autoscaler fits
+    pending pods on the same node view the controller's node-pool plans use (`nodes_view.node_view`)."""
 
     def __init__(self, baseline: Baseline, pool: NodePool, policy: ScalingPolicy) -> None:
         self.baseline = baseline
         self.name = baseline.name
-        self.ca = ClusterAutoscaler(pool, dict(policy.spec.pod_requests))
+        self.pool = pool
+        self.requests = dict(policy.spec.pod_requests)
+        self.ca = ClusterAutoscaler(pool, self.requests)
         self.description = f"{baseline.description}; {self.ca.description}"
-        self.snapshots = _Snapshots(pool, dict(policy.spec.pod_requests))
+        self.nodes = SimNodePools(pool.spec.provider.type)
 
     def step(self, sim: Simulation) -> Actions | None:
         desired = self.baseline.step(sim)
         pending = sim.pending_pods() + max(0, (desired or 0) - sim.spec)
-        snapshot = self.snapshots.of(sim) if pending else ClusterState([])
+        snapshot = ClusterState([])
+        if pending:
+            self.nodes.point_at(sim)
+            current = self.nodes.nodes(self.pool, sim.now, {})
+            snapshot = node_view(self.pool, current, self.requests, 0).snapshot
         nodes = self.ca.step(sim.now, _node_uses(sim), pending, snapshot, sim.model.gpus_per_replica)
         if desired is None and nodes is None:
             return None
@@ -165,115 +129,6 @@ class BaselineController:
             add_nodes=nodes.add if nodes else 0,
             remove_nodes=nodes.remove if nodes else (),
             drain_nodes=nodes.drain if nodes else (),
-        )
-
-
-@dataclass
-class _Seen:
-    samples: tuple[int | None, ...] = ()
-
-
-class TidescaleController:
-    """The decision core behind the replay: observe each trigger through its pipeline, decide on every new
-    sample, apply replicas and node-pool changes."""
-
-    name = "tidescale"
-
-    def __init__(self, policy: ScalingPolicy, pool: NodePool, manage_nodes: bool = True) -> None:
-        self.policy = policy
-        self.pool = pool
-        self.manage_nodes = manage_nodes
-        self.state: PolicyState | None = None
-        self.last_samples: tuple[int | None, ...] | None = None
-        self.pipelines = [_pipeline(t) for t in policy.spec.triggers]
-        self.names = [trigger_name(t, i) for i, t in enumerate(policy.spec.triggers)]
-        self.snapshots = _Snapshots(pool, dict(policy.spec.pod_requests))
-        self.pool_nodes: dict[str, PoolNode] = {}
-        self.decisions: list[Any] = []
-        self.record = False
-        via = sorted({p.label for p in self.pipelines})
-        self.description = (
-            f"decision core; triggers {', '.join(self.names)} via {', '.join(via)}; "
-            f"node pool {pool.metadata.name} planned by tidescale"
-        )
-
-    def readings(self, sim: Simulation) -> dict[str, Any]:
-        from autoscaler.core.triggers import Reading
-
-        out: dict[str, Reading] = {}
-        for t, name, pipe in zip(self.policy.spec.triggers, self.names, self.pipelines, strict=True):
-            if isinstance(t, GPUUtilizationTrigger | DCGMTrigger):
-                got = sim.gpu_values(t.metric, pipe)
-                out[name] = (
-                    Reading(per_gpu=got[0], at=T0 + got[1])
-                    if got
-                    else Reading(error="no GPU series for the target")
-                )
-            elif isinstance(t, QueueDepthTrigger | PrometheusTrigger):
-                s = sim.query(t.query, pipe)
-                out[name] = Reading(value=s.value, at=T0 + s.at) if s else Reading(error="empty result")
-            elif isinstance(t, SLOTrigger):
-                step = pipe.direct_poll_s or sim.model.scrape_interval_s
-                long_w = t.window_seconds
-                short_w = max(int(step), long_w // 10)
-                rate = sim.query(_WINDOW.sub(f"[{long_w}s]", t.request_rate_query), pipe)
-                if rate is None:
-                    out[name] = Reading(error="empty result")
-                    continue
-                short = sim.query(_WINDOW.sub(f"[{short_w}s]", t.request_rate_query), pipe)
-                series: dict[str, float] = {"requestsPerSecondShort": short.value if short else rate.value}
-                if t.prompt_token_rate_query and t.generated_token_rate_query:
-                    p = sim.query(_WINDOW.sub(f"[{long_w}s]", t.prompt_token_rate_query), pipe)
-                    g = sim.query(_WINDOW.sub(f"[{long_w}s]", t.generated_token_rate_query), pipe)
-                    if p is not None and g is not None:
-                        series["promptTokensPerSecond"] = p.value
-                        series["generatedTokensPerSecond"] = g.value
-                if t.queue_query:
-                    q = sim.query(t.queue_query, pipe)
-                    if q is not None:
-                        series["waiting"] = q.value
-                out[name] = Reading(value=rate.value, series=series, at=T0 + rate.at)
-            elif isinstance(t, KafkaLagTrigger):
-                out[name] = Reading(error="Kafka lag is not part of an LLM request trace")
-            elif isinstance(t, ScheduleTrigger):
-                continue
-        return out
-
-    def step(self, sim: Simulation) -> Actions | None:
-        from autoscaler.core.triggers import Observations
-
-        samples = tuple(sim.sample_time(p) for p in self.pipelines)
-        if samples == self.last_samples:
-            return None
-        self.last_samples = samples
-        now = EPOCH + timedelta(seconds=sim.t)
-        seen = Observations(sim.spec, sim.ready_replicas(), self.readings(sim))
-        nodes = None
-        if self.manage_nodes:
-            rows = [
-                (u.name, u.gpus, u.requested, u.ready, sim.nodes[u.name].cordoned) for u in _node_uses(sim)
-            ]
-            current = pool_nodes(self.pool, rows, self.pool_nodes, T0 + sim.now)
-            self.pool_nodes = {n.name: n for n in current}
-            bound = sum(1 for p in sim.live.values() if p.bound_at is not None)
-            nodes = NodeView((self.pool,), self.snapshots.of(sim), current, bound)
-        d = decide(self.policy, seen, self.state, now, nodes=nodes)
-        self.state = d.state
-        if self.record:
-            self.decisions.append(d)
-        add = sum(c.add for c in d.node_pools)
-        remove = tuple(n for c in d.node_pools for n in c.remove)
-        cordon = tuple(n for c in d.node_pools for n in c.cordon)
-        uncordon = tuple(n for c in d.node_pools for n in c.uncordon)
-        if d.desired == sim.spec and not (add or remove or cordon or uncordon):
-            return None
-        return Actions(
-            replicas=d.desired if d.desired != sim.spec else None,
-            add_nodes=add,
-            remove_nodes=remove,
-            pack=self.manage_nodes,  # the shell sets pod-deletion-cost = replicas on the pod's node
-            cordon=cordon,
-            uncordon=uncordon,
         )
 
 
@@ -316,11 +171,14 @@ def run_backtest(
     base: ServiceModel | None = None,
     baselines: Sequence[str] = BASELINES,
     policy_name: str | None = None,
+    *,
+    triggers: TriggerRegistry,
 ) -> Backtest:
+    """`triggers`: the trigger types the policy is compiled against (built once by the caller)."""
     policy, pool = pick(file, policy_name)
     model = service_model_for(policy, pool, base or ServiceModel())
     pool = pool or default_pool(model)
-    results = [replay(requests, model, TidescaleController(policy, pool))]
+    results = [replay(requests, model, LoopController(policy, pool, triggers))]
     registry = default_registry()
     for name in baselines:
         results.append(

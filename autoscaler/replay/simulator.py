@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.api.policy import UTILIZATION_FIELDS
-from autoscaler.replay.baselines import Pipeline, PodInfo, Sample
+from autoscaler.core.promql import range_seconds
+from autoscaler.core.triggers.gpu_utilization import UTILIZATION_FIELDS
+from autoscaler.replay.environment import Pipeline, PodInfo, Sample
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.trace import Requests
 
@@ -44,8 +44,6 @@ COUNTERS = {
     "vllm:prompt_tokens_total": "prompt",
     "vllm:generation_tokens_total": "generated",
 }
-_WINDOW = re.compile(r"\[(\d+)([smh])\]")
-_UNIT = {"s": 1, "m": 60, "h": 3600}
 
 
 @dataclass
@@ -297,8 +295,8 @@ class Simulation:
                 return Sample(v, float(s))
         for name, key in COUNTERS.items():
             if name in promql:
-                m = _WINDOW.search(promql)
-                window = int(m.group(1)) * _UNIT[m.group(2)] if m else 60
+                w = range_seconds(promql)
+                window = 60 if w is None else max(1, int(w))
                 series = {
                     "requests": self.c_requests,
                     "prompt": self.c_prompt,

@@ -8,12 +8,34 @@ from typing import Any
 import numpy as np
 
 from autoscaler.api.policy import NodePool, ScalingPolicy
-from autoscaler.core.triggers import Observations, Reading
-from autoscaler.replay.baselines import Pipeline, PodInfo, Sample
+from autoscaler.core import decide as core
+from autoscaler.core.decide import CompiledPolicy, Decision, NodeView, PolicyState, compile_policy
+from autoscaler.core.triggers import Observations, Reading, TriggerRegistry, register_builtins
+from autoscaler.replay.environment import Pipeline, PodInfo, Sample
 from autoscaler.replay.trace import Requests
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 T0 = NOW.timestamp()
+# The built-in trigger types, as the controller and the commands build them.
+TRIGGERS = register_builtins(TriggerRegistry())
+
+
+def compiled(policy: ScalingPolicy) -> CompiledPolicy:
+    return compile_policy(policy, TRIGGERS)
+
+
+def decide(
+    policy: ScalingPolicy | CompiledPolicy,
+    seen: Observations,
+    state: PolicyState | None,
+    now: datetime,
+    *,
+    nodes: NodeView | None = None,
+) -> Decision:
+    """`autoscaler.core.decide.decide` on `policy` compiled against the built-in trigger types (compiled on
+    each call when given the document: a test decides a handful of times)."""
+    c = policy if isinstance(policy, CompiledPolicy) else compiled(policy)
+    return core.decide(c, seen, state, now, nodes=nodes)
 
 
 def at(seconds: float) -> datetime:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streaming.engine import ENGINES, RunOptions
+from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import Plan
 from streaming.stateless import Processor
@@ -20,7 +20,6 @@ from tidescale.local import environment
 
 pytestmark = pytest.mark.integration
 Triple = tuple[str, str | None, str]
-register_builtins()
 
 
 def expected_stateless(plan: Plan, values: list[bytes]) -> tuple[list[Triple], list[Triple]]:
@@ -37,7 +36,7 @@ def write(bootstrap: str, topic: str, values: list[bytes], kafka_io: Any) -> Non
 
 
 def run_engine(name: str, plan: Plan, bootstrap: str, tmp_path: Path) -> None:
-    ENGINES.get(name).run(
+    register_builtins(EngineRegistry()).get(name).run(
         plan, RunOptions(bootstrap, bounded=True, checkpoint_dir=tmp_path / name, timeout_s=300)
     )
 

@@ -2,8 +2,10 @@
 
 Policies are generated from three shapes — an LLM service (SLO, queue depth and GPU triggers, forecast,
 panic, scale to zero), a Kafka-fed worker (lag, fallback) and a Prometheus-driven API (AverageValue, a cron
-floor) — with varied bounds and targets; observations are deterministic pseudo-random readings that move
-every round, and each policy's state is carried from one decision to the next, as the controller would.
+floor) — with varied bounds and targets, and compiled once against the trigger registry the caller built (as
+the controller compiles a policy when it changes); observations are deterministic pseudo-random readings that
+move every round (one per trigger the registry says has a source, each shape saying what its triggers read),
+and each policy's state is carried from one decision to the next, as the controller would.
 
 Pure apart from `run`, which reads the monotonic clock through `kernel.clock` to time itself.
 """
@@ -15,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autoscaler.api.policy import ScalingPolicy, trigger_name
-from autoscaler.core.decide import PolicyState, decide
-from autoscaler.core.triggers import Observations, Reading
+from autoscaler.api.policy import ScalingPolicy
+from autoscaler.core.decide import CompiledPolicy, PolicyState, compile_policy, decide
+from autoscaler.core.triggers import Observations, Reading, TriggerRegistry
 from kernel.clock import SYSTEM_CLOCK, Clock
 
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -103,28 +105,43 @@ def policies(n: int) -> list[ScalingPolicy]:
     ]
 
 
-def _readings(policy: ScalingPolicy, k: int, i: int, at: float) -> dict[str, Reading]:
+def _slo(wave: float, k: int, at: float) -> Reading:
+    rate = 40.0 * wave
+    return Reading(
+        rate,
+        series={
+            "requestsPerSecondShort": rate * (1.5 if k % 11 == 0 else 1.0),
+            "promptTokensPerSecond": rate * 2048,
+            "generatedTokensPerSecond": rate * 28,
+            "waiting": 30.0 if k % 13 == 0 else 0.0,
+        },
+        at=at,
+    )
+
+
+def _gpus(wave: float, k: int, at: float) -> Reading:
+    return Reading(per_gpu=tuple(0.3 + 0.6 * wave for _ in range(4)), at=at)
+
+
+def _queue(wave: float, k: int, at: float) -> Reading:
+    return Reading(100.0 * wave, at=at)
+
+
+def _total(wave: float, k: int, at: float) -> Reading:
+    return Reading(2000.0 * wave, at=at)
+
+
+# What the shapes' triggers read, by trigger name, at relative load `wave` in round `k`.
+_READS = {"ttft": _slo, "gpu": _gpus, "queue": _queue, "lag": _total, "rps": _total}
+
+
+def _readings(policy: CompiledPolicy, k: int, i: int, at: float) -> dict[str, Reading]:
     wave = 0.5 + 0.5 * math.sin((k + 7 * i) / 5.0)
-    out: dict[str, Reading] = {}
-    for j, t in enumerate(policy.spec.triggers):
-        name = trigger_name(t, j)
-        if t.type == "SLO":
-            rate = 40.0 * wave
-            out[name] = Reading(
-                rate,
-                series={
-                    "requestsPerSecondShort": rate * (1.5 if k % 11 == 0 else 1.0),
-                    "promptTokensPerSecond": rate * 2048,
-                    "generatedTokensPerSecond": rate * 28,
-                    "waiting": 30.0 if k % 13 == 0 else 0.0,
-                },
-                at=at,
-            )
-        elif t.type == "GPUUtilization":
-            out[name] = Reading(per_gpu=tuple(0.3 + 0.6 * wave for _ in range(4)), at=at)
-        elif t.type in ("QueueDepth", "KafkaLag", "Prometheus"):
-            out[name] = Reading(2000.0 * wave if t.type != "QueueDepth" else 100.0 * wave, at=at)
-    return out
+    return {
+        name: _READS[name](wave, k, at)
+        for name, kind in zip(policy.names, policy.types, strict=True)
+        if kind.source is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -138,11 +155,11 @@ class BenchResult:
         return self.decisions / self.seconds if self.seconds > 0 else 0.0
 
 
-def run(n: int, rounds: int = 20, clock: Clock = SYSTEM_CLOCK) -> BenchResult:
+def run(n: int, triggers: TriggerRegistry, rounds: int = 20, clock: Clock = SYSTEM_CLOCK) -> BenchResult:
     """Decide `rounds` times for each of `n` policies (2 s apart), timing only the `decide` calls."""
-    ps = policies(n)
+    ps = [compile_policy(p, triggers) for p in policies(n)]
     states: list[PolicyState | None] = [None] * n
-    replicas = [max(1, p.spec.min_replicas) for p in ps]
+    replicas = [max(1, p.policy.spec.min_replicas) for p in ps]
     inputs = []
     for k in range(rounds):
         now = EPOCH + timedelta(seconds=2 * k)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from autoscaler.api import crd
 from autoscaler.api.policy import read_policy_file
+from autoscaler.core.triggers import TriggerRegistry, register_builtins
 from autoscaler.replay import hindsight
 from autoscaler.replay.backtest import NoPolicy, format_table, run_backtest, to_json_line
 from autoscaler.replay.service_model import ServiceModel
@@ -167,6 +168,11 @@ def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> Non
     )
 
 
+def _triggers() -> TriggerRegistry:
+    """The trigger types a command compiles policies against: built once per command."""
+    return register_builtins(TriggerRegistry())
+
+
 def _fail(message: str) -> int:
     print(f"tidescale: {message}", file=sys.stderr)
     return 2
@@ -242,7 +248,7 @@ def backtest_command(args: argparse.Namespace) -> int:
         model = _service_model(args.service)
         file = read_policy_file(args.file)
         requests = multiply(_requests(args.trace, model), args.rate_multiplier)
-        bt = run_backtest(file, requests, model, policy_name=args.policy)
+        bt = run_backtest(file, requests, model, policy_name=args.policy, triggers=_triggers())
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -262,7 +268,7 @@ def hindsight_command(args: argparse.Namespace) -> int:
         windows = [float(w) for w in args.windows.split(",") if w.strip()]
         if any(w <= 0 for w in windows):
             raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
-        bt = run_backtest(file, requests, model, policy_name=args.policy)
+        bt = run_backtest(file, requests, model, policy_name=args.policy, triggers=_triggers())
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -288,7 +294,7 @@ def controller_bench_command(args: argparse.Namespace) -> int:
         return int(args.e2e_handler(args))
     if args.policies < 1 or args.rounds < 1:
         return _fail("--policies and --rounds must be at least 1")
-    result = bench.run(args.policies, args.rounds)
+    result = bench.run(args.policies, _triggers(), args.rounds)
     out = {
         "decisions_per_second": round(result.decisions_per_second, 1),
         "policies": result.policies,
@@ -316,8 +322,9 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     runs = []
+    triggers = _triggers()
     for m in multipliers:
-        bt = run_backtest(file, multiply(base, m), model)
+        bt = run_backtest(file, multiply(base, m), model, triggers=triggers)
         if not args.json:
             print(f"--- rate multiplier {m:g}")
             print(format_table(bt))

@@ -25,7 +25,7 @@ from autoscaler.api.policy import (
     ScalingPolicy,
 )
 from autoscaler.core.behavior import History, ResolvedBehavior, normalize, normalize_legacy, resolve
-from autoscaler.replay.baselines import PROMETHEUS, ClusterView, PodInfo
+from autoscaler.replay.environment import PROMETHEUS, ClusterView, PodInfo
 
 SYNC_PERIOD_S = 15.0
 TOLERANCE = 0.1

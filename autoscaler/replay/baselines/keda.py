@@ -25,8 +25,8 @@ from autoscaler.api.policy import (
     QueueDepthTrigger,
     ScalingPolicy,
 )
-from autoscaler.replay.baselines import PROMETHEUS, ClusterView, Sample
 from autoscaler.replay.baselines.hpa import ExternalMetric, Hpa, HpaSpec
+from autoscaler.replay.environment import PROMETHEUS, ClusterView, Sample
 
 POLLING_INTERVAL_S = 30.0
 COOLDOWN_S = 300.0

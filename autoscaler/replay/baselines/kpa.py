@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from autoscaler.api.policy import ScalingPolicy
-from autoscaler.replay.baselines import ClusterView
+from autoscaler.replay.environment import ClusterView
 
 TICK_S = 2.0
 STABLE_WINDOW_S = 60.0

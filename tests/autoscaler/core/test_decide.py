@@ -3,7 +3,7 @@ import json
 import pytest
 
 from autoscaler.api.policy import ScalingPolicy
-from autoscaler.core.decide import Decision, NodeView, PolicyState, decide, pool_nodes
+from autoscaler.core.decide import Decision, NodeView, PolicyState, pool_nodes
 from autoscaler.core.events import record, render
 from autoscaler.core.nodepool import replica_pods, template_node
 from autoscaler.core.triggers import Observations, Reading
@@ -14,6 +14,7 @@ from tests.autoscaler.autoscaler_builders import (
     a_policy,
     a_pool,
     at,
+    decide,
     gpu_trigger,
     gpus,
     queue_trigger,
@@ -100,6 +101,74 @@ def test_fallback_sets_its_replicas_once_failures_exceed_the_threshold() -> None
     assert [d.rule for d in ds] == ["MetricsUnavailable", "MetricsUnavailable", "Fallback"]
     assert ds[-1].desired == 7 and ds[-1].fallback
     assert "timeout" in ds[-1].reason
+
+
+def fallback_policy(**spec: object) -> ScalingPolicy:
+    """A healthy queue trigger beside a GPU trigger that will fail, fallback 10 after 2 failures."""
+    return a_policy(
+        max_replicas=40,
+        triggers=[queue_trigger(10), gpu_trigger(50)],
+        fallback={"failureThreshold": 2, "replicas": 10},
+        **spec,
+    )
+
+
+def gpu_failing(replicas: int, queue: float | None, t: float) -> Observations:
+    q = value(queue, t) if queue is not None else Reading(error="timeout")
+    return seen(replicas, queue=q, gpu=Reading(error="timeout"))
+
+
+@pytest.mark.parametrize(
+    ("current", "queue", "desired", "rule", "says"),
+    [
+        (12, 200, 20, "DesiredWithinRange", "queue 200 for 10/replica; gpu failed more than 2 times"),
+        (6, 200, 12, "ScaleUpLimit", "its fallback static 10 is lower: 6 → 12 replicas"),
+        (6, 50, 10, "Fallback", "fallback static 10, above queue at 5: 6 → 10 replicas"),
+        (3, 50, 7, "ScaleUpLimit", "above queue at 5: 3 → 7 replicas (scale-up rate limit, wanted 10)"),
+        (6, None, 10, "Fallback", "queue, gpu failed more than 2 times in a row"),
+    ],
+    ids=[
+        "healthy 20 over fallback 10",
+        "healthy 20 over fallback 10, rate-limited",
+        "fallback 10 over healthy 5",
+        "fallback 10 over healthy 5, rate-limited",
+        "all failing: the fallback",
+    ],
+)
+def test_the_fallback_is_a_floor_under_the_healthy_triggers_through_the_behavior_rules(
+    current: int, queue: float | None, desired: int, rule: str, says: str
+) -> None:
+    # KEDA serves the fallback to the HPA as one more metric: the max over all metrics wins
+    ds = run(fallback_policy(), [(t, gpu_failing(current, queue, t)) for t in (0, 15, 30)])
+    d = ds[-1]
+    assert (d.desired, d.rule, d.fallback) == (desired, rule, True)
+    assert says in d.reason
+    assert not any(x.fallback for x in ds[:-1])  # within the threshold: no fallback yet
+
+
+def test_a_scale_down_to_the_fallback_waits_for_the_stabilization_window() -> None:
+    healthy = [(t, seen(12, queue=value(120, t), gpu=gpus(*[50] * 12, at_s=t))) for t in (0, 15)]
+    failing = [(t, gpu_failing(12, 50, t)) for t in (30, 45, 60, 300, 315)]
+    ds = run(fallback_policy(), healthy + failing)
+    assert [d.desired for d in ds] == [12, 12, 12, 12, 12, 12, 10]
+    assert [d.rule for d in ds[2:4]] == ["PartialMetrics", "PartialMetrics"]  # within the threshold
+    assert ds[4].rule == "ScaleDownStabilized" and ds[4].fallback
+    assert (ds[-1].rule, ds[-1].reason.endswith(": 12 → 10 replicas")) == ("Fallback", True)
+
+
+def test_from_zero_the_fallback_does_not_cap_an_active_healthy_trigger() -> None:
+    p = fallback_policy(min_replicas=0, scaleToZero={"idleSeconds": 60})
+    ds = run(p, [(t, seen(0, queue=value(200, t), gpu=Reading(error="timeout"))) for t in (0, 15, 30)])
+    assert [(d.desired, d.rule, d.fallback) for d in ds] == [(20, "Activation", False)] * 2 + [
+        (20, "Activation", True)
+    ]
+
+
+def test_no_scale_to_zero_while_the_fallback_holds() -> None:
+    p = fallback_policy(min_replicas=0, scaleToZero={"idleSeconds": 60})
+    ds = run(p, [(t, gpu_failing(2, 0, t)) for t in (0, 15, 30, 60, 120)])
+    assert all(d.desired > 0 and d.rule != "ScaleToZero" for d in ds)
+    assert (ds[-1].desired, ds[-1].rule) == (6, "ScaleUpLimit")  # toward the fallback 10: 2 + 4 pods
 
 
 def scale_to_zero_policy() -> ScalingPolicy:

@@ -32,7 +32,7 @@ def evaluate(
     policy: ScalingPolicy, reading: Reading | None, obs: Observations, ctx: Context = CTX
 ) -> Proposal:
     t = policy.spec.triggers[0]
-    return REG.get(t.type).evaluate(t, t.name or "t", reading, obs, ctx, NOW)
+    return REG.get(t.type).evaluate(t, t.name or "t", reading, obs, ctx, NOW, T0)
 
 
 @pytest.mark.parametrize(
@@ -133,8 +133,9 @@ def test_a_schedule_sets_a_floor_inside_its_window_and_has_no_opinion_outside() 
     trig = {"type": "Schedule", "windows": [{"cron": "0 8 * * 1-5", "durationSeconds": 36000, "replicas": 4}]}
     p = a_policy(triggers=[trig])
     t = p.spec.triggers[0]
-    inside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, NOW)  # Monday 12:00
-    outside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, NOW.replace(hour=19))
+    inside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, NOW, T0)  # Monday 12:00
+    evening = NOW.replace(hour=19)
+    outside = REG.get("Schedule").evaluate(t, "s", None, seen(1), CTX, evening, evening.timestamp())
     assert (inside.replicas, inside.floor) == (4, True)
     assert (outside.replicas, outside.failed) == (None, False)
 

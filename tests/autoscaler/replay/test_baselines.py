@@ -4,7 +4,7 @@
 import pytest
 
 from autoscaler.core.behavior import History, resolve
-from autoscaler.replay.baselines import PodInfo, default_registry
+from autoscaler.replay.baselines import default_registry
 from autoscaler.replay.baselines.cluster_autoscaler import ClusterAutoscaler, NodeUse
 from autoscaler.replay.baselines.hpa import (
     SYNC_PERIOD_S,
@@ -19,6 +19,7 @@ from autoscaler.replay.baselines.hpa import (
 )
 from autoscaler.replay.baselines.keda import COOLDOWN_S, POLLING_INTERVAL_S, ScaledObject, Scaler
 from autoscaler.replay.baselines.kpa import Kpa
+from autoscaler.replay.environment import PodInfo
 from jobs.snapshot import ClusterState
 from tests.autoscaler.autoscaler_builders import FakeView, a_policy, a_pool, gpu_trigger, queue_trigger
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from autoscaler.replay.baselines import PROMETHEUS, Pipeline
+from autoscaler.replay.environment import PROMETHEUS, Pipeline
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.simulator import Actions, Simulation, largest_burst, replay
 from tests.autoscaler.autoscaler_builders import requests_at
