@@ -158,10 +158,9 @@ class SimNodePools(_Bound):
 
 
 def pipeline_of(trigger: Any) -> Pipeline:
-    """How the controller sees a trigger's source: through Prometheus (scrape interval and delay), or polled
-    directly at `pollSeconds` when it names an `endpoint` (as Knative reads its queue-proxies)."""
-    if getattr(trigger, "endpoint", None) and getattr(trigger, "poll_seconds", None):
-        return Pipeline(float(trigger.poll_seconds))
+    """How the controller that ships sees a trigger's source: through Prometheus (scrape interval and delay),
+    whatever the trigger's `endpoint` says — the controller has no direct reader of an endpoint yet, so the
+    replay gives it none either (the baselines' own direct reads, such as Knative's, are theirs)."""
     return PROMETHEUS
 
 
