@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from exporter import model
@@ -189,7 +190,7 @@ def allocate(nodes: Sequence[GpuNode], pods: Sequence[GpuPod], previous: Mapping
     for pod in (p for p in ordered if p.assigned):
         indices = iter(pod.assigned)
         for container in pod.containers:
-            for index in [i for _, i in zip(range(container.gpus), indices, strict=False)]:
+            for index in islice(indices, container.gpus):
                 slot = (pod.node, index)
                 if index >= sizes[pod.node]:
                     shortfalls.append(

@@ -135,13 +135,16 @@ class _Line:
         self.left -= 1
 
 
+def line_order(policy: QueuePolicy, entry: Entry) -> tuple[Any, str]:
+    """Where `entry` stands in its queue's line: the policy's order, then its uid (a total order)."""
+    return policy.order(entry), entry.uid
+
+
 def _lines(pending: Sequence[Entry], policy: QueuePolicy) -> dict[str, _Line]:
     by_queue: dict[str, list[Entry]] = {}
     for e in pending:
         by_queue.setdefault(e.queue, []).append(e)
-    return {
-        q: _Line(sorted(entries, key=lambda e: (policy.order(e), e.uid))) for q, entries in by_queue.items()
-    }
+    return {q: _Line(sorted(entries, key=lambda e: line_order(policy, e))) for q, entries in by_queue.items()}
 
 
 def _placements(

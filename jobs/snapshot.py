@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from jobs.devices import Accelerator, DeviceAssignment, DeviceState, Gpu, Nic, NodeDevices
 from jobs.resources import Resources, canonical
 from jobs.vocabulary import PodRequest, node_capacity, pod_request
-from kernel.documents import Spec, locate, parse_document
+from kernel.documents import Spec, locate, parse_document, read_text
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -361,6 +361,4 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> ClusterState:
 
 
 def read_snapshot(path: Path) -> ClusterState:
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
-    return parse_snapshot(path.read_text(encoding="utf-8"), str(path))
+    return parse_snapshot(read_text(path), str(path))

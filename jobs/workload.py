@@ -19,8 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jobs.snapshot import Quantity, Toleration, _check_quantities
 from jobs.vocabulary import PodRequest, pod_request
-from kernel.documents import Spec, parse_document
-from kernel.errors import InvalidSpec
+from kernel.documents import Spec, parse_document, read_text
 
 
 class TolerationSpec(Spec):
@@ -173,6 +172,4 @@ def parse_pod_group(text: str, source: str = "<pod group>") -> PodGroup:
 
 
 def read_pod_group(path: Path) -> PodGroup:
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
-    return parse_pod_group(path.read_text(encoding="utf-8"), str(path))
+    return parse_pod_group(read_text(path), str(path))

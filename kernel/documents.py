@@ -6,12 +6,12 @@ Validation happens once, here, at the edge; a failure raises `kernel.errors.Inva
 read `file:LINE: field.path: reason`. The base `Spec` model is what every edge model derives from:
 frozen, unknown fields rejected, camelCase aliases.
 
-Pure apart from `read_document`, which reads one file.
+Pure apart from `read_text` and `read_document`, which read one file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,33 @@ def load_documents(text: str, source: str) -> list[tuple[yaml.Node, Any]]:
     if not docs:
         raise InvalidSpec(source, ["1: (document): empty"])
     return docs
+
+
+def documents_by_kind(
+    docs: Sequence[tuple[yaml.Node, Any]],
+    models: Mapping[str, type[M]],
+    problems: list[str],
+    known: Sequence[str] | None = None,
+) -> Iterator[tuple[int, yaml.Node, dict[str, Any], str, type[M]]]:
+    """Each document of `docs` (from `load_documents`) that is a mapping of a kind in `models`, as
+    (index, node, data, the prefix its problems carry, its model); a document that is not a mapping, or of a
+    kind not in `models`, adds its problem to `problems` instead. `known`: the kinds the message lists
+    (default: `models`' keys)."""
+    names = ", ".join(known if known is not None else models)
+    for k, (node, data) in enumerate(docs):
+        prefix = f"[document {k + 1}] " if len(docs) > 1 else ""
+        if not isinstance(data, dict):
+            problems.append(
+                f"{node.start_mark.line + 1}: {prefix}(document): a mapping with apiVersion and kind, "
+                f"not {type(data).__name__}"
+            )
+            continue
+        kind = data.get("kind")
+        model = models.get(str(kind))
+        if model is None:
+            problems.append(f"{line_of(node, ('kind',))}: {prefix}kind: no kind {kind!r} (known: {names})")
+            continue
+        yield k, node, data, prefix, model
 
 
 def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int:
@@ -115,10 +142,18 @@ def parse_document(text: str, model: type[M], source: str) -> M:
         raise InvalidSpec(source, problems) from None
 
 
-def read_document(path: Path, model: type[M]) -> M:
+def read_text(path: Path) -> str:
+    """A document file's text; InvalidSpec naming the file when it is missing or cannot be read as UTF-8."""
     if not path.is_file():
         raise InvalidSpec(str(path), ["0: (document): file not found"])
-    return parse_document(path.read_text(encoding="utf-8"), model, str(path))
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
+
+
+def read_document(path: Path, model: type[M]) -> M:
+    return parse_document(read_text(path), model, str(path))
 
 
 def locate(text: str, path: tuple[str | int, ...]) -> int:

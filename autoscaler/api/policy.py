@@ -42,7 +42,7 @@ from autoscaler.core.triggers.slo import (
     SLOTrigger,
 )
 from jobs.vocabulary import NVIDIA_GPU, pod_request
-from kernel.documents import document_path, line_of, load_documents
+from kernel.documents import document_path, documents_by_kind, line_of, load_documents, read_text
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -323,21 +323,7 @@ def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
     problems: list[str] = []
     policies: list[ScalingPolicy] = []
     pools: list[NodePool] = []
-    for k, (node, data) in enumerate(docs):
-        prefix = f"[document {k + 1}] " if len(docs) > 1 else ""
-        line = node.start_mark.line + 1
-        if not isinstance(data, dict):
-            problems.append(
-                f"{line}: {prefix}(document): a mapping with apiVersion and kind, not {type(data).__name__}"
-            )
-            continue
-        kind = data.get("kind")
-        model = KINDS.get(str(kind))
-        if model is None:
-            problems.append(
-                f"{line_of(node, ('kind',))}: {prefix}kind: no kind {kind!r} (known: {', '.join(KINDS)})"
-            )
-            continue
+    for _, node, data, prefix, model in documents_by_kind(docs, KINDS, problems):
         try:
             doc = model.model_validate(data)
         except ValidationError as e:
@@ -353,13 +339,7 @@ def parse_policy_file(text: str, source: str = "<policy>") -> PolicyFile:
 
 
 def read_policy_file(path: Path) -> PolicyFile:
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
-    return parse_policy_file(text, str(path))
+    return parse_policy_file(read_text(path), str(path))
 
 
 __all__ = [

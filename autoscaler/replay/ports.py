@@ -32,9 +32,8 @@ from autoscaler.controller.ports import (
     PoolChangeResult,
     ReadingKey,
     ScaleView,
-    ScalingEvent,
 )
-from autoscaler.core.decide import Decision, pool_nodes
+from autoscaler.core.decide import pool_nodes
 from autoscaler.core.nodepool import PoolNode
 from autoscaler.core.promql import Result
 from autoscaler.core.promql import Sample as PromSample
@@ -43,6 +42,7 @@ from autoscaler.core.triggers.gpu_utilization import UTILIZATION_FIELDS
 from autoscaler.core.triggers.trigger import PROMETHEUS as PROMETHEUS_SOURCE
 from autoscaler.replay.environment import PROMETHEUS, Pipeline
 from autoscaler.replay.simulator import Actions, Simulation
+from kernel.clock import FakeClock
 from kernel.errors import PermanentError
 
 # The replay's wall clock starts here (a Thursday, so cron windows in examples fall on working days).
@@ -219,20 +219,6 @@ def sim_result(sim: Simulation, expr: str, pipe: Pipeline, namespace: str, t0: f
     return [] if got_one is None else [PromSample({}, got_one.value, t0 + got_one.at)]
 
 
-class Recorder:
-    """An event sink that keeps the decisions the controller announced (for `hindsight` and tests)."""
-
-    def __init__(self) -> None:
-        self.events: list[ScalingEvent] = []
-
-    def emit(self, event: ScalingEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def decisions(self) -> list[Decision]:
-        return [e.decision for e in self.events]
-
-
 class LoopController:
     """The simulator's `Controller`: the shipped reconcile loop over the simulated cluster."""
 
@@ -246,8 +232,6 @@ class LoopController:
         manage_nodes: bool = True,
         config: ControllerConfig | None = None,
     ) -> None:
-        from kernel.clock import FakeClock
-
         self.policy = policy
         self.pool = pool
         self.clock = FakeClock(EPOCH)
@@ -255,13 +239,11 @@ class LoopController:
         self.scaler = SimScaler()
         self.metrics = SimMetrics(registry, EPOCH)
         self.pools = SimNodePools(pool.spec.provider.type)
-        self.recorder = Recorder()
         self.ports: tuple[_Bound, ...] = (self.targets, self.scaler, self.metrics, self.pools)
         self.controller = Controller(
             self.targets,
             self.scaler,
             self.metrics,
-            sinks=[self.recorder],
             providers={self.pools.type: self.pools} if manage_nodes else {},
             config=config or ControllerConfig(),
             clock=self.clock,

@@ -48,6 +48,7 @@ from jobs.launcher.kinds import API_VERSION, MODELS, Job, parse_jobs, read_jobs
 from jobs.launcher.render import Defaults
 from jobs.launcher.status import FAILED, UNKNOWN, JobView, age
 from kernel.clock import SYSTEM_CLOCK
+from kernel.documents import read_text
 from kernel.errors import InvalidSpec, PermanentError, TidescaleError
 
 FILE_FORM = "FILE"
@@ -366,12 +367,7 @@ def read_submission(
     if args.form != FILE_FORM or not kinds:
         return jobs_from_args(args), ()
     path: Path = args.file
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
+    text = read_text(path)
     split = split_documents(text, kinds)
     if not split.external:
         return jobs_from_args(args), ()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -476,10 +476,17 @@ def wait_finished(
     api: Any, name: str, namespace: str, timeout: float = 300.0, clock: Clock = SYSTEM_CLOCK
 ) -> JobView:
     """Poll until a local job's process has ended (Succeeded or Failed)."""
+    return _wait(api, name, namespace, lambda v: v.phase in (SUCCEEDED, FAILED), timeout, clock)
+
+
+def _wait(
+    api: Any, name: str, namespace: str, done: Callable[[JobView], bool], timeout: float, clock: Clock
+) -> JobView:
+    """Poll the job's view until `done`; TemporaryError naming its phase and reason at the deadline."""
     deadline = Deadline(timeout, clock)
     while True:
         view = get_job(api, name, namespace, events=False)
-        if view.phase in (SUCCEEDED, FAILED):
+        if done(view):
             return view
         if deadline.expired():
             raise TemporaryError(
@@ -516,14 +523,7 @@ def wait_started(
     api: Any, name: str, namespace: str, timeout: float = 300.0, clock: Clock = SYSTEM_CLOCK
 ) -> JobView:
     """Poll until the job is no longer Pending (every pod bound, or finished)."""
-    deadline = Deadline(timeout, clock)
-    while True:
-        view = get_job(api, name, namespace, events=False)
-        if view.phase != PENDING:
-            return view
-        if deadline.expired():
-            raise TemporaryError(f"{view.kind} {name} still Pending after {timeout:.0f} s: {view.reason}")
-        clock.sleep(0.2)
+    return _wait(api, name, namespace, lambda v: v.phase != PENDING, timeout, clock)
 
 
 # -- list and get ------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from jobs.snapshot import Quantity, _check_quantities
 from jobs.vocabulary import HAMI_CORES, HAMI_MEM, NVIDIA_GPU, VGPU_RATIO, pod_request
 from jobs.workload import TolerationSpec
-from kernel.documents import Spec, document_path, line_of, load_documents
+from kernel.documents import Spec, document_path, documents_by_kind, line_of, load_documents, read_text
 from kernel.errors import InvalidSpec
 
 API_VERSION = "tidescale.io/v1alpha1"
@@ -323,21 +323,7 @@ def parse_jobs(
     problems: list[str] = []
     jobs: list[Job] = []
     seen: dict[tuple[str | None, str], int] = {}
-    for k, (node, data) in enumerate(docs):
-        prefix = f"[document {k + 1}] " if len(docs) > 1 else ""
-        if not isinstance(data, dict):
-            problems.append(
-                f"{node.start_mark.line + 1}: {prefix}(document): a mapping with apiVersion and kind, "
-                f"not {type(data).__name__}"
-            )
-            continue
-        kind = data.get("kind")
-        model = MODELS.get(str(kind))
-        if model is None:
-            problems.append(
-                f"{line_of(node, ('kind',))}: {prefix}kind: no kind {kind!r} (known: {', '.join(KIND_NAMES)})"
-            )
-            continue
+    for k, node, data, prefix, model in documents_by_kind(docs, MODELS, problems, KIND_NAMES):
         try:
             job: Job = model.model_validate(data)
         except ValidationError as e:
@@ -363,10 +349,4 @@ def parse_jobs(
 
 
 def read_jobs(path: Path, scaling_policy: type[BaseModel] | None = None) -> tuple[Job, ...]:
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidSpec(str(path), [f"0: (document): cannot read: {e}"]) from None
-    return parse_jobs(text, str(path), scaling_policy)
+    return parse_jobs(read_text(path), str(path), scaling_policy)

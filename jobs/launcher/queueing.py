@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.cycle import line_order
 from jobs.launcher.render import JOB_LABEL
 from jobs.queues import Entry, PerQueue, QueuePolicy
 from jobs.scheduler.config import SchedulerConfig
@@ -173,7 +174,7 @@ def queue_positions(
         by_queue.setdefault(entry.queue, []).append((entry, unit))
     out: dict[str, QueuePosition] = {}
     for queue, entries in by_queue.items():
-        entries.sort(key=lambda t: (policy.order(t[0]), t[0].uid))  # as the cycle sorts a queue's line
+        entries.sort(key=lambda t: line_order(policy, t[0]))  # as the cycle sorts a queue's line
         units = list(dict.fromkeys(unit for _, unit in entries))
         name = policy.policy(queue).name
         for k, unit in enumerate(units):

@@ -22,7 +22,6 @@ from pydantic import Field
 
 from jobs.workload import PlacementSpec, TidescaleSpec
 from kernel.documents import Spec, read_document
-from kernel.errors import InvalidSpec
 
 PolicyName = Literal["FIFO", "LIFO", "Priority", "Capacity", "FairShare"]
 
@@ -44,6 +43,4 @@ class SchedulerConfig(Spec):
 
 
 def read_config(path: Path) -> SchedulerConfig:
-    if not path.is_file():
-        raise InvalidSpec(str(path), ["0: (document): file not found"])
     return read_document(path, SchedulerConfig)
