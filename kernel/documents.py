@@ -118,8 +118,9 @@ def document_path(
     return tuple(out)
 
 
-def parse_document(text: str, model: type[M], source: str) -> M:
-    """Parse YAML (JSON is YAML) into `model`, or raise InvalidSpec naming line, field and reason."""
+def load_document(text: str, source: str) -> tuple[yaml.Node, Any]:
+    """One YAML (or JSON) document with its composed node, for line numbers; InvalidSpec when the text is not
+    YAML or holds nothing."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
@@ -129,8 +130,14 @@ def parse_document(text: str, model: type[M], source: str) -> M:
         raise InvalidSpec(
             source, [f"{line}: (document): not valid YAML: {getattr(e, 'problem', e)}"]
         ) from None
-    if data is None:
+    if data is None or node is None:
         raise InvalidSpec(source, ["1: (document): empty"])
+    return node, data
+
+
+def parse_document(text: str, model: type[M], source: str) -> M:
+    """Parse YAML (JSON is YAML) into `model`, or raise InvalidSpec naming line, field and reason."""
+    node, data = load_document(text, source)
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from kernel.errors import InvalidSpec, PermanentError
-from streaming import render, spec
+from streaming import pipeline_file, render
 from streaming.engine import RunOptions
 from streaming.plan import plan
 
@@ -98,7 +98,7 @@ def add_commands(sub: Any) -> None:
 
 def _load(file: str) -> Any:
     try:
-        return plan(spec.load(file))
+        return plan(pipeline_file.load(file))
     except InvalidSpec as exc:
         print(str(exc), file=sys.stderr)
         return None

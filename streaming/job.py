@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streaming import spec
+from streaming import pipeline_file
 from streaming.engine import EngineRegistry, RunOptions, RunReport, delivery_note
 from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
@@ -22,9 +22,9 @@ from streaming.plan import Plan, plan
 
 def load_plan(file: str | None, encoded: str | None) -> Plan:
     if encoded:
-        return plan(spec.parse(base64.b64decode(encoded).decode(), "<pipeline-b64>"))  # JSON is YAML
+        return plan(pipeline_file.parse(base64.b64decode(encoded).decode(), "<pipeline-b64>"))  # JSON is YAML
     assert file is not None
-    return plan(spec.load(file))
+    return plan(pipeline_file.load(file))
 
 
 def run(

@@ -30,7 +30,7 @@ import yaml
 
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import PermanentError
-from streaming import native, render, spec
+from streaming import native, pipeline_file, render
 from streaming.plan import Plan, plan
 from streaming.spec import Pipeline
 
@@ -109,7 +109,7 @@ def _plan_of(source: str | Path | Pipeline | Plan) -> Plan:
         return source
     if isinstance(source, Pipeline):
         return plan(source)
-    return plan(spec.load(source))
+    return plan(pipeline_file.load(source))
 
 
 def _path(value: Any, base: Path) -> str | None:

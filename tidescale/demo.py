@@ -23,7 +23,7 @@ from typing import Any
 from autoscaler.core.nodepool import POOL_LABEL
 from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.errors import TidescaleError
-from streaming import spec
+from streaming import pipeline_file, spec
 from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import plan
@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace, state_dir: Path, stack: _Stack) -> int:
     source = f"llm-requests-{run_id}"
     pipeline = plan(
         spec.retarget(
-            spec.load(PIPELINE),
+            pipeline_file.load(PIPELINE),
             source=source,
             group=f"demo-{run_id}",
             sink=f"llm-requests-clean-{run_id}",

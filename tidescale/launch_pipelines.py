@@ -43,7 +43,7 @@ from jobs.launcher.external import ExternalJob, ExternalKind, ExternalSubmitted
 from jobs.launcher.local import LocalRun
 from jobs.launcher.render import Defaults
 from kernel.errors import InvalidSpec
-from streaming import launch, native, spec
+from streaming import launch, native, pipeline_file, spec
 from streaming.cli import ENGINE_CHOICES, default_bootstrap
 from streaming.plan import Plan, plan
 
@@ -130,7 +130,7 @@ class PipelineKind:
         # 2. the streaming spec
         pipeline: spec.Pipeline | None = None
         try:
-            pipeline = spec.parse("\n".join(lines), source, base_dir)
+            pipeline = pipeline_file.parse("\n".join(lines), source, base_dir)
         except InvalidSpec as e:
             problems += e.problems
         # 3. target and engine (and a local pipeline's Kafka)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streaming import native, spec
+from streaming import native, pipeline_file
 from streaming.launch import LaunchResult, render_only
 from streaming.plan import Plan, plan
 from streaming.spec import Scheduling
@@ -30,7 +30,7 @@ ACCESS = native.ClusterAccess(
 
 
 def example(name: str) -> Plan:
-    return plan(spec.load(EXAMPLES / f"{name}.yaml"))
+    return plan(pipeline_file.load(EXAMPLES / f"{name}.yaml"))
 
 
 def a_target(**fields: Any) -> native.Target:

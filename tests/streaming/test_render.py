@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from streaming import render, spec
+from streaming import pipeline_file, render
 from streaming.plan import Plan, plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 
 
 def example(name: str) -> Plan:
-    return plan(spec.load(EXAMPLES / f"{name}.yaml"))
+    return plan(pipeline_file.load(EXAMPLES / f"{name}.yaml"))
 
 
 def test_a_flink_deployment_puts_gpus_scheduler_and_queue_on_the_taskmanager_pod_template() -> None:
@@ -50,7 +50,7 @@ def test_the_job_in_the_pod_gets_the_pipeline_back_with_its_lookup_table_inlined
     body = rendered.objects[0]["spec"]
     args = body["job"]["args"] if engine == "flink" else body["arguments"]
     document = json.loads(base64.b64decode(args[args.index("--pipeline-b64") + 1]))
-    assert plan(spec.parse(json.dumps(document))) == p
+    assert plan(pipeline_file.parse(json.dumps(document))) == p
 
 
 def test_a_spark_application_sets_the_gpu_confs_itself_and_the_batch_scheduler_queue() -> None:

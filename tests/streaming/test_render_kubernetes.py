@@ -13,7 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from kernel.clock import SYSTEM_CLOCK, Deadline
-from streaming import render, spec
+from streaming import pipeline_file, render
 from streaming.plan import plan
 from tidescale.local import environment
 
@@ -62,7 +62,7 @@ def dry_run_create(api_client: client.ApiClient, obj: dict[str, Any]) -> dict[st
 def test_the_api_server_accepts_the_rendered_manifest_of_each_example(
     engine: str, example: str, api: client.ApiClient
 ) -> None:
-    p = plan(spec.load(EXAMPLES / f"{example}.yaml"))
+    p = plan(pipeline_file.load(EXAMPLES / f"{example}.yaml"))
     obj = (render.flink(p) if engine == "flink" else render.spark(p)).objects[0]
 
     created = dry_run_create(api, obj)
@@ -71,7 +71,7 @@ def test_the_api_server_accepts_the_rendered_manifest_of_each_example(
 
 
 def test_the_api_server_refuses_a_manifest_the_crd_schema_forbids(api: client.ApiClient) -> None:
-    p = plan(spec.load(EXAMPLES / "llm-preprocessor.yaml"))
+    p = plan(pipeline_file.load(EXAMPLES / "llm-preprocessor.yaml"))
     obj = render.spark(p).objects[0]
     obj["spec"]["executor"]["instances"] = "two"  # the CRD says integer
     with pytest.raises(ApiException) as refused:

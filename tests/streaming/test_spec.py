@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kernel.errors import InvalidSpec
-from streaming import spec
+from streaming import pipeline_file, spec
 from streaming.spec import duration_ms
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
@@ -37,7 +37,7 @@ def with_change(old: str, new: str) -> str:
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_every_example_pipeline_validates(example: str) -> None:
-    assert spec.load(EXAMPLES / example).kind == "Pipeline"
+    assert pipeline_file.load(EXAMPLES / example).kind == "Pipeline"
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_a_mistake_is_reported_with_its_file_line_field_and_reason(
     text: str, line: int, field: str, reason: str
 ) -> None:
     with pytest.raises(InvalidSpec) as raised:
-        spec.parse(text, "p.yaml")
+        pipeline_file.parse(text, "p.yaml")
     message = str(raised.value)
     assert f"p.yaml:{line}: {field}" in message, message
     assert reason in message
@@ -125,7 +125,7 @@ def test_a_lookup_table_file_is_read_into_the_spec_relative_to_it(tmp_path: Path
         "    - type: Enrich\n      table: {file: models.json}\n      key: model\n      fields: [tier]",
     ).replace("schema: {id: string", "schema: {id: string, model: string")
     (tmp_path / "p.yaml").write_text(text)
-    enrich = spec.load(tmp_path / "p.yaml").spec.transforms[0]
+    enrich = pipeline_file.load(tmp_path / "p.yaml").spec.transforms[0]
     assert isinstance(enrich, spec.Enrich)
     assert enrich.table.inline == [{"model": "a", "tier": "small"}]
 
@@ -137,7 +137,7 @@ def test_a_missing_lookup_file_names_its_line(tmp_path: Path) -> None:
     )
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(InvalidSpec, match=r"p.yaml:11: spec.transforms\[0\].table.file: cannot read"):
-        spec.load(tmp_path / "p.yaml")
+        pipeline_file.load(tmp_path / "p.yaml")
 
 
 @pytest.mark.parametrize(
@@ -151,4 +151,4 @@ def test_durations_are_read_in_milliseconds(text: str | int, ms: int) -> None:
 
 def test_invalid_yaml_is_an_invalid_spec_with_a_line() -> None:
     with pytest.raises(InvalidSpec, match=r"p.yaml:\d+: \(document\): not valid YAML"):
-        spec.parse("a: [1, 2\nb: 3\n", "p.yaml")
+        pipeline_file.parse("a: [1, 2\nb: 3\n", "p.yaml")

@@ -13,7 +13,7 @@ import pytest
 from jobs.launcher.external import ExternalJob, split_documents
 from jobs.launcher.render import Defaults
 from kernel.errors import InvalidSpec
-from streaming import spec
+from streaming import pipeline_file
 from tidescale.cli import main
 from tidescale.launch_pipelines import PipelineKind, kinds
 
@@ -179,8 +179,8 @@ def test_a_local_pipeline_runs_pipeline_run_on_the_pipeline_written_in_its_direc
         "50",
     )
     # the pipeline it runs is the document's, its table inlined: it needs no other file
-    written = spec.parse(job.local.files["pipeline.yaml"], "pipeline.yaml", Path("/nonexistent"))
-    original = spec.load(EXAMPLE).model_copy(update={"metadata": written.metadata})
+    written = pipeline_file.parse(job.local.files["pipeline.yaml"], "pipeline.yaml", Path("/nonexistent"))
+    original = pipeline_file.load(EXAMPLE).model_copy(update={"metadata": written.metadata})
     assert written == original
     assert written.metadata.name == "prep"
     assert (job.document["spec"]["target"], job.document["spec"]["engine"]) == ("local", "python")

@@ -24,7 +24,7 @@ from kubernetes import client
 
 from jobs.launcher import processes
 from jobs.launcher.local import Process
-from streaming import spec
+from streaming import pipeline_file
 from tests.cluster_harness import Harness, leftovers
 from tests.streaming.kafka_records import llm_requests, read_all, unique
 from tests.waiting import wait_for
@@ -169,7 +169,7 @@ def test_a_flink_pipeline_is_submitted_its_jobmanager_bound_by_tidescale_and_del
 def local_pipeline(path: Path, name: str, suffix: str) -> dict[str, str]:
     """The example pipeline with its own topics and group, to run with the python engine on this machine;
     its topics by role."""
-    document = spec.load(EXAMPLE).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document = pipeline_file.load(EXAMPLE).model_dump(mode="json", by_alias=True, exclude_none=True)
     document["metadata"]["name"] = name
     body = document["spec"]
     topics = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK
-from streaming import spec
+from streaming import pipeline_file, spec
 from streaming.cli import default_bootstrap
 from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
@@ -125,7 +125,7 @@ def perf_ceiling(bootstrap: str, records: int, record_size: int) -> dict[str, fl
 
 def bench_plan(suffix: str, source: str, parallelism: int) -> Plan:
     pipeline = spec.retarget(
-        spec.load(EXAMPLE),
+        pipeline_file.load(EXAMPLE),
         source=source,
         group=f"bench-{suffix}",
         sink=f"bench-out-{suffix}",
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         source = f"bench-in-{uuid.uuid4().hex[:8]}"
         create_topic(bootstrap, source)
         produce(bootstrap, source, values)
-        base = plan(spec.load(EXAMPLE))
+        base = plan(pipeline_file.load(EXAMPLE))
         with PeakSampler([os.getpid()]) as rss:
             ceiling = perf_ceiling(bootstrap, args.records, record_size)
             kafka_python = measure(
