@@ -35,7 +35,15 @@ from typing import Any, NamedTuple
 
 from autoscaler.api.policy import NodePool, ScalingPolicy, trigger_name
 from autoscaler.core import forecast as fc
-from autoscaler.core.behavior import History, ResolvedBehavior, rate_limit, record, resolve, stabilize
+from autoscaler.core.behavior import (
+    History,
+    ResolvedBehavior,
+    describe,
+    rate_limit,
+    record,
+    resolve,
+    stabilize,
+)
 from autoscaler.core.nodepool import (
     NodePoolChange,
     PoolNode,
@@ -68,6 +76,8 @@ class PolicyState(NamedTuple):
     holt: fc.Holt | None = None
     demand: fc.Recent = fc.Recent()  # recent demand over the forecast's history window
     level: float = 0.0  # its percentile, recomputed when a sample enters or leaves
+    # per trigger, when the reading last counted as a failure was read (a failure counts once per read)
+    failure_reads: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,14 +194,52 @@ class _Change(NamedTuple):
         return _change(self.current, self.desired)
 
 
-_LIMITS = {
-    "ScaleUpLimit": "scale-up rate limit",
-    "ScaleDownLimit": "scale-down rate limit",
-    "TooManyReplicas": "maxReplicas",
-    "TooFewReplicas": "minReplicas",
-    "ScaleUpStabilized": "scale-up stabilization window",
-    "ScaleDownStabilized": "scale-down stabilization window",
-}
+class _Bound(NamedTuple):
+    """What a limiting rule did, in words: what the metrics wanted, the rule's bound and why, and the result
+    ("metrics want 2 replicas; the scale-down stabilization window (300 s) keeps the highest recommendation
+    of the last 300 s, 20: keeping 20 replicas"). Formatted only when read."""
+
+    rule: str
+    raw: int  # the metrics' wish: the max over the proposals
+    wanted: int  # after the stabilization windows (and a transient part on top)
+    current: int
+    desired: int
+    b: ResolvedBehavior
+
+    def __format__(self, spec: str) -> str:
+        rule, b, desired = self.rule, self.b, self.desired
+        wish = f"metrics want {_plural(self.raw)}"
+        if self.wanted != self.raw and rule not in ("ScaleUpStabilized", "ScaleDownStabilized"):
+            down = self.wanted > self.raw
+            w = b.down.window_s if down else b.up.window_s
+            wish += (
+                f" ({self.wanted} after the scale-{'down' if down else 'up'} stabilization window of {w} s)"
+            )
+        if rule == "ScaleUpLimit":
+            bound = f"the scale-up rate limit ({describe(b.up, True)}) allows at most {desired} now"
+        elif rule == "ScaleDownLimit":
+            bound = (
+                f"the scale-down rate limit ({describe(b.down, False)}) allows no fewer than {desired} now"
+            )
+        elif rule == "TooManyReplicas":
+            bound = f"maxReplicas is {desired}"
+        elif rule == "TooFewReplicas":
+            bound = f"minReplicas is {desired}"
+        elif rule == "ScaleDownStabilized":
+            w = b.down.window_s
+            bound = (
+                f"the scale-down stabilization window ({w} s) keeps the highest recommendation of the last "
+                f"{w} s, {desired}"
+            )
+        elif rule == "ScaleUpStabilized":
+            w = b.up.window_s
+            bound = (
+                f"the scale-up stabilization window ({w} s) keeps the lowest recommendation of the last "
+                f"{w} s, {desired}"
+            )
+        else:
+            bound = f"{rule} allows {desired}"
+        return f"{wish}; {bound}: {_change(self.current, desired)}"
 
 
 class _Step:
@@ -200,6 +248,7 @@ class _Step:
     __slots__ = (
         "c",
         "demand",
+        "failure_reads",
         "failures",
         "history",
         "holt",
@@ -231,6 +280,7 @@ class _Step:
         self.history = state.history
         self.last_active = state.last_active
         self.failures = state.failures
+        self.failure_reads = state.failure_reads
         self.panic_over_at = state.panic_over_at
         self.holt = state.holt
         self.demand = state.demand
@@ -262,6 +312,7 @@ class _Step:
             self.holt,
             self.demand,
             self.level,
+            self.failure_reads,
         )
         return Decision(
             self.c.ident,
@@ -307,6 +358,8 @@ def decide(
     proposals: list[Proposal] = []
     counts: list[int] = []
     prior = step.failures if len(step.failures) == len(c.names) else ()
+    prior_reads = step.failure_reads if len(step.failure_reads) == len(c.names) else ()
+    reads: list[float | None] = []
     valid: list[Proposal] = []
     failed: list[Proposal] = []
     active = wake_failed = False
@@ -317,11 +370,18 @@ def decide(
     triggers = c.triggers
     ctx = c.ctx
     for k, name in enumerate(c.names):
-        p = evaluators[k](triggers[k], name, readings.get(name), seen, ctx, now, t)
+        reading = readings.get(name)
+        p = evaluators[k](triggers[k], name, reading, seen, ctx, now, t)
         proposals.append(p)
+        read = reading.read_at if reading is not None else None
+        reads.append(read)
         if p.failed:
             failed.append(p)
-            counts.append((prior[k][1] if prior else 0) + 1)
+            before = prior[k][1] if prior else 0
+            # a failure counts once per read of its trigger: a reading seen again by a later decision (the
+            # policy was decided for another trigger's sake) is the same failure
+            again = read is not None and bool(prior_reads) and prior_reads[k] == read
+            counts.append(before if again else before + 1)
         else:
             counts.append(0)
         r = p.replicas
@@ -339,6 +399,7 @@ def decide(
             wake_failed = wake_failed or p.failed
     step.proposals = tuple(proposals)
     step.failures = tuple(zip(c.names, counts, strict=True)) if failed or prior else prior
+    step.failure_reads = tuple(reads) if failed or prior_reads else prior_reads
     if active or step.last_active is None:
         step.last_active = t
 
@@ -454,7 +515,9 @@ def decide(
     stabilized, why, recs = stabilize(b, step.history, sustained, current, t)
     wanted = max(stabilized, raw) if raw > sustained else stabilized
     desired, rule = rate_limit(b, step.history, wanted, current, lo, hi, t)
-    if rule == "DesiredWithinRange" and wanted == stabilized and stabilized != sustained:
+    # a window limited the step only when the metrics did not get what they wanted (a transient part on top
+    # of the sustained one may ask for exactly what the window keeps)
+    if rule == "DesiredWithinRange" and wanted == stabilized and stabilized not in (sustained, raw):
         rule = why
     step.history = record(b, step.history, recs, current, desired, t)
 
@@ -482,10 +545,7 @@ def decide(
     if rule in ("DesiredWithinRange", "ReadyForNewScale", "Fallback"):
         reason = Text("{}: {}", (driver_reason, _Change(current, desired)))
     else:
-        reason = Text(
-            "{}: {} ({}, wanted {})",
-            (driver_reason, _Change(current, desired), _LIMITS.get(rule, rule), wanted),
-        )
+        reason = Text("{}: {}", (driver_reason, _Bound(rule, raw, wanted, current, desired, b)))
     # nodes for what lasts: the stabilized recommendation, but never fewer than minReplicas hold
     lasting = max(min(max(stabilized, spec.min_replicas), desired), floor)
     return step.done(

@@ -46,13 +46,16 @@ class TriggerBase(Spec):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One trigger's observation. `at` is the sample time (epoch seconds); None means "as of now"."""
+    """One trigger's observation. `at` is the sample time (epoch seconds); None means "as of now". `read_at`:
+    when the shell read it (epoch seconds), so that a failure counts once per read of its trigger, not once
+    per decision that sees it again; None counts it at every decision."""
 
     value: float | None = None
     per_gpu: tuple[float, ...] = ()
     series: Mapping[str, float] = field(default_factory=dict)
     at: float | None = None
     error: str | None = None
+    read_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

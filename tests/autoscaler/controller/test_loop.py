@@ -476,9 +476,15 @@ class FakeProvider:
     booting: int = 0
     added: list[int] = field(default_factory=list)
     type: str = "ClusterAPI"
+    full: int = 0  # ready nodes with every GPU requested
 
     def nodes(self, pool: Any, now: float, previous: Mapping[str, Any]) -> tuple[Any, ...]:
-        return ()
+        from autoscaler.core.nodepool import PoolNode
+
+        gpus = pool.spec.node.gpus
+        return tuple(
+            PoolNode(f"{pool.metadata.name}-{i}", pool.metadata.name, gpus, gpus) for i in range(self.full)
+        )
 
     def provisioning(self, pool: Any) -> int:
         return self.booting
@@ -535,3 +541,154 @@ def test_machines_still_booting_are_not_asked_for_again(world: World) -> None:
     world.step(15, full=True)
     world.step(15, full=True)
     assert provider.added == [2]  # booting machines count: nothing asked twice
+
+
+# --- misconfigurations: a condition, an Event on the policy and a log line when they start and clear ------
+
+
+def a_pool_object(name: str = "h100", max_nodes: int = 8) -> dict[str, Any]:
+    return {
+        "apiVersion": "tidescale.io/v1alpha1",
+        "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "node": {"gpuModel": "H100", "gpus": 4, "gpuMemoryMiB": 81559, "cpu": "48", "memory": "512Gi"},
+            "maxNodes": max_nodes,
+            "hourlyPrice": 49.0,
+            "provisioningSeconds": 300,
+            "provider": {"type": "ClusterAPI", "machineDeployment": {"name": "gpu-md"}},
+        },
+    }
+
+
+def told(world: World) -> list[tuple[str, str, str]]:
+    """(Warning|Normal, reason, regarding kind) of the events that tell a problem or its end."""
+    out = []
+    for e in world.sink.events:
+        if e.failure is not None:
+            out.append(("Warning", e.failure.reason, e.involved[1]))
+        if e.recovery is not None:
+            out.append(("Normal", e.recovery.reason, e.involved[1]))
+    return out
+
+
+def test_a_missing_node_pool_is_told_once_when_it_starts_and_once_when_it_clears(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.controller.providers["ClusterAPI"] = FakeProvider()
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5, 0.5))
+    world.controller.upsert(a_policy_object(nodePool="l40s"))
+    with caplog.at_level("INFO", logger="autoscaler.controller.loop"):
+        for _ in range(3):
+            world.step(15, full=True)
+        pool = world.conditions("ml/svc")["NodePoolReady"]
+        assert (pool["status"], pool["reason"]) == ("False", "NodePoolNotFound")
+        assert "'l40s' names no NodePool" in str(pool["message"])
+        assert told(world) == [("Warning", "NodePoolNotFound", "ScalingPolicy")]
+        world.controller.upsert_pool(a_pool_object("l40s"))
+        world.step(15, full=True)
+        world.step(15, full=True)
+    pool = world.conditions("ml/svc")["NodePoolReady"]
+    assert (pool["status"], pool["reason"]) == ("True", "NodePoolFound")
+    assert told(world) == [
+        ("Warning", "NodePoolNotFound", "ScalingPolicy"),
+        ("Normal", "NodePoolFound", "ScalingPolicy"),
+    ]
+    lines = [(r.levelname, getattr(r, "reason", "")) for r in caplog.records if getattr(r, "policy", "")]
+    assert lines == [("WARNING", "NodePoolNotFound"), ("INFO", "NodePoolFound")]
+
+
+def test_a_metric_source_down_is_told_when_it_goes_and_when_it_comes_back(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(error="Prometheus at http://prom:9090: connection refused")
+    world.controller.upsert(a_policy_object())
+    for _ in range(3):
+        world.step(15, full=True)
+    metrics = world.conditions("ml/svc")["MetricsAvailable"]
+    assert (metrics["status"], metrics["reason"]) == ("False", "MetricsUnavailable")
+    assert "connection refused" in str(metrics["message"])
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5, 0.5))
+    world.step(15, full=True)
+    world.step(15, full=True)
+    assert world.conditions("ml/svc")["MetricsAvailable"]["status"] == "True"
+    assert told(world) == [
+        ("Warning", "MetricsUnavailable", "ScalingPolicy"),
+        ("Normal", "MetricsAvailable", "ScalingPolicy"),
+    ]
+
+
+def test_replicas_left_pending_by_a_pool_at_max_nodes_are_told_with_their_count(world: World) -> None:
+    world.controller.providers["ClusterAPI"] = FakeProvider(full=1)
+    world.controller.upsert_pool(a_pool_object("h100", max_nodes=1))
+    world.targets.views["ml/svc"] = replace(a_view(replicas=4), ready=0)  # 4 replicas, none on a node
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5,))
+    world.controller.upsert(
+        a_policy_object(
+            minReplicas=4, maxReplicas=4, nodePool="h100", podRequests={"nvidia.com/gpu": 4, "cpu": "8"}
+        )
+    )
+    world.step(0, full=True)
+    assert "PodsScheduled" not in world.conditions("ml/svc")  # the scheduler's and provisioner's time first
+    world.step(31, full=True)
+    pods = world.conditions("ml/svc")["PodsScheduled"]
+    assert (pods["status"], pods["reason"]) == ("False", "NodePoolAtMax")
+    assert "4 of 4 replicas" in str(pods["message"]) and "maxNodes 1" in str(pods["message"])
+    world.targets.views["ml/svc"] = a_view(replicas=4)  # all on nodes now
+    world.step(15, full=True)
+    assert world.conditions("ml/svc")["PodsScheduled"]["status"] == "True"
+    assert told(world) == [
+        ("Warning", "NodePoolAtMax", "ScalingPolicy"),
+        ("Normal", "PodsScheduled", "ScalingPolicy"),
+    ]
+
+
+def test_a_missing_target_is_told_on_the_policy_and_its_return_too(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5, 0.5))
+    del world.targets.views["ml/svc"]
+    world.controller.upsert(a_policy_object())
+    world.step(15, full=True)
+    world.step(15, full=True)
+    world.targets.views["ml/svc"] = a_view()
+    world.step(15, full=True)
+    assert told(world) == [
+        ("Warning", "TargetNotFound", "ScalingPolicy"),
+        ("Normal", "TargetFound", "ScalingPolicy"),
+    ]
+
+
+def test_a_decision_that_changes_something_is_one_info_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.metrics.values["gpu"] = Reading(per_gpu=(1.4, 1.4))
+    world.controller.upsert(a_policy_object())
+    with caplog.at_level("INFO", logger="autoscaler.controller.loop"):
+        world.step(15, full=True)
+        world.metrics.values["gpu"] = Reading(per_gpu=(0.7,) * 4)  # on target: nothing changes any more
+        world.step(15, full=True)
+        world.step(15, full=True)
+    [line] = [r for r in caplog.records if r.levelname == "INFO"]
+    assert line.getMessage() == "ml/svc: GPU 140% of target 70%: 2 → 4 replicas"
+    assert (getattr(line, "policy", None), getattr(line, "reason", None)) == ("ml/svc", "DesiredWithinRange")
+
+
+def test_a_failing_trigger_counts_once_per_read_while_a_faster_trigger_decides_every_second(
+    world: World,
+) -> None:
+    # The lag watch reads every second and decides each time; the GPU trigger, read every 5 s, fails. Its
+    # failures are reads, not decisions: four decisions in 4 s are one failure, far from the threshold.
+    world.metrics.values["gpu"] = Reading(error="no GPU series for the target's pods")
+    world.metrics.values["lag"] = Reading(value=0.0)
+    lag = {"type": "KafkaLag", "name": "lag", "topic": "docs", "group": "embed", "lagPerReplica": 100}
+    fallback = {"failureThreshold": 3, "replicas": 5}
+    world.controller.upsert(
+        a_policy_object(triggers=[gpu_trigger(70, pollSeconds=5), lag], fallback=fallback)
+    )
+    world.step()
+    for _ in range(4):
+        world.step(1)
+    entry = world.controller.entries["ml/svc"]
+    assert entry.state is not None and dict(entry.state.failures)["gpu"] == 1
+    assert world.scaler.calls == []  # no fallback: one failed read is not three
+    for _ in range(3):  # three more reads of the GPU trigger, 5 s apart
+        world.step(5)
+    assert dict(world.controller.entries["ml/svc"].state.failures)["gpu"] == 4  # type: ignore[union-attr]
+    assert world.scaler.calls == [("ml/svc", 5)]  # the fallback, after more than three failed reads

@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,93 @@ def test_the_rule_that_limited_the_step_is_named_in_the_decision(
     d = decide(p, seen(2, gpu=gpus(100, 100)), None, at(0))
     assert (d.rule, d.desired) == (rule, desired)
     if desired != 20:
-        assert "wanted 20" in d.reason
+        assert "metrics want 20 replicas" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("spec", "steps", "rule", "wish", "bound", "result"),
+    [
+        (
+            {"max_replicas": 50},
+            [(0, seen(2, gpu=gpus(100, 100)))],
+            "ScaleUpLimit",
+            "metrics want 20 replicas",
+            "the scale-up rate limit (+4 pods per 15 s or +100 % per 15 s, the larger step) allows at most "
+            "6 now",
+            "2 → 6 replicas",
+        ),
+        (
+            {  # a rate policy stricter than the default 100 % per 15 s
+                "behavior": {
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 0,
+                        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
+                    }
+                }
+            },
+            [(0, seen(20, gpu=gpus(*[1] * 20)))],
+            "ScaleDownLimit",
+            "metrics want 2 replicas",
+            "the scale-down rate limit (−50 % per 60 s) allows no fewer than 10 now",
+            "20 → 10 replicas",
+        ),
+        (
+            {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 60}}},
+            [(0, seen(2, gpu=gpus(10, 10))), (30, seen(2, gpu=gpus(100, 100, at_s=30)))],
+            "ScaleUpStabilized",
+            "metrics want 20 replicas",
+            "the scale-up stabilization window (60 s) keeps the lowest recommendation of the last 60 s, 2",
+            "keeping 2 replicas",
+        ),
+        (
+            {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}},
+            [(0, seen(20, gpu=gpus(*[10] * 20))), (30, seen(20, gpu=gpus(*[1] * 20, at_s=30)))],
+            "ScaleDownStabilized",
+            "metrics want 2 replicas",
+            "the scale-down stabilization window (300 s) keeps the highest recommendation of the last "
+            "300 s, 20",
+            "keeping 20 replicas",
+        ),
+        (
+            {"max_replicas": 5},
+            [(0, seen(2, gpu=gpus(100, 100)))],
+            "TooManyReplicas",
+            "metrics want 20 replicas",
+            "maxReplicas is 5",
+            "2 → 5 replicas",
+        ),
+        (
+            {"min_replicas": 3, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}},
+            [(0, seen(4, gpu=gpus(1, 1, 1, 1)))],
+            "TooFewReplicas",
+            "metrics want 1 replica",
+            "minReplicas is 3",
+            "4 → 3 replicas",
+        ),
+    ],
+    ids=[
+        "ScaleUpLimit",
+        "ScaleDownLimit",
+        "ScaleUpStabilized",
+        "ScaleDownStabilized",
+        "TooManyReplicas",
+        "TooFewReplicas",
+    ],
+)
+def test_a_limited_step_says_what_the_metrics_wanted_what_the_rule_allowed_and_the_result(
+    spec: dict[str, Any],
+    steps: list[tuple[float, Observations]],
+    rule: str,
+    wish: str,
+    bound: str,
+    result: str,
+) -> None:
+    d = run(a_policy(triggers=[gpu_trigger(10)], **spec), steps)[-1]
+    assert d.rule == rule
+    assert wish in d.reason and bound in d.reason and d.reason.endswith(result), d.reason
+    # the metrics' wish and the result differ in every limiting case: the sentence never contradicts itself
+    wanted = int(wish.split()[2])
+    assert wanted != d.desired
 
 
 def test_scale_down_waits_for_the_stabilization_window() -> None:
@@ -103,6 +190,27 @@ def test_fallback_sets_its_replicas_once_failures_exceed_the_threshold() -> None
     assert "timeout" in ds[-1].reason
 
 
+@pytest.mark.parametrize(
+    ("reads", "rules"),
+    [
+        ((1.0, 1.0, 1.0), ["MetricsUnavailable", "MetricsUnavailable", "MetricsUnavailable"]),
+        ((1.0, 1.0, 6.0, 6.0, 11.0), ["MetricsUnavailable"] * 4 + ["Fallback"]),
+        ((None, None, None), ["MetricsUnavailable", "MetricsUnavailable", "Fallback"]),
+    ],
+    ids=[
+        "one read seen by three decisions is one failure",
+        "three reads are three failures, however many decisions see them",
+        "readings without a read time count at every decision",
+    ],
+)
+def test_a_failure_counts_once_per_read_of_its_trigger_not_once_per_decision(
+    reads: tuple[float | None, ...], rules: list[str]
+) -> None:
+    p = a_policy(triggers=[gpu_trigger(50)], fallback={"failureThreshold": 2, "replicas": 7})
+    steps = [(float(k), seen(3, gpu=Reading(error="timeout", read_at=r))) for k, r in enumerate(reads)]
+    assert [d.rule for d in run(p, steps)] == rules
+
+
 def fallback_policy(**spec: object) -> ScalingPolicy:
     """A healthy queue trigger beside a GPU trigger that will fail, fallback 10 after 2 failures."""
     return a_policy(
@@ -122,9 +230,16 @@ def gpu_failing(replicas: int, queue: float | None, t: float) -> Observations:
     ("current", "queue", "desired", "rule", "says"),
     [
         (12, 200, 20, "DesiredWithinRange", "queue 200 for 10/replica; gpu failed more than 2 times"),
-        (6, 200, 12, "ScaleUpLimit", "its fallback static 10 is lower: 6 → 12 replicas"),
+        (6, 200, 12, "ScaleUpLimit", "its fallback static 10 is lower: metrics want 20 replicas"),
         (6, 50, 10, "Fallback", "fallback static 10, above queue at 5: 6 → 10 replicas"),
-        (3, 50, 7, "ScaleUpLimit", "above queue at 5: 3 → 7 replicas (scale-up rate limit, wanted 10)"),
+        (
+            3,
+            50,
+            7,
+            "ScaleUpLimit",
+            "above queue at 5: metrics want 10 replicas; the scale-up rate limit (+4 pods per 15 s or +100 % "
+            "per 15 s, the larger step) allows at most 7 now: 3 → 7 replicas",
+        ),
         (6, None, 10, "Fallback", "queue, gpu failed more than 2 times in a row"),
     ],
     ids=[
