@@ -1,16 +1,17 @@
-"""`tidescale local up|down|status`: the local environment from the command line."""
+"""`tidescale local up|down|restart|status|env|nodes|topic`: the local environment from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from kernel.errors import TidescaleError
-from tidescale.local import environment, nodes
+from tidescale.local import environment, kafka, nodes
 from tidescale.local.prometheus import ScrapeTarget
 
 
@@ -33,7 +34,9 @@ def add_commands(sub: Any) -> None:
         metavar="JOB=HOST:PORT[/PATH]",
         help="an extra Prometheus scrape target (repeatable)",
     )
-    up.add_argument("--scrape-interval", type=float, default=1.0, help="seconds (default 1)")
+    up.add_argument(
+        "--scrape-interval", type=float, default=None, help="seconds (default 1, or what Prometheus had)"
+    )
     up.add_argument("--gpu-nodes", type=int, default=0, help="KWOK nodes with 8 H100s each, in pool 'gpu'")
     up.add_argument(
         "--nodes", type=Path, default=None, metavar="SPEC", help="KWOK node pools (LocalNodes YAML)"
@@ -66,6 +69,32 @@ def add_commands(sub: Any) -> None:
     node_delete.add_argument("names", nargs="+")
     node_delete.add_argument("--state-dir", type=Path, default=None)
     node_delete.set_defaults(func=_nodes_delete)
+
+    topic = local_sub.add_parser("topic", help="create a Kafka topic on the local broker (kept if it exists)")
+    topic.add_argument("name")
+    topic.add_argument("--partitions", type=int, default=1)
+    topic.add_argument("--state-dir", type=Path, default=None)
+    topic.set_defaults(func=_topic)
+
+    restart = local_sub.add_parser(
+        "restart", help="stop a component and start it again on the same ports, with the same options"
+    )
+    restart.add_argument("component", choices=environment.COMPONENTS)
+    restart.add_argument("--state-dir", type=Path, default=None)
+    restart.set_defaults(func=_restart)
+
+    env = local_sub.add_parser(
+        "env",
+        help="print `export` lines for the running components, to eval",
+        description=(
+            'eval "$(tidescale local env)" exports KUBECONFIG, TIDESCALE_KAFKA_BOOTSTRAP, '
+            "TIDESCALE_PROMETHEUS_URL and TIDESCALE_EXPORTER_URL for the components that run, "
+            "TIDESCALE_STATE_DIR, and puts the directory of this tidescale first on PATH"
+        ),
+    )
+    env.add_argument("--state-dir", type=Path, default=None)
+    env.add_argument("--json", action="store_true", help="the variables as one JSON object instead")
+    env.set_defaults(func=_env)
 
     status = local_sub.add_parser("status", help="show the components and whether they answer")
     status.add_argument("--state-dir", type=Path, default=None)
@@ -144,6 +173,51 @@ def _up(args: argparse.Namespace) -> int:
         for key, value in endpoints.items():
             print(f"{key:18} {value}")
         print(f"stop with: tidescale local down --state-dir {state_dir}")
+    return 0
+
+
+def _topic(args: argparse.Namespace) -> int:
+    try:
+        if args.partitions < 1:
+            raise TidescaleError(f"--partitions {args.partitions}: at least 1")
+        bootstrap = environment.Environment.load(_state_dir(args)).kafka_bootstrap
+        created = kafka.create_topic(bootstrap, args.name, args.partitions)
+    except (TidescaleError, TimeoutError) as exc:
+        print(f"tidescale local topic: {exc}", file=sys.stderr)
+        return 1
+    print(f"topic {args.name}: {'created' if created else 'exists'} on {bootstrap}")
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    try:
+        env = environment.restart(args.component, state_dir)
+    except (TidescaleError, TimeoutError) as exc:
+        print(f"tidescale local restart: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.component} restarted: {env.components[args.component].endpoint}")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    env = environment.Environment.load(state_dir)
+    path = os.environ.get("PATH", "")
+    # The directory of this interpreter holds the `tidescale` script of its environment (a venv's bin/);
+    # not resolved: a venv's python is a link to the base interpreter, elsewhere.
+    variables = environment.exports(env, str(Path(sys.executable).parent), path)
+    if args.json:
+        print(json.dumps(variables))
+    else:
+        print("\n".join(environment.export_lines(variables, path)))
+    stopped = [name for name, c in env.components.items() if not c.alive()]
+    if not env.components:
+        print(f"# nothing recorded in {state_dir}: start it with `tidescale local up`", file=sys.stderr)
+    elif stopped:
+        print(
+            f"# not running, left out: {', '.join(stopped)} (`tidescale local restart NAME`)", file=sys.stderr
+        )
     return 0
 
 

@@ -156,6 +156,24 @@ def broker_ready(bootstrap: str) -> bool:
     return len(metadata.brokers) > 0
 
 
+def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float = 30) -> bool:
+    """Create topic `name` with `partitions` partitions (replication 1: one broker); False when it already
+    exists (its partitions are left as they are). PermanentError naming the topic when Kafka refuses."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    future = admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as e:
+        error = e.args[0]
+        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise PermanentError(f"topic {name}: {error.str()}") from None
+    return True
+
+
 @dataclass(frozen=True)
 class PerfResult:
     records: int

@@ -8,6 +8,7 @@ default admission plugins are on. Nothing here dials a pod or node IP (they are 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ COMPONENT = "kubernetes"
 SERVICE_CIDR = "10.0.0.0/24"
 KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# The ports a restart keeps: the API server's (in every kubeconfig) and etcd's (in its member data). The
+# health ports of the controller manager, the scheduler and KWOK are nobody else's business.
+KEPT_PORTS = ("kube-apiserver", "etcd-client", "etcd-peer")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ControlPlane:
     processes: tuple[Spawned, ...]
     server: str
     kubeconfig: Path
+    ports: dict[str, int]  # KEPT_PORTS by name: what a restart on the same state directory binds again
 
 
 # KWOK's default "fast" stages (what kwokctl passes it): nodes become Ready and renew leases; pods run,
@@ -94,16 +99,21 @@ def _insecure_ready(url: str) -> bool:
     return httpx.get(url, verify=False, timeout=2).status_code == 200
 
 
-def start(state_dir: Path, timeout: float = 120) -> ControlPlane:
-    """Start etcd, the API server (until /readyz), the controller manager, the scheduler and KWOK."""
+def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None = None) -> ControlPlane:
+    """Start etcd, the API server (until /readyz), the controller manager, the scheduler and KWOK. Given the
+    `ports` of an earlier start (a restart), bind those again and keep its certificates, so that kubeconfigs
+    and service-account tokens handed out before still work."""
     home = state_dir / COMPONENT
     logs = state_dir / "logs"
     binaries = {name: _binary(name) for name in BINARIES}
-    certs = pki.generate(home / "pki", SYSTEM_CLOCK.now())
+    certs = (ports and pki.existing(home / "pki")) or pki.generate(home / "pki", SYSTEM_CLOCK.now())
+    kept = dict(ports or {})
     started: list[Spawned] = []
     try:
         # 1. etcd: the datastore, on loopback, without fsync (tests do not need durability).
-        client, peer = free_port(), free_port()
+        client, peer = kept.get("etcd-client") or free_port(), kept.get("etcd-peer") or free_port()
+        ensure_port_free("etcd", client)
+        ensure_port_free("etcd", peer)
         etcd = spawn(
             "etcd",
             [
@@ -130,7 +140,7 @@ def start(state_dir: Path, timeout: float = 120) -> ControlPlane:
         )
 
         # 2. kube-apiserver: RBAC on, default admission plugins plus NodeRestriction, as kubeadm runs it.
-        port = free_port()
+        port = kept.get("kube-apiserver") or free_port()
         ensure_port_free("kube-apiserver", port)
         server = f"https://127.0.0.1:{port}"
         apiserver = spawn(
@@ -242,4 +252,6 @@ def start(state_dir: Path, timeout: float = 120) -> ControlPlane:
         for process in reversed(started):
             stop(process.pid, process.component)
         raise
-    return ControlPlane(tuple(started), server, kubeconfig)
+    return ControlPlane(
+        tuple(started), server, kubeconfig, {"kube-apiserver": port, "etcd-client": client, "etcd-peer": peer}
+    )

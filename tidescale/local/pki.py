@@ -89,24 +89,24 @@ def _sign(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+# The files of a `Pki`, in its field order.
+FILES = ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key", "sa.key", "sa.pub")
+
+
+def _files(directory: Path) -> Pki:
+    return Pki(*(directory / name for name in FILES))
+
+
+def existing(directory: Path) -> Pki | None:
+    """The certificates and keys `generate` wrote to `directory` earlier, if they are all there."""
+    pki = _files(directory)
+    return pki if all(path.is_file() for path in vars(pki).values()) else None
+
+
 def generate(directory: Path, now: datetime) -> Pki:
     """Write a fresh CA, serving and admin certificates and a service-account key pair to `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    pki = Pki(
-        *(
-            directory / n
-            for n in (
-                "ca.crt",
-                "ca.key",
-                "apiserver.crt",
-                "apiserver.key",
-                "admin.crt",
-                "admin.key",
-                "sa.key",
-                "sa.pub",
-            )
-        )
-    )
+    pki = _files(directory)
     ca_key, serving_key, admin_key, sa_key = _key(), _key(), _key(), _key()
     ca_name = _name("tidescale-local-ca")
     ca = _sign(ca_name, ca_key.public_key(), ca_name, ca_key, now, ca=True)

@@ -52,13 +52,47 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_port_free(component: str, port: int, host: str = "127.0.0.1") -> None:
-    """Fail fast, with the port in the message, instead of letting a server die on bind."""
+def ensure_port_free(component: str, port: int, host: str = "127.0.0.1", why: str = "") -> None:
+    """Fail fast, with the port (and the process holding it, when this user can see it) in the message,
+    instead of letting a server die on bind. `why` follows the message: the port's story, what to do."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind (Go, the JVM and Python's HTTP server all set SO_REUSEADDR): a port whose last
+        # server just died still has connections in TIME_WAIT, which do not stop them listening again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ComponentError(component, f"port {host}:{port} is already in use ({exc.strerror})") from exc
+            holder = port_holder(port)
+            by = f" by {holder}" if holder else ""
+            raise ComponentError(
+                component, f"port {host}:{port} is already in use{by} ({exc.strerror}){why}"
+            ) from exc
+
+
+def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
+    """`pid 1234 (prometheus)`: the process listening on TCP `port`, from /proc (Linux, processes this user
+    may inspect); None when unknown."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in (proc / "net" / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN; the inode is the tenth field.
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return None
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in targets:
+                        name = (entry / "comm").read_text().strip()
+                        return f"pid {entry.name} ({name})"
+    return None
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
