@@ -11,6 +11,14 @@ Kubernetes *structural* OpenAPI v3 schema:
   `type` a required enum, and CEL rules (`x-kubernetes-validations`) for what differs per variant: the
   fields each variant requires, the fields it does not have, and bounds that differ between variants;
 - `const` becomes a one-value enum, JSON Schema 2020's numeric `exclusiveMinimum` OpenAPI's boolean;
+- every spec object keeps the fields its schema does not name (`x-kubernetes-preserve-unknown-fields`,
+  on each object: the flag does not reach into a nested object that has properties of its own). The API
+  server still validates the fields it knows; an unknown one (a misspelt `maxReplica`) is stored as sent,
+  and the controller, reading the object with the `extra="forbid"` models, reports it as `Ready=False
+  InvalidSpec` naming the field. Pruned instead, it would vanish without a word for every client that does
+  not ask for strict field validation (the Python client, client-go, Helm). The price: strict clients
+  (`kubectl`) are no longer refused at admission, since nothing is pruned there is nothing to report;
+  `tidescale policy validate` catches the misspelling before the object is sent;
 - titles and defaults are left out: the controller validates every object with the same pydantic models,
   which apply the defaults, so the CRD only has to refuse what the models would refuse early, at the API
   server. Cross-field checks the schema cannot express (duplicate trigger names, cron syntax) stay with the
@@ -256,6 +264,7 @@ class _Converter:
             }
             if node.get("required"):
                 out["required"] = list(node["required"])
+            out["x-kubernetes-preserve-unknown-fields"] = True  # for the models to refuse (module docstring)
         elif isinstance(node.get("additionalProperties"), dict):
             out["additionalProperties"] = self.convert(node["additionalProperties"], f"{where}.*")
         else:
@@ -349,6 +358,7 @@ def _merge_variants(
         n for n in owners if n != tag and all(n in v.get("required", []) for _, v in variants)
     ]
     out["properties"] = properties
+    out["x-kubernetes-preserve-unknown-fields"] = True  # for the models to refuse (module docstring)
     out["x-kubernetes-validations"] = rules
     return out
 

@@ -113,8 +113,12 @@ def _kafka_lag_without_topic(doc: dict[str, Any]) -> None:
     del doc["spec"]["triggers"][0]["topic"]
 
 
-def _unknown_field(doc: dict[str, Any]) -> None:
-    doc["spec"]["maxReplica"] = 3
+def _negative_max_replicas(doc: dict[str, Any]) -> None:
+    doc["spec"]["maxReplicas"] = -1
+
+
+def _negative_target_in_a_trigger(doc: dict[str, Any]) -> None:
+    doc["spec"]["triggers"][1]["target"] = -5
 
 
 def _topic_on_a_gpu_trigger(doc: dict[str, Any]) -> None:
@@ -134,7 +138,8 @@ def _min_above_max(doc: dict[str, Any]) -> None:
     [
         (_no_max_replicas, 422, ["spec.maxReplicas", "Required value"]),
         (_kafka_lag_without_topic, 422, ["spec.triggers[0].topic", "topic is required for type KafkaLag"]),
-        (_unknown_field, 400, ['unknown field "spec.maxReplica"']),
+        (_negative_max_replicas, 422, ["spec.maxReplicas", "should be greater than or equal to 1"]),
+        (_negative_target_in_a_trigger, 422, ["spec.triggers[1].target", "at least 1"]),
         (_topic_on_a_gpu_trigger, 422, ["spec.triggers[1].topic", "not a field of type GPUUtilization"]),
         (_fractional_gpu_target, 422, ["spec.triggers[1].target", "a whole number"]),
         (_min_above_max, 422, ["spec.minReplicas", "must not be above maxReplicas"]),
@@ -142,7 +147,8 @@ def _min_above_max(doc: dict[str, Any]) -> None:
     ids=[
         "no-max-replicas",
         "kafka-lag-without-topic",
-        "unknown-field",
+        "negative-max-replicas",
+        "negative-target-in-a-trigger",
         "foreign-field",
         "fraction",
         "min-above-max",
@@ -259,3 +265,70 @@ def test_the_api_server_accepts_every_object_the_chart_renders(
         # server-side dry run: the real schemas, defaults and validation (RBAC rules too); nothing stored
         created = utils.create_from_dict(kube, doc, namespace=namespace, dry_run="All")
         assert created
+
+
+def _misspelt_at_the_top(doc: dict[str, Any]) -> None:
+    doc["spec"]["maxReplica"] = 3
+
+
+def _misspelt_in_a_trigger(doc: dict[str, Any]) -> None:
+    doc["spec"]["triggers"][1]["tagret"] = 60
+
+
+@pytest.mark.parametrize(
+    ("change", "kept", "where"),
+    [
+        (_misspelt_at_the_top, lambda spec: spec["maxReplica"], "spec.maxReplica"),
+        (
+            _misspelt_in_a_trigger,
+            lambda spec: spec["triggers"][1]["tagret"],
+            "spec.triggers.1.GPUUtilization.tagret",
+        ),
+    ],
+    ids=["top-level", "in-a-trigger"],
+)
+def test_a_misspelt_field_sent_without_strict_validation_is_kept_and_the_controller_names_it(
+    cluster: environment.Environment,
+    kube: client.ApiClient,
+    namespace: str,
+    change: Callable[[dict[str, Any]], None],
+    kept: Callable[[dict[str, Any]], Any],
+    where: str,
+) -> None:
+    from autoscaler.controller.wiring import Options, Running
+    from tests.waiting import wait_for
+
+    doc = embedding_worker()
+    change(doc)
+    # 1. The client's default (no fieldValidation): nothing is refused, and nothing is pruned either.
+    created = create(kube, namespace, doc, field_validation=None)
+    assert kept(created["spec"]) is not None
+    name = created["metadata"]["name"]
+
+    # 2. The real controller reads it with the models and says what is wrong, on the object.
+    running = Running(Options(kubeconfig=cluster.kubeconfig, events_topic=None, sync_seconds=2.0)).start()
+    api = client.CustomObjectsApi(kube)
+
+    def ready() -> dict[str, Any] | None:
+        stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "scalingpolicies", name)
+        found = [c for c in (stored.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+        return found[0] if found else None
+
+    try:
+        condition = wait_for(ready, 30, f"{name}'s Ready condition")
+    finally:
+        running.stop()
+    assert condition["status"] == "False"
+    assert condition["reason"] == "InvalidSpec"
+    assert f"{namespace}/{name}: {where}: Extra inputs are not permitted" in condition["message"]
+
+
+def test_a_strict_client_is_not_refused_a_misspelt_field_since_the_schema_keeps_it(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    # The other side of keeping unknown fields: nothing is pruned, so strict validation has nothing to report
+    # (the controller's InvalidSpec above, and `tidescale policy validate` before sending, catch it).
+    doc = embedding_worker()
+    _misspelt_at_the_top(doc)
+    created = create(kube, namespace, doc, dry_run="All")
+    assert created["spec"]["maxReplica"] == 3
