@@ -28,13 +28,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from autoscaler.api.policy import NodePool, ScalingPolicy
+from autoscaler.controller import problems
 from autoscaler.controller.kube import conditions, persisted
 from autoscaler.controller.kube.selectors import Selector, parse
 from autoscaler.controller.pools.nodes_view import node_view
@@ -49,6 +50,7 @@ from autoscaler.controller.ports import (
     ScaleView,
     ScalingEvent,
 )
+from autoscaler.controller.problems import Problem
 from autoscaler.core.decide import (
     CompiledPolicy,
     Decision,
@@ -66,7 +68,8 @@ from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
-# Decisions worth an event even when nothing changed: refusals that explain why replicas did not move.
+# Decisions worth an event even when nothing changed: refusals that explain why replicas did not move. (No
+# metric at all is told by the misconfiguration tracker, once, on the policy: `problems`.)
 _REFUSALS = frozenset(
     {
         "TooManyReplicas",
@@ -76,10 +79,12 @@ _REFUSALS = frozenset(
         "ScaleUpStabilized",
         "ScaleDownStabilized",
         "Fallback",
-        "MetricsUnavailable",
         "PartialMetrics",
     }
 )
+
+# the reason a failure told in an Event clears as, told in a Normal Event
+_RECOVERED = {"TargetNotFound": ("TargetFound", "the target exists again")}
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,9 @@ class ControllerConfig:
     # `retry_seconds`, doubling up to the sync period; once `act_retries` retries failed, it is reported
     retry_seconds: float = 1.0
     act_retries: int = 3
+    # replicas of a policy with a nodePool that hold no node this long, with no node being added, are
+    # reported (condition PodsScheduled=False); shorter waits are the scheduler's and the provisioner's
+    pending_seconds: float = 30.0
 
 
 class StatusSink(Protocol):
@@ -192,6 +200,7 @@ class Controller:
         self.clock = clock
         self.entries: dict[str, Entry] = {}
         self.pools: dict[str, NodePool] = {}
+        self.problems = problems.Tracker()  # misconfigurations: told when they start and when they clear
         self._lock = threading.Lock()
         self._woken: dict[str, str] = {}  # key → why
         self._woken_at: dict[str, float] = {}  # key → monotonic time of the first unserved wake
@@ -258,6 +267,7 @@ class Controller:
         with self._lock:
             self.entries.pop(key, None)
             self._woken.pop(key, None)
+        self.problems.forget(key)
 
     def upsert_pool(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata", {})
@@ -342,13 +352,13 @@ class Controller:
             view = self._view(e)
             views[e.key] = view
             if names:
-                requests.extend(self._requests(e, names, view))
+                requests.extend(self._requests(e, names, view, t))
         readings = self.read_metrics(requests, t) if requests else {}
         fresh: set[str] = set()
         for (policy_key, trigger), reading in readings.items():
             entry = self.entries.get(policy_key)
             if entry is not None:
-                entry.readings[trigger] = reading
+                entry.readings[trigger] = replace(reading, read_at=t)  # failures count per read
                 fresh.add(policy_key)
         # 3–5. decide, act, record
         decided = scaled = errors = 0
@@ -405,7 +415,9 @@ class Controller:
         except (TemporaryError, PermanentError) as err:
             return err
 
-    def _requests(self, e: Entry, names: list[str], view: ScaleView | Exception) -> list[MetricRequest]:
+    def _requests(
+        self, e: Entry, names: list[str], view: ScaleView | Exception, t: float
+    ) -> list[MetricRequest]:
         c = e.compiled
         assert c is not None
         pods: frozenset[str] = frozenset()
@@ -418,7 +430,7 @@ class Controller:
                 try:
                     pods = frozenset(self.targets.pods(e.namespace, parse(view.selector))[0])
                 except PermanentError as err:
-                    e.readings[name] = Reading(error=str(err))
+                    e.readings[name] = Reading(error=str(err), read_at=t)
                     continue
             out.append(MetricRequest(e.key, name, trig, e.namespace, pods))
         return out
@@ -438,10 +450,16 @@ class Controller:
             if view.resource_version == e.gone:  # the informer has not seen the deletion the patch found
                 return None, ActResult()
             e.gone = None  # the target is back
-        nodes = self._nodes(e, policy, view, t)
+        nodes, booting, placed = self._nodes(e, policy, view, t)
         seen = Observations(view.replicas, view.ready, dict(e.readings))
         assert e.compiled is not None
         d = decide(e.compiled, seen, e.state, moment, nodes=nodes)
+        found = {
+            problems.NODE_POOL: self._pool_problem(policy),
+            problems.METRICS: _metrics_problem(d),
+            problems.PODS: self._pods_problem(e, policy, d, placed, booting, t),
+        }
+        self._track(e, d, found)
         # 4. act; the decision's state is committed only when the act step did what the decision asked
         act = self._act(view, d)
         if act.failure is not None:
@@ -449,10 +467,16 @@ class Controller:
             return d, act
         e.state = d.state
         recovered = e.reported is not None
+        if e.reported in _RECOVERED:
+            reason, message = _RECOVERED[e.reported]
+            log.info("%s: %s (%s cleared)", e.key, message, e.reported, extra=_fields(e.key, reason))
+            self._tell(e, d, None, ActFailure(reason, f"{message} ({e.reported} cleared)", "Recovered"))
         e.act_failures, e.retry_at, e.reported = 0, None, None
         if act.scaled:
             e.last_scale_time = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         acted, results = act.acted, act.pools
+        if acted:  # one line per decision that changes something
+            log.info("%s: %s", e.key, d.reason, extra=_fields(e.key, d.rule))
         # 5. record
         previous = e.last
         e.last = d
@@ -555,6 +579,8 @@ class Controller:
     def _target_gone(self, e: Entry, moment: datetime, message: str) -> None:
         """The view says the target does not exist: `Ready=False` TargetNotFound, an Event the first time."""
         assert e.policy is not None
+        if e.reported != "TargetNotFound":
+            log.warning("%s: %s", e.key, message, extra=_fields(e.key, "TargetNotFound"))
         self._queue_status(e, conditions.invalid("TargetNotFound", message), {})
         ref = e.policy.spec.target_ref
         # no decision was made: the event carries a hold at zero (what a missing workload runs) naming why
@@ -583,18 +609,119 @@ class Controller:
         rec["acted"] = False
         rec["failure"] = {"reason": failure.reason, "kind": failure.kind, "message": failure.message}
         involved = (ref.api_version, ref.kind, e.namespace, ref.name)
+        if failure.reason == "TargetNotFound":  # told on the policy: the target does not exist
+            involved = (e.policy.api_version, "ScalingPolicy", e.namespace, e.name)
         event = ScalingEvent(d, rec, False, involved, failure=failure)
         for sink in self.sinks:
             sink.emit(event)
 
-    def _nodes(self, e: Entry, policy: ScalingPolicy, view: ScaleView, t: float) -> NodeView | None:
+    # --- misconfigurations: told when they start and when they clear (`problems`) -------------------------
+
+    def _track(self, e: Entry, d: Decision, found: Mapping[str, Problem | None]) -> None:
+        for change in self.problems.update(e.key, found):
+            present = change.started is not None
+            reason, message = change.reason, change.message
+            if present:
+                log.warning("%s: %s", e.key, message, extra=_fields(e.key, reason))
+            else:
+                log.info("%s: %s", e.key, message, extra=_fields(e.key, reason))
+            self._queue_status(e, conditions.problem(change.condition, reason, message, present), {})
+            told = ActFailure(reason, message, "Misconfigured" if present else "Recovered")
+            self._tell(e, d, told if present else None, None if present else told)
+
+    def _tell(self, e: Entry, d: Decision, failure: ActFailure | None, recovery: ActFailure | None) -> None:
+        """An Event on the ScalingPolicy: a misconfiguration that started (`failure`) or a problem that
+        cleared (`recovery`); its record says so in place of the decision's sentence."""
+        assert e.policy is not None
+        told = failure or recovery
+        assert told is not None
+        # not a decision: the record holds the replicas where they are, so no reader takes it for a scale
+        d = d._replace(desired=d.current, node_pools=())
+        rec = dict(record(d))
+        rec.update(kind="ScalingProblem", acted=False, reason=told.message, rule=told.reason)
+        rec["failure" if failure is not None else "recovery"] = {
+            "reason": told.reason,
+            "message": told.message,
+        }
+        involved = (e.policy.api_version, "ScalingPolicy", e.namespace, e.name)
+        event = ScalingEvent(d, rec, False, involved, failure=failure, recovery=recovery)
+        for sink in self.sinks:
+            sink.emit(event)
+
+    def _pool_problem(self, policy: ScalingPolicy) -> Problem | None:
+        name = policy.spec.node_pool
+        if name is None:
+            return None
+        pool = self.pools.get(name)
+        if pool is None:
+            known = ", ".join(sorted(self.pools)) or "none"
+            message = f"nodePool {name!r} names no NodePool (known: {known}): no node will be added"
+            return Problem(problems.NODE_POOL, "NodePoolNotFound", message)
+        kind = pool.spec.provider.type
+        if kind not in self.providers:
+            known = ", ".join(sorted(self.providers)) or "none"
+            message = f"NodePool {name}'s provider {kind} is not run by this controller (known: {known})"
+            return Problem(problems.NODE_POOL, "NodePoolProviderNotFound", message)
+        return None
+
+    def _pods_problem(
+        self,
+        e: Entry,
+        policy: ScalingPolicy,
+        d: Decision,
+        placed: tuple[int, int] | None,
+        booting: int,
+        t: float,
+    ) -> Problem | None:
+        """Replicas that have held no node for `pending_seconds` while no node is being added for them."""
+        name = policy.spec.node_pool
+        if name is None or placed is None:
+            return None
+        live, scheduled = placed
+        pending = live - scheduled
+        adding = booting > 0 or any(c.add or c.uncordon for c in d.node_pools)
+        waited = self.problems.waiting(e.key, pending > 0 and not adding, t)
+        if pending <= 0 or adding or waited < self.config.pending_seconds:
+            return None
+        pool = self.pools.get(name)
+        reason = "PodsPending"
+        if pool is None:
+            why = f"nodePool {name!r} does not exist"
+        elif pool.spec.provider.type not in self.providers:
+            why = f"no provider runs NodePool {name} ({pool.spec.provider.type})"
+        elif len(e.pool_nodes) >= pool.spec.max_nodes:
+            reason, why = "NodePoolAtMax", f"NodePool {name} is at maxNodes {pool.spec.max_nodes}"
+        else:
+            why = f"NodePool {name} has no node shape that holds them"
+        ref = policy.spec.target_ref
+        message = (
+            f"{pending} of {live} replicas of {ref.kind}/{ref.name} have held no node for over "
+            f"{self.config.pending_seconds:g} s and none is being added: {why}"
+        )
+        return Problem(problems.PODS, reason, message)
+
+    def _placed(self, e: Entry, policy: ScalingPolicy, view: ScaleView) -> tuple[int, int] | None:
+        """(live pods, pods holding a node) of a policy with a nodePool; None without one."""
+        if policy.spec.node_pool is None:
+            return None
+        try:
+            names, scheduled = self.targets.pods(e.namespace, parse(view.selector))
+        except PermanentError:
+            return None
+        return len(names), scheduled
+
+    def _nodes(
+        self, e: Entry, policy: ScalingPolicy, view: ScaleView, t: float
+    ) -> tuple[NodeView | None, int, tuple[int, int] | None]:
+        """The node side of the decision, how many of the pool's machines are still booting, and the
+        target's (live pods, pods holding a node) when the policy names a pool."""
         pool_name = policy.spec.node_pool
         if pool_name is None:
-            return None
+            return None, 0, None
         pool = self.pools.get(pool_name)
         provider = self.providers.get(pool.spec.provider.type) if pool is not None else None
         if pool is None or provider is None:
-            return None
+            return None, 0, self._placed(e, policy, view)
         current = provider.nodes(pool, t, e.pool_nodes)
         e.pool_nodes = {n.name: n for n in current}
         # machines still booting have no Node yet: count them as empty nodes of the pool's shape, so that
@@ -605,11 +732,11 @@ class Controller:
             PoolNode(f"{pool.metadata.name}-provisioning-{i}", pool.metadata.name, gpus, 0)
             for i in range(booting)
         )
-        try:
-            _, scheduled = self.targets.pods(e.namespace, parse(view.selector))
-        except PermanentError:
-            scheduled = view.ready
-        return node_view(pool, current, policy.spec.pod_requests, scheduled)
+        # the pods after the nodes: a pod bound since the nodes were listed must not count as pending on a
+        # node that already shows it (that would ask for a node it does not need)
+        placed = self._placed(e, policy, view)
+        scheduled = placed[1] if placed is not None else view.ready
+        return node_view(pool, current, policy.spec.pod_requests, scheduled), booting, placed
 
     # --- status, written off the loop's thread ----------------------------------------------------------
 
@@ -720,6 +847,21 @@ class QueuedSink:
     def close(self, timeout: float = 10) -> None:
         self._queue.put(None)
         self._thread.join(timeout)
+
+
+def _fields(policy: str, reason: str) -> dict[str, str]:
+    """The extra fields of a log line about a policy (`kernel.logs`: JSON keys, `key=value` in text)."""
+    return {"policy": policy, "reason": reason}
+
+
+def _metrics_problem(d: Decision) -> Problem | None:
+    """A metric trigger without a reading: its source is down, or its query returns nothing."""
+    failed = [p for p in d.proposals if p.failed]
+    if not failed:
+        return None
+    why = "; ".join(f"{p.trigger}: {p.reason}" for p in failed)
+    of = f"{len(failed)} of {len(d.proposals)} triggers"
+    return Problem(problems.METRICS, "MetricsUnavailable", f"{of} have no reading ({why})")
 
 
 def utc(t: float) -> datetime:

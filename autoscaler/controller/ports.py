@@ -115,9 +115,10 @@ class ActFailure:
     """Why the loop could not act on a decision, as operators are told: the reason of the `Ready=False`
     condition and of the Warning Event, and a sentence naming the target and the API server's answer."""
 
-    reason: str  # TargetNotFound, ScaleFailed
+    # TargetNotFound, ScaleFailed; a misconfiguration: NodePoolNotFound, MetricsUnavailable, PodsPending …
+    reason: str
     message: str
-    kind: str  # the error's class: NotFound, Conflict, Temporary, Permanent
+    kind: str  # the error's class: NotFound, Conflict, Temporary, Permanent; Misconfigured
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ class ScalingEvent:
     # set when the decision could not be applied (the target is gone, the patch was refused or kept failing):
     # the event reports the failure, not the decision, and `acted` is False
     failure: ActFailure | None = None
+    # set when a failure or a misconfiguration cleared (TargetFound, NodePoolFound, MetricsAvailable,
+    # PodsScheduled): the event is a Normal one saying so, not a decision
+    recovery: ActFailure | None = None
 
 
 class EventSink(Protocol):

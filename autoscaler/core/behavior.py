@@ -217,6 +217,24 @@ def rate_limit(
     return desired, "DesiredWithinRange"
 
 
+def describe(rules: Rules, up: bool) -> str:
+    """A direction's rate policies in words: "+4 pods or +100 % per 15 s, the larger"."""
+    if rules.select == "Disabled" or not rules.policies:
+        return "disabled"
+    sign = "+" if up else "−"
+    parts = [
+        f"{sign}{p.value} {'pod' if p.value == 1 else 'pods'} per {p.period_s} s"
+        if p.kind == "Pods"
+        else f"{sign}{p.value} % per {p.period_s} s"
+        for p in rules.policies
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    # a larger step up, or a larger step down (a lower count), is "Max"
+    which = "the larger step" if rules.select == "Max" else "the smaller step"
+    return f"{' or '.join(parts)}, {which}"
+
+
 def record(
     b: ResolvedBehavior,
     history: History,

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from kernel import logs
 from kernel.errors import TidescaleError
 from kernel.service import serve
 
@@ -30,7 +30,7 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--qps", type=float, default=None, help="API client QPS (default 50, as kube-scheduler)")
     run.add_argument("--burst", type=int, default=None, help="API client burst (default 100)")
     run.add_argument("--ready-file", type=Path, default=None, help="write {'url': …} here once serving")
-    run.add_argument("--log-level", default="INFO")
+    logs.add_arguments(run)
     run.set_defaults(func=run_command)
 
 
@@ -38,9 +38,7 @@ def run_command(args: argparse.Namespace) -> int:
     from jobs.scheduler.config import SchedulerConfig, read_config
     from jobs.scheduler.wiring import Options, Running  # the Kubernetes client only when it runs
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         cfg = read_config(args.config) if args.config else SchedulerConfig()
     except TidescaleError as e:

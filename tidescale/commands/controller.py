@@ -5,11 +5,11 @@ command by the composition root (`tidescale.cli`)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from kernel import logs
 from kernel.service import serve
 
 
@@ -35,16 +35,14 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--sync-seconds", type=float, default=15.0, help="the safety-net sweep period")
     run.add_argument("--prometheus-scrape-seconds", type=float, default=15.0)
     run.add_argument("--ready-file", type=Path, default=None, help="write {'url': …} here once serving")
-    run.add_argument("--log-level", default="INFO")
+    logs.add_arguments(run)
     run.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from autoscaler.controller.wiring import Options, Running  # the Kubernetes client only when it runs
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     options = Options(
         kubeconfig=args.kubeconfig,
         prometheus_url=args.prometheus_url,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from exporter.render import HostnameLabel
 from exporter.server import ExporterServer, LoadTarget, MetricSource
 from exporter.simulator import Simulator
 from exporter.spec import load_spec
+from kernel import logs
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import PermanentError, TemporaryError
 
@@ -83,11 +83,12 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="label the node 'Hostname' as dcgm-exporter up to 4.x did, instead of 'hostname'",
     )
+    logs.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         host, port = parse_listen(args.listen)
         if not args.interval > 0:

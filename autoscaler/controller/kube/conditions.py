@@ -67,6 +67,12 @@ def invalid(reason: str, message: str) -> tuple[Condition, ...]:
     return (Condition("Ready", "False", reason, message),)
 
 
+def problem(condition: str, reason: str, message: str, present: bool = True) -> tuple[Condition, ...]:
+    """A misconfiguration's condition (`autoscaler.controller.problems`): False with the problem's reason
+    while it lasts, True with the reason it cleared as afterwards."""
+    return (Condition(condition, "False" if present else "True", reason, message),)
+
+
 def merge(
     old: Sequence[dict[str, object]], new: Sequence[Condition], now: datetime, generation: int
 ) -> list[dict[str, object]]:

@@ -11,7 +11,11 @@ named ScaleUp/ScaleDown/NodePoolChange), the decision's sentence with numbers as
 Fallback, MetricsUnavailable, PartialMetrics and drains a PodDisruptionBudget blocked, and the JSON record in
 the `tidescale.io/record` annotation so `events watch` prints the same thing from Kubernetes as from Kafka.
 An event that reports a failure to act (`ScalingEvent.failure`: the target is gone, the /scale patch was
-refused or kept failing) is a Warning with the failure's reason (TargetNotFound, ScaleFailed) and sentence.
+refused or kept failing) or a misconfiguration (NodePoolNotFound, MetricsUnavailable, PodsPending) is a
+Warning with the failure's reason and sentence; its end (`ScalingEvent.recovery`: TargetFound, NodePoolFound,
+MetricsAvailable, PodsScheduled) a Normal one. Misconfigurations and a missing target are told on the
+ScalingPolicy (`regarding`; the target is `related`): the target may not exist, and the policy is where the
+fix goes.
 
 A repeat (same target, reason, type and note within 10 minutes of the last occurrence) does not create a new
 object: the first repeat patches `series` at once, later ones at most every `series_patch_seconds` (the
@@ -104,6 +108,7 @@ class KubernetesEventSink:
         cache_size: int = 4096,
     ) -> None:
         self._apps_api = client.AppsV1Api(api_client)
+        self._custom_api = client.CustomObjectsApi(api_client)
         self._uids: dict[tuple[str, str, str], tuple[str, datetime]] = {}
         self.component = component
         self._clock = clock
@@ -144,17 +149,24 @@ class KubernetesEventSink:
             note = f"{note}; drain blocked by a PodDisruptionBudget on {', '.join(blocked)}"
         reason = event_reason(d.rule, d.current, d.desired, bool(d.node_pools))
         type_ = event_type(d.rule, bool(blocked))
+        action = _action(d.current, d.desired, bool(d.node_pools))
         if event.failure is not None:
             reason, note, type_ = event.failure.reason, event.failure.message, "Warning"
+        if event.recovery is not None:
+            reason, note, type_, action = event.recovery.reason, event.recovery.message, "Normal", "Recover"
         uid = event.extra.get("uid") or self._uid(kind, namespace, name, self._clock.now())
         policy_ns, _, policy_name = d.policy.partition("/")
+        related: ObjectRef | None = ObjectRef(POLICY_API_VERSION, "ScalingPolicy", policy_ns, policy_name)
+        if kind == "ScalingPolicy":  # a misconfiguration is told on the policy; the target is the related one
+            target_kind, _, target_name = d.target.partition("/")
+            related = ObjectRef("apps/v1", target_kind, policy_ns, target_name) if target_name else None
         self._recorder.record(
             ObjectRef(api_version, kind, namespace, name, uid),
             reason,
             note,
             type_=type_,
-            action=_action(d.current, d.desired, bool(d.node_pools)),
-            related=ObjectRef(POLICY_API_VERSION, "ScalingPolicy", policy_ns, policy_name),
+            action=action,
+            related=related,
             annotations={RECORD_ANNOTATION: json.dumps(record, ensure_ascii=False, separators=(",", ":"))},
         )
 
@@ -166,16 +178,25 @@ class KubernetesEventSink:
         """The target's uid (kubectl describe finds events by it), looked up once per 10 minutes; "" when the
         kind is not an apps/v1 workload or the lookup fails."""
         read = _READERS.get(kind)
-        if read is None:
+        if read is None and kind != "ScalingPolicy":
             return ""
         hit = self._uids.get((kind, namespace, name))
         if hit is not None and (now - hit[1]).total_seconds() < AGGREGATE_SECONDS:
             return hit[0]
         try:
-            uid = str(
-                getattr(self._apps_api, read)(name, namespace, _request_timeout=REQUEST_TIMEOUT).metadata.uid
-                or ""
-            )
+            if read is None:  # the ScalingPolicy (`kubectl describe scalingpolicy` finds its events by uid)
+                group, _, version = POLICY_API_VERSION.partition("/")
+                obj = self._custom_api.get_namespaced_custom_object(
+                    group, version, namespace, "scalingpolicies", name, _request_timeout=REQUEST_TIMEOUT
+                )
+                uid = str((obj.get("metadata") or {}).get("uid") or "")
+            else:
+                uid = str(
+                    getattr(self._apps_api, read)(
+                        name, namespace, _request_timeout=REQUEST_TIMEOUT
+                    ).metadata.uid
+                    or ""
+                )
         except ApiException:
             return ""
         if len(self._uids) > self._cache_size:

@@ -182,8 +182,8 @@ class MetricsEventSink:
         self.errors = 0
 
     def emit(self, event: ScalingEvent) -> None:
-        if event.failure is not None:
-            return  # a decision that was not applied: failures are counted per cycle (`scale_failure`)
+        if event.failure is not None or event.recovery is not None:
+            return  # not a decision applied: failures are counted per cycle (`scale_failure`)
         try:
             self.metrics.observe_decision(event.decision, event.acted)
             reaction = event.extra.get("reactionSeconds")

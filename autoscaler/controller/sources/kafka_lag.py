@@ -22,6 +22,8 @@ offsets cannot be read fails the requests of that group; a cluster that cannot b
 on it, and its client is dropped and re-created no sooner than `retry_after_s` later, so that a dead cluster
 costs one timeout per `retry_after_s`, not one per read.
 
+A cluster going down is logged once (WARNING) and coming back once (INFO), not once per read.
+
 I/O: the Kafka admin protocol (kafka-python). No clock: `now` is an argument.
 """
 
@@ -41,6 +43,7 @@ from kafka.admin import OffsetSpec
 
 from autoscaler.controller.ports import MetricRequest, ReadingKey
 from autoscaler.core.triggers import Reading
+from kernel.logs import Outage
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class _Cluster:
     # Partitions by topic and when they were described: partition counts change rarely (and only upwards).
     partitions: dict[str, list[TopicPartition]] = field(default_factory=dict)
     described_at: dict[str, float] = field(default_factory=dict)
+    outage: Outage | None = None  # logs the cluster going down and coming back, once each
 
 
 class KafkaLagSource:
@@ -135,6 +139,8 @@ class KafkaLagSource:
 
     def _admin(self, bootstrap: str, now: float) -> Admin | str:
         c = self._clusters.setdefault(bootstrap, _Cluster())
+        if c.outage is None:
+            c.outage = Outage(log, f"Kafka at {bootstrap}", "kafka")
         if c.admin is not None:
             return c.admin
         if now < c.retry_at:
@@ -152,20 +158,24 @@ class KafkaLagSource:
     ) -> dict[ReadingKey, Reading]:
         self.rounds += 1
         admin = self._admin(bootstrap, now)
+        c = self._clusters[bootstrap]
+        assert c.outage is not None
         if isinstance(admin, str):
+            c.outage.down((c.error or admin).removeprefix(f"Kafka at {bootstrap}: "))
             return {(r.policy, r.trigger): Reading(error=admin) for r in requests}
         try:
-            lags = self._lags(admin, bootstrap, requests, self._clusters[bootstrap], now)
+            lags = self._lags(admin, bootstrap, requests, c, now)
         except kafka.errors.BrokerResponseError as e:  # the broker answered, with an error for all of them
+            c.outage.up()
             why = f"Kafka at {bootstrap}: {_describe(e)}"
             return {(r.policy, r.trigger): Reading(error=why) for r in requests}
         except Exception as e:  # the cluster failed as a whole (timeout, connection lost): reconnect later
-            c = self._clusters[bootstrap]
             _close(c)
             c.error = f"Kafka at {bootstrap}: {_describe(e)}"
             c.retry_at = now + self.retry_after_s
-            log.warning("%s", c.error)
+            c.outage.down(_describe(e))
             return {(r.policy, r.trigger): Reading(error=c.error) for r in requests}
+        c.outage.up()
         out: dict[ReadingKey, Reading] = {}
         for r in requests:
             got = lags.get((r.spec.topic, r.spec.group))

@@ -13,12 +13,15 @@ that kind gets `Reading(error=…)` naming the URL and the reason. A query Prome
 requests that use it: the batch is halved until the bad expression is alone (a syntax error is remembered, so
 later reads skip it without asking). `read` never raises for one bad request.
 
+Prometheus going down is logged once (WARNING) and coming back once (INFO), not once per query.
+
 I/O: HTTP to Prometheus (httpx, injectable). No clock: `now` is an argument.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,6 +34,9 @@ from autoscaler.controller.ports import MetricRequest, ReadingKey
 from autoscaler.controller.sources import promql
 from autoscaler.core.promql import Result
 from autoscaler.core.triggers import PROMETHEUS, FormReading, Queries, Reading, Scope, TriggerRegistry
+from kernel.logs import Outage
+
+log = logging.getLogger(__name__)
 
 # Remembered rejected expressions (syntax errors); a spec change changes the text, so they never go stale.
 MAX_REMEMBERED = 10_000
@@ -88,6 +94,7 @@ class PrometheusSource:
         self._queries = 0
         self._rejected: dict[str, str] = {}  # expression → why Prometheus refuses it (syntax errors)
         self._scalars: set[str] = set()  # expressions Prometheus reported as scalars
+        self.outage = Outage(log, f"Prometheus at {self.url}", "prometheus")  # logged when it goes down or up
 
     @property
     def queries(self) -> int:
@@ -121,7 +128,9 @@ class PrometheusSource:
         try:
             results = self._evaluate([e for p in plans for e in p.values()])
         except _Unreachable as e:
+            self.outage.down(str(e))
             return {(r.policy, r.trigger): Reading(error=str(e)) for r in requests}
+        self.outage.up()
         return {
             (r.policy, r.trigger): how.reading(r.spec, scope, plan, results)
             for r, scope, plan in zip(requests, scopes, plans, strict=True)

@@ -333,3 +333,41 @@ def test_a_conflict_storm_is_retried_with_backoff_reported_and_scaled_once_it_ca
     assert (entry.act_failures, entry.retry_at) == (0, None)
     assert rig.status("storm").get("lastScaleTime")
     assert rig.recorder.scaled(rig.key("storm")) == [3]
+
+
+def test_a_node_pool_that_does_not_exist_is_a_condition_and_an_event_on_the_policy(rig: Rig) -> None:
+    rig.deployment("nopool")
+    rig.start()
+    rig.load.values[rig.key("nopool")] = 100
+    spec = {
+        "targetRef": {"kind": "Deployment", "name": "nopool"},
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "nodePool": "l40s",
+        "triggers": [{"type": "Prometheus", "name": "rps", "query": "rps", "target": 100, "pollSeconds": 1}],
+    }
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ScalingPolicy", "metadata": {"name": "nopool"}}
+    rig.custom.create_namespaced_custom_object(
+        GROUP, VERSION, rig.ns, "scalingpolicies", body | {"spec": spec}
+    )
+
+    def pool_condition() -> dict[str, Any]:
+        for c in rig.status("nopool").get("conditions") or []:
+            if c.get("type") == "NodePoolReady":
+                return dict(c)
+        return {}
+
+    cond = wait_for(
+        lambda: (c := pool_condition()).get("reason") == "NodePoolNotFound" and c, 20, "condition"
+    )
+    assert cond["status"] == "False" and "'l40s'" in cond["message"]
+    [event] = wait_for(
+        lambda: [e for e in rig.events("nopool") if e["reason"] == "NodePoolNotFound"],
+        20,
+        "a NodePoolNotFound Event",
+    )
+    assert event["type"] == "Warning" and event["regarding"]["kind"] == "ScalingPolicy"
+    assert event["regarding"].get("uid")  # `kubectl describe scalingpolicy` finds it
+    threading.Event().wait(2 * SYNC_SECONDS)  # more sweeps: still one Event, no repeats
+    [event] = [e for e in rig.events("nopool") if e["reason"] == "NodePoolNotFound"]
+    assert (event.get("series") or {}).get("count", 1) == 1

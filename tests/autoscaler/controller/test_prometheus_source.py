@@ -330,3 +330,26 @@ def test_each_kind_is_one_post_to_the_query_api() -> None:
     )
     assert [(r.method, r.url.path) for r in seen] == [("POST", "/api/v1/query")] * 3
     assert all(b"__tidescale_q" in r.content for r in seen)
+
+
+def test_prometheus_going_down_and_coming_back_is_one_warning_and_one_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    up = {"now": False}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not up["now"]:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    s = a_fake(answer)
+    requests = [a_request("ml/p", prometheus("vector(1)"))]
+    with caplog.at_level("INFO", logger="autoscaler.controller.sources.prometheus"):
+        for _ in range(5):
+            s.read(requests, now())
+        up["now"] = True
+        for _ in range(5):
+            s.read(requests, now())
+    lines = [(r.levelname, r.getMessage().split(" is ")[1][:4]) for r in caplog.records]
+    assert lines == [("WARNING", "down"), ("INFO", "back")]
+    assert all(getattr(r, "source", None) == "prometheus" for r in caplog.records)
