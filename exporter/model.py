@@ -1,6 +1,8 @@
 """The simulated GPUs' physics: from a load in [0, 1] to the DCGM values a real GPU would report.
 
-- Utilization and profiling ratios follow the load at once (GPU_UTIL ≈ 100·load, SM_ACTIVE ≈ 0.9·load, …).
+- Utilization and profiling ratios follow the load at once, each up to the ceiling a real GPU reaches under a
+  saturating load (a large dense GEMM, load 1.0): GPU_UTIL 100, GR_ENGINE_ACTIVE 1.0, SM_ACTIVE 0.98,
+  PIPE_TENSOR_ACTIVE 0.93, DRAM_ACTIVE and MEM_COPY_UTIL 0.9 (`CEILINGS`); the value is ceiling·load.
 - Framebuffer: `preallocated` servers (vLLM, TGI) hold `memoryCapPercent` of the memory whenever they
   hold the GPU or run load; `dynamic` ones grow with the load up to that cap.
 - Power = idle + load·(max - idle); energy integrates it exactly (the load is constant between steps).
@@ -22,12 +24,16 @@ from exporter import reading as f
 from exporter.reading import DeviceLabels, Field, PodRef, Reading
 from exporter.spec import MIG_SLICES_PER_GPU, ExporterSpec, MemoryMode, PodSpec
 
-# How much of each unit is busy per unit of load; SM activity trails the duty cycle (reference §6:
-# GPU_UTIL reads high while SMs idle), tensor and DRAM activity of an LLM decode step trail further.
-GR_ENGINE_PER_LOAD = 0.95
-SM_ACTIVE_PER_LOAD = 0.9
-TENSOR_PER_LOAD = 0.6
-DRAM_PER_LOAD = 0.7
+# What each ratio reads at load 1.0: what a real data-center GPU reports under a saturating dense-GEMM load
+# (dcgmproftester's targets, cuBLAS on H100/A100). The graphics engine is busy every cycle; a few SMs idle
+# at wave tails; the tensor pipe stalls on operand loads; DRAM transfers cannot use every cycle (refresh,
+# read/write turnarounds). Below 1.0 every ratio is ceiling·load, so at any load the fields keep their order.
+CEILINGS: Mapping[Field, float] = {
+    f.GR_ENGINE_ACTIVE: 1.0,
+    f.SM_ACTIVE: 0.98,
+    f.PIPE_TENSOR_ACTIVE: 0.93,
+    f.DRAM_ACTIVE: 0.9,
+}
 # The driver keeps a slice of the framebuffer to itself (FB_RESERVED); H100 80GB reports ~0.7 %.
 RESERVED_FRACTION = 0.007
 # SM clocks jump from idle to boost as soon as there is work: full boost from this load on.
@@ -245,8 +251,8 @@ def _reading(
             return 0.0
         return noise(params.seed, device.key, state.step, field.name) * params.noise_percent / 100.0
 
-    def ratio(per_load: float, field: Field) -> float:
-        return _clamp(per_load * load + jitter(field), 0.0, 1.0)
+    def ratio(field: Field) -> float:
+        return _clamp(CEILINGS[field] * load + jitter(field), 0.0, 1.0)
 
     profile = device.profile
     gpu = state.gpus[device.labels.uuid]
@@ -260,7 +266,7 @@ def _reading(
     sm_clock = profile.sm_clock_idle_mhz + (profile.sm_clock_max_mhz - profile.sm_clock_idle_mhz) * min(
         1.0, gpu_load / SM_CLOCK_FULL_AT_LOAD
     )
-    dram = ratio(DRAM_PER_LOAD, f.DRAM_ACTIVE)
+    dram = ratio(f.DRAM_ACTIVE)
     values: dict[Field, float] = {
         f.SM_CLOCK: round(sm_clock),
         f.MEM_CLOCK: profile.mem_clock_mhz,
@@ -270,10 +276,10 @@ def _reading(
         f.FB_FREE: usable - used,
         f.FB_USED: used,
         f.FB_RESERVED: reserved,
-        f.GR_ENGINE_ACTIVE: ratio(GR_ENGINE_PER_LOAD, f.GR_ENGINE_ACTIVE),
-        f.PIPE_TENSOR_ACTIVE: ratio(TENSOR_PER_LOAD, f.PIPE_TENSOR_ACTIVE),
+        f.GR_ENGINE_ACTIVE: ratio(f.GR_ENGINE_ACTIVE),
+        f.PIPE_TENSOR_ACTIVE: ratio(f.PIPE_TENSOR_ACTIVE),
         f.DRAM_ACTIVE: dram,
-        f.SM_ACTIVE: ratio(SM_ACTIVE_PER_LOAD, f.SM_ACTIVE),
+        f.SM_ACTIVE: ratio(f.SM_ACTIVE),
     }
     if device.labels.mig_profile is None:  # NVML and DCGM have no utilization rates for MIG instances
         values[f.GPU_UTIL] = round(_clamp(load + jitter(f.GPU_UTIL), 0.0, 1.0) * 100)

@@ -45,8 +45,8 @@ def read_at(spec: ExporterSpec, load: float, params: SimParams | None = None) ->
             0.05,
             {
                 f.GPU_UTIL: 5,
-                f.SM_ACTIVE: 0.045,
-                f.GR_ENGINE_ACTIVE: 0.0475,
+                f.SM_ACTIVE: 0.049,
+                f.GR_ENGINE_ACTIVE: 0.05,
                 f.POWER_USAGE: 101.5,
                 f.SM_CLOCK: 1162,
             },
@@ -56,8 +56,8 @@ def read_at(spec: ExporterSpec, load: float, params: SimParams | None = None) ->
             0.5,
             {
                 f.GPU_UTIL: 50,
-                f.SM_ACTIVE: 0.45,
-                f.GR_ENGINE_ACTIVE: 0.475,
+                f.SM_ACTIVE: 0.49,
+                f.GR_ENGINE_ACTIVE: 0.5,
                 f.POWER_USAGE: 385.0,
                 f.SM_CLOCK: 1980,
             },
@@ -67,8 +67,11 @@ def read_at(spec: ExporterSpec, load: float, params: SimParams | None = None) ->
             1.0,
             {
                 f.GPU_UTIL: 100,
-                f.SM_ACTIVE: 0.9,
-                f.GR_ENGINE_ACTIVE: 0.95,
+                f.MEM_COPY_UTIL: 90,
+                f.SM_ACTIVE: 0.98,
+                f.GR_ENGINE_ACTIVE: 1.0,
+                f.PIPE_TENSOR_ACTIVE: 0.93,
+                f.DRAM_ACTIVE: 0.9,
                 f.POWER_USAGE: 700.0,
                 f.SM_CLOCK: 1980,
             },
@@ -160,7 +163,7 @@ def test_mig_instances_share_their_gpus_power_and_have_no_gpu_util() -> None:
     first, second = model.read(devices, state, model.params_from_spec(spec))
 
     assert f.GPU_UTIL not in first.values and f.MEM_COPY_UTIL not in first.values
-    assert first.values[f.GR_ENGINE_ACTIVE] == pytest.approx(0.95)
+    assert first.values[f.GR_ENGINE_ACTIVE] == pytest.approx(1.0)
     assert second.values[f.GR_ENGINE_ACTIVE] == 0.0
     # 3 of 7 slices fully loaded: the physical GPU draws idle + 3/7 of the range, reported on both.
     assert (
@@ -193,7 +196,7 @@ def test_noise_stays_within_its_amplitude_and_repeats_for_the_same_seed(load: fl
 
     assert a == b
     assert abs(a.values[f.GPU_UTIL] - 50) <= 2
-    assert abs(a.values[f.SM_ACTIVE] - 0.45) <= 0.02 + 1e-9
+    assert abs(a.values[f.SM_ACTIVE] - 0.49) <= 0.02 + 1e-9
 
 
 def test_an_idle_gpu_reads_zero_even_with_noise() -> None:

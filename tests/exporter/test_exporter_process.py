@@ -141,7 +141,7 @@ def test_a_deployments_load_set_over_http_is_scraped_with_dcgm_names_labels_and_
             assert value == 0
     assert sum("pod" not in labels for labels, _ in util) == 1
     sm_active = {labels["UUID"]: v for labels, v in families["DCGM_FI_PROF_SM_ACTIVE"]}
-    assert sorted(round(v, 2) for v in sm_active.values())[-5:] == pytest.approx([0.72] * 5, abs=0.021)
+    assert sorted(round(v, 2) for v in sm_active.values())[-5:] == pytest.approx([0.78] * 5, abs=0.021)
 
 
 def test_gpus_on_one_node_take_a_load_and_get_load_reports_it(exporter: Running) -> None:

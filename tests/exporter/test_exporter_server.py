@@ -71,7 +71,7 @@ def test_a_load_set_over_http_shows_in_the_next_scrape(served: Served) -> None:
     assert response.status_code == 200
     assert response.json() == {"load": 0.8, "uuids": ["GPU-a"]}
     assert served.samples("DCGM_FI_DEV_GPU_UTIL") == {"GPU-a": 80, "GPU-b": 0}
-    assert served.samples("DCGM_FI_PROF_SM_ACTIVE") == {"GPU-a": pytest.approx(0.72), "GPU-b": 0.0}
+    assert served.samples("DCGM_FI_PROF_SM_ACTIVE") == {"GPU-a": pytest.approx(0.784), "GPU-b": 0.0}
     assert served.http.get("/load").json() == {"loads": {"GPU-a": 0.8, "GPU-b": 0.0}}
 
 
