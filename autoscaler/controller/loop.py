@@ -679,7 +679,13 @@ class Controller:
             return None
         live, scheduled = placed
         pending = live - scheduled
-        adding = booting > 0 or any(c.add or c.uncordon for c in d.node_pools)
+        # nodes asked for and not Ready yet are being added (a Cluster API machine booting, a node whose
+        # kubelet has not reported): their pods wait for them, which is not a misconfiguration
+        adding = (
+            booting > 0
+            or any(not n.ready for n in e.pool_nodes.values())
+            or any(c.add or c.uncordon for c in d.node_pools)
+        )
         waited = self.problems.waiting(e.key, pending > 0 and not adding, t)
         if pending <= 0 or adding or waited < self.config.pending_seconds:
             return None
@@ -692,7 +698,7 @@ class Controller:
         elif len(e.pool_nodes) >= pool.spec.max_nodes:
             reason, why = "NodePoolAtMax", f"NodePool {name} is at maxNodes {pool.spec.max_nodes}"
         else:
-            why = f"NodePool {name} has no node shape that holds them"
+            why = f"NodePool {name} plans no node for them no node for them (see the last decision)"
         ref = policy.spec.target_ref
         message = (
             f"{pending} of {live} replicas of {ref.kind}/{ref.name} have held no node for over "
@@ -729,7 +735,7 @@ class Controller:
         gpus = pool.spec.node.gpus
         booting = provider.provisioning(pool)
         current = current + tuple(
-            PoolNode(f"{pool.metadata.name}-provisioning-{i}", pool.metadata.name, gpus, 0)
+            PoolNode(f"{pool.metadata.name}-provisioning-{i}", pool.metadata.name, gpus, 0, ready=False)
             for i in range(booting)
         )
         # the pods after the nodes: a pod bound since the nodes were listed must not count as pending on a
@@ -859,7 +865,10 @@ def _metrics_problem(d: Decision) -> Problem | None:
     failed = [p for p in d.proposals if p.failed]
     if not failed:
         return None
-    why = "; ".join(f"{p.trigger}: {p.reason}" for p in failed)
+    # a failed proposal's reason starts with its trigger's name ("gpu: no usable sample (…)")
+    why = "; ".join(
+        p.reason if p.reason.startswith(f"{p.trigger}:") else f"{p.trigger}: {p.reason}" for p in failed
+    )
     of = f"{len(failed)} of {len(d.proposals)} triggers"
     return Problem(problems.METRICS, "MetricsUnavailable", f"{of} have no reading ({why})")
 

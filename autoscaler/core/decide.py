@@ -664,5 +664,5 @@ def pool_nodes(
         if ready and below_threshold(pool, requested, gpus):
             old = previous.get(name)
             since = old.below_since if old is not None and old.below_since is not None else now
-        out.append(PoolNode(name, pool.metadata.name, gpus, requested, since, cordoned))
+        out.append(PoolNode(name, pool.metadata.name, gpus, requested, since, cordoned, ready))
     return tuple(out)

@@ -70,6 +70,7 @@ class PoolNode:
     gpus_requested: int
     below_since: float | None = None  # since when its GPU requests have been under the pool's threshold
     cordoned: bool = False
+    ready: bool = True  # False while it is still being provisioned (no Ready condition yet)
 
 
 def template_node(pool: NodePool, name: str) -> Node:

@@ -20,16 +20,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from autoscaler.api import crd
 from autoscaler.api.policy import read_policy_file
 from autoscaler.core.triggers import TriggerRegistry, register_builtins
 from autoscaler.replay import hindsight
-from autoscaler.replay.backtest import NoPolicy, format_table, run_backtest, to_json_line
+from autoscaler.replay.backtest import Backtest, NoPolicy, format_table, run_backtest, to_json_line
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.trace import SYNTHETIC, Requests, load_trace, multiply, synthetic
 from kernel.errors import InvalidSpec
@@ -168,6 +170,22 @@ def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> Non
     )
 
 
+def _replayed(run: Callable[..., Backtest]) -> Callable[..., Backtest]:
+    """`run`, with the replayed controller's log lines held back: they speak of simulated targets (a
+    gateway that a trace has no series for, nodes still provisioning), not of anything the user runs."""
+
+    def quiet(*args: Any, **kwargs: Any) -> Backtest:
+        logger = logging.getLogger("autoscaler.controller")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            logger.setLevel(level)
+
+    return quiet
+
+
 def _triggers() -> TriggerRegistry:
     """The trigger types a command compiles policies against: built once per command."""
     return register_builtins(TriggerRegistry())
@@ -248,7 +266,7 @@ def backtest_command(args: argparse.Namespace) -> int:
         model = _service_model(args.service)
         file = read_policy_file(args.file)
         requests = multiply(_requests(args.trace, model), args.rate_multiplier)
-        bt = run_backtest(file, requests, model, policy_name=args.policy, triggers=_triggers())
+        bt = _replayed(run_backtest)(file, requests, model, policy_name=args.policy, triggers=_triggers())
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -268,7 +286,7 @@ def hindsight_command(args: argparse.Namespace) -> int:
         windows = [float(w) for w in args.windows.split(",") if w.strip()]
         if any(w <= 0 for w in windows):
             raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
-        bt = run_backtest(file, requests, model, policy_name=args.policy, triggers=_triggers())
+        bt = _replayed(run_backtest)(file, requests, model, policy_name=args.policy, triggers=_triggers())
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -324,7 +342,7 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
     runs = []
     triggers = _triggers()
     for m in multipliers:
-        bt = run_backtest(file, multiply(base, m), model, triggers=triggers)
+        bt = _replayed(run_backtest)(file, multiply(base, m), model, triggers=triggers)
         if not args.json:
             print(f"--- rate multiplier {m:g}")
             print(format_table(bt))
