@@ -95,19 +95,42 @@ class Outage:
         self._log.info("%s is back (it was down: %s)", self.what, was, extra=fields)
 
 
+class Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure` installs: on `stream`, or on whatever `sys.stderr` is when a line is written
+    (as logging's last-resort handler does), so that a stderr replaced or closed since (a test capturing it)
+    never breaks logging."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO | None) -> None:
+        self._fixed = value
+
+
+def installed() -> list[logging.Handler]:
+    """The handlers `configure` put on the root logger."""
+    return [h for h in logging.getLogger().handlers if isinstance(h, Handler)]
+
+
 def configure(level: str | int = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Set the root logger's level and one handler in `fmt` ("text" or "json") on `stream` (stderr), and
-    the client libraries' loggers to WARNING (or the level asked, when it is higher). Replaces handlers an
-    earlier call installed, so it may be called again."""
+    the client libraries' loggers to WARNING (or the level asked, when it is higher). Replaces the handler an
+    earlier call installed (and no other), so it may be called again."""
     if fmt not in FORMATS:
         raise ValueError(f"no log format {fmt!r} (known: {', '.join(FORMATS)})")
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         raise ValueError(f"no log level {level!r} (known: DEBUG, INFO, WARNING, ERROR)")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = Handler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in installed():
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)

@@ -3,6 +3,7 @@ once by the same harness as `tidescale local up`, and stopped at the end."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,9 +12,23 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from kernel import logs
 from kernel.clock import Deadline
 from tests.waiting import new_namespace
 from tidescale.local import environment
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in-process (`main([...])`) sets up logging for a process (`kernel.logs.configure`);
+    the test's end takes it back, so that the next test's stderr holds only its own lines."""
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", *logs.QUIET)}
+    yield
+    for handler in logs.installed():
+        root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from kernel.clock import Deadline
-from streaming import spec
+from streaming import pipeline_file, spec
 from streaming.plan import Plan, plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
@@ -81,7 +81,7 @@ def feature_events(n: int, users: int = 5, seed: int = 11) -> list[bytes]:
 
 def example_plan(name: str, suffix: str, **spec_changes: Any) -> Plan:
     """An example pipeline with its topics and group made unique by `suffix`."""
-    pipeline = spec.load(EXAMPLES / f"{name}.yaml")
+    pipeline = pipeline_file.load(EXAMPLES / f"{name}.yaml")
     data = pipeline.model_dump(by_alias=True, exclude_none=True)
     body = data["spec"]
     body["source"]["topic"] = f"{body['source']['topic']}-{suffix}"
