@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -154,8 +155,14 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir).absolute() if args.state_dir else environment.default_state_dir()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM during `local up` unwinds like Ctrl-C: what this call started is stopped, not left behind."""
+    raise SystemExit(128 + signum)
+
+
 def _up(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         names = environment.parse_components(args.components)
         scrape = [parse_scrape(s) for s in args.scrape]

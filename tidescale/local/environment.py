@@ -23,6 +23,7 @@ from tidescale.local import crds, exporter, kafka, kubernetes, nodes, prometheus
 from tidescale.local.process import (
     ComponentError,
     Spawned,
+    SpawnHook,
     ensure_port_free,
     free_port,
     pid_alive,
@@ -72,9 +73,12 @@ class RunningComponent:
     port: int
     ports: dict[str, int] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    # False while it starts: its processes are recorded as they are spawned, so that `local down` stops
+    # them even if `local up` is killed before the component is ready.
+    ready: bool = True
 
     def alive(self) -> bool:
-        return all(pid_alive(p.pid) for p in self.processes)
+        return self.ready and all(pid_alive(p.pid) for p in self.processes)
 
 
 @dataclass
@@ -83,7 +87,7 @@ class Environment:
     components: dict[str, RunningComponent] = field(default_factory=dict)
 
     def endpoints(self) -> dict[str, str]:
-        return {ENDPOINT_KEYS[name]: c.endpoint for name, c in self.components.items()}
+        return {ENDPOINT_KEYS[name]: c.endpoint for name, c in self.components.items() if c.ready}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -104,6 +108,8 @@ class Environment:
     def _endpoint(self, name: str) -> str:
         if name not in self.components:
             raise ComponentError(name, f"not started in this environment ({self.state_dir})")
+        if not self.components[name].ready:
+            raise ComponentError(name, f"still starting, or its start was stopped ({self.state_dir})")
         return self.components[name].endpoint
 
     def save(self) -> None:
@@ -127,6 +133,7 @@ class Environment:
                 int(c["port"]),
                 {k: int(v) for k, v in (c.get("ports") or {}).items()},
                 {k: str(v) for k, v in (c.get("options") or {}).items()},
+                bool(c.get("ready", True)),
             )
             for name, c in data["components"].items()
         }
@@ -161,17 +168,19 @@ def up(
             if previous is not None:
                 if previous.alive():
                     continue
-                for process in reversed(previous.processes):  # what is left of it
+                for process in reversed(previous.processes):  # what is left of it (or of a stopped start)
                     stop(process.pid, process.name)
-                before[name] = previous
+                if previous.ready:
+                    before[name] = previous
             options = dict(previous.options) if previous is not None else {}
             if gpu_spec is not None and name == "exporter":
                 options["gpu_spec"] = str(gpu_spec)
             if scrape_interval_s is not None and name == "prometheus":
                 options["scrape_interval_s"] = f"{scrape_interval_s:g}"
             kept = previous.ports if previous is not None else {}
-            env.components[name] = _start_one(name, env, options, kept, scrape or [])
             started.append(name)
+            on_spawn = _record_while_starting(env, name, kept, options)
+            env.components[name] = _start_one(name, env, options, kept, scrape or [], on_spawn)
             env.save()
         if node_pools:
             kubeconfig = env.kubeconfig
@@ -182,7 +191,7 @@ def up(
     except BaseException:
         for name in reversed(started):
             for process in reversed(env.components.pop(name).processes):
-                stop(process.pid, process.name)
+                stop(process.pid, process.name)  # a no-op for those the component's own start stopped
             if name in before:  # recorded again as it was (stopped), with its ports
                 env.components[name] = before[name]
         env.save()
@@ -233,6 +242,21 @@ def export_lines(variables: dict[str, str], path: str = "") -> list[str]:
     return lines
 
 
+def _record_while_starting(
+    env: Environment, name: str, kept: dict[str, int], options: dict[str, str]
+) -> SpawnHook:
+    """Record `name` as starting (no endpoint yet), and each of its processes as it is spawned."""
+    record = RunningComponent(name, [], "", 0, dict(kept), dict(options), ready=False)
+    env.components[name] = record
+    env.save()
+
+    def spawned(process: Spawned) -> None:
+        record.processes.append(RunningProcess(process.component, process.pid, str(process.log_file)))
+        env.save()
+
+    return spawned
+
+
 def _record(
     name: str,
     processes: list[Spawned],
@@ -274,10 +298,11 @@ def _start_one(
     options: dict[str, str],
     kept: dict[str, int],
     scrape: list[prometheus.ScrapeTarget],
+    on_spawn: SpawnHook | None = None,
 ) -> RunningComponent:
     _check_kept(name, kept, env.state_dir)
     if name == "kubernetes":
-        plane = kubernetes.start(env.state_dir, ports=kept or None)
+        plane = kubernetes.start(env.state_dir, ports=kept or None, on_spawn=on_spawn)
         try:
             # tidescale's own resources exist from the start, as `helm install` creates them from crds/.
             crds.install(plane.kubeconfig, crds.tidescale_crds())
@@ -290,7 +315,7 @@ def _start_one(
         )
     if name == "kafka":
         ports = kafka.KafkaPorts(kept.get("broker") or free_port(), kept.get("controller") or free_port())
-        process, bootstrap = kafka.start(env.state_dir, ports)
+        process, bootstrap = kafka.start(env.state_dir, ports, on_spawn=on_spawn)
         named = {"broker": ports.broker, "controller": ports.controller}
         return _record(name, [process], bootstrap, ports.broker, named, options)
     if name == "exporter":
@@ -299,10 +324,12 @@ def _start_one(
         port = kept.get("http") or free_port()
         if "gpu_spec" not in options and "kubernetes" in env.components:
             kubeconfig = env.components["kubernetes"].endpoint
-            process, url = exporter.start(env.state_dir, port=port, kubeconfig=kubeconfig)
+            process, url = exporter.start(
+                env.state_dir, port=port, kubeconfig=kubeconfig, on_spawn=on_spawn
+            )
         else:
             spec = Path(options["gpu_spec"]) if "gpu_spec" in options else None
-            process, url = exporter.start(env.state_dir, spec, port=port)
+            process, url = exporter.start(env.state_dir, spec, port=port, on_spawn=on_spawn)
         running = env.components.get("prometheus")
         if running is not None and running.alive():  # a Prometheus started before it scrapes it too
             target = prometheus.ScrapeTarget("dcgm-exporter", url.removeprefix("http://"))
@@ -318,7 +345,9 @@ def _start_one(
         latest = {t.job: t for t in targets}  # by job name, the last one given wins
         interval_s = float(options.get("scrape_interval_s", DEFAULT_SCRAPE_INTERVAL_S))
         port = kept.get("http") or free_port()
-        process, url = prometheus.start(env.state_dir, list(latest.values()), port, interval_s=interval_s)
+        process, url = prometheus.start(
+            env.state_dir, list(latest.values()), port, interval_s=interval_s, on_spawn=on_spawn
+        )
         return _record(name, [process], url, port, {"http": port}, options)
     raise ComponentError(name, f"no such component (known: {', '.join(COMPONENTS)})")
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import httpx
 
-from tidescale.local.process import ComponentError, Spawned, ensure_port_free, free_port, spawn, wait_until
+from tidescale.local.process import (
+    ComponentError,
+    Spawned,
+    SpawnHook,
+    ensure_port_free,
+    free_port,
+    spawn,
+    wait_until,
+)
 
 COMPONENT = "exporter"
 DEFAULT_SPEC = Path(__file__).with_name("gpus.yaml")
@@ -21,6 +29,7 @@ def start(
     port: int | None = None,
     timeout: float = 30,
     kubeconfig: Path | str | None = None,
+    on_spawn: SpawnHook | None = None,
 ) -> tuple[Spawned, str]:
     """Start the exporter on 127.0.0.1: following the cluster of `kubeconfig` when given, else with the
     given (or the embedded) GPU spec; returns its URL."""
@@ -50,7 +59,7 @@ def start(
         "--ready-file",
         str(ready_file),
     ]
-    process = spawn(COMPONENT, argv, log_file)
+    process = spawn(COMPONENT, argv, log_file, on_spawn=on_spawn)
     wait_until(process, ready_file.exists, timeout, "serving")
     url = str(json.loads(ready_file.read_text())["url"])
     return process, url

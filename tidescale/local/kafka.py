@@ -19,6 +19,7 @@ from kernel.errors import PermanentError
 from tidescale.local.process import (
     ComponentError,
     Spawned,
+    SpawnHook,
     ensure_port_free,
     free_port,
     port_open,
@@ -95,7 +96,12 @@ def java_command(
     return [*command, main_class, *args]
 
 
-def start(state_dir: Path, ports: KafkaPorts | None = None, timeout: float = 90) -> tuple[Spawned, str]:
+def start(
+    state_dir: Path,
+    ports: KafkaPorts | None = None,
+    timeout: float = 90,
+    on_spawn: SpawnHook | None = None,
+) -> tuple[Spawned, str]:
     """Format storage and start the broker; returns the process and `127.0.0.1:<port>` once it serves."""
     home = state_dir / COMPONENT
     home.mkdir(parents=True, exist_ok=True)
@@ -140,7 +146,9 @@ def start(state_dir: Path, ports: KafkaPorts | None = None, timeout: float = 90)
             )
 
     # 2. Start the server and wait until a client gets metadata from it.
-    process = spawn(COMPONENT, java_command("kafka.Kafka", str(config), log4j=log4j), log_file)
+    process = spawn(
+        COMPONENT, java_command("kafka.Kafka", str(config), log4j=log4j), log_file, on_spawn=on_spawn
+    )
     bootstrap = f"127.0.0.1:{ports.broker}"
     wait_until(process, lambda: broker_ready(bootstrap), timeout, f"serving on {bootstrap}")
     return process, bootstrap

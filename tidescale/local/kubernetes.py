@@ -21,6 +21,7 @@ from tidescale.local import pki
 from tidescale.local.process import (
     ComponentError,
     Spawned,
+    SpawnHook,
     ensure_port_free,
     free_port,
     spawn,
@@ -99,7 +100,12 @@ def _insecure_ready(url: str) -> bool:
     return httpx.get(url, verify=False, timeout=2).status_code == 200
 
 
-def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None = None) -> ControlPlane:
+def start(
+    state_dir: Path,
+    timeout: float = 120,
+    ports: Mapping[str, int] | None = None,
+    on_spawn: SpawnHook | None = None,
+) -> ControlPlane:
     """Start etcd, the API server (until /readyz), the controller manager, the scheduler and KWOK. Given the
     `ports` of an earlier start (a restart), bind those again and keep its certificates, so that kubeconfigs
     and service-account tokens handed out before still work."""
@@ -130,6 +136,7 @@ def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None
                 "--quota-backend-bytes=2147483648",
             ],
             logs / "etcd.log",
+            on_spawn=on_spawn,
         )
         started.append(etcd)
         wait_until(
@@ -167,6 +174,7 @@ def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None
                 "--v=1",
             ],
             logs / "kube-apiserver.log",
+            on_spawn=on_spawn,
         )
         started.append(apiserver)
         wait_until(apiserver, lambda: _https_ready(f"{server}/readyz", certs), timeout, "ready (/readyz)")
@@ -199,6 +207,7 @@ def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None
                 "--v=1",
             ],
             logs / "kube-controller-manager.log",
+            on_spawn=on_spawn,
         )
         started.append(kcm)
         scheduler_port = free_port()
@@ -216,6 +225,7 @@ def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None
                 "--v=1",
             ],
             logs / "kube-scheduler.log",
+            on_spawn=on_spawn,
         )
         started.append(scheduler)
 
@@ -236,6 +246,7 @@ def start(state_dir: Path, timeout: float = 120, ports: Mapping[str, int] | None
                 f"--server-address=127.0.0.1:{kwok_port}",
             ],
             logs / "kwok.log",
+            on_spawn=on_spawn,
         )
         started.append(kwok)
         wait_until(kcm, lambda: _insecure_ready(f"https://127.0.0.1:{kcm_port}/healthz"), 60, "healthy")

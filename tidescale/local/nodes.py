@@ -139,6 +139,8 @@ def add(kubeconfig: str, pool: NodePoolSpec, count: int | None = None, timeout: 
 
 
 def wait_ready(kubeconfig: str, names: list[str], timeout: float) -> None:
+    """Wait until KWOK reports every node Ready and the node lifecycle controller has taken its
+    `node.kubernetes.io/not-ready` taint off again (until then a pod created at once is refused)."""
     core = _core(kubeconfig)
     deadline = Deadline(timeout)
     pending = set(names)
@@ -146,12 +148,21 @@ def wait_ready(kubeconfig: str, names: list[str], timeout: float) -> None:
         for name in sorted(pending):
             node = core.read_node(name)
             conditions = {c.type: c.status for c in (node.status.conditions or [])}
-            if conditions.get("Ready") == "True":
+            if conditions.get("Ready") == "True" and not _lifecycle_taints(node):
                 pending.discard(name)
         if pending and deadline.expired():
-            raise TimeoutError(f"KWOK did not make {', '.join(sorted(pending))} Ready within {timeout:.0f} s")
+            raise TimeoutError(
+                f"KWOK did not make {', '.join(sorted(pending))} Ready (and untainted) within {timeout:.0f} s"
+            )
         if pending:
             SYSTEM_CLOCK.sleep(0.2)
+
+
+LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+
+
+def _lifecycle_taints(node: Any) -> list[str]:
+    return [t.key for t in (node.spec.taints or []) if t.key in LIFECYCLE_TAINTS]
 
 
 def delete(kubeconfig: str, names: list[str]) -> None:

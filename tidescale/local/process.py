@@ -104,18 +104,31 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` still runs. A process that has exited but is not reaped yet (a zombie: ours until we
+    wait for it, or another's whose parent has not) still answers kill(0), so its state is read from
+    /proc; ours is reaped on the way."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); reap it if it is ours.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    return process_state(pid) not in {"Z", "X", None}
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of `pid` from /proc/<pid>/stat (R, S, D, Z, …), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses: the state follows
+    # the last closing one.
+    return stat[stat.rfind(")") + 2 :][:1] or None
 
 
 @dataclass
@@ -136,14 +149,20 @@ class Spawned:
         return self.popen.poll() if self.popen is not None else None
 
 
+SpawnHook = Callable[["Spawned"], None]
+
+
 def spawn(
     component: str,
     argv: Sequence[str],
     log_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    on_spawn: SpawnHook | None = None,
 ) -> Spawned:
-    """Start `argv` in its own session (so `stop` can signal the whole group), output to `log_file`."""
+    """Start `argv` in its own session (so `stop` can signal the whole group), output to `log_file`.
+    `on_spawn` hears of the process at once, before anyone waits for it to be ready (so that a caller can
+    record it where `local down` finds it even if this process is killed during the wait)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log_file.open("ab") as log:
@@ -158,7 +177,10 @@ def spawn(
             )
     except OSError as exc:
         raise ComponentError(component, f"cannot execute {argv[0]}: {exc.strerror}", log_file) from exc
-    return Spawned(component, popen.pid, log_file, popen)
+    spawned = Spawned(component, popen.pid, log_file, popen)
+    if on_spawn is not None:
+        on_spawn(spawned)
+    return spawned
 
 
 def wait_until(

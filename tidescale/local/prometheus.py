@@ -15,7 +15,15 @@ import yaml
 
 from kernel import artefacts
 from kernel.errors import PermanentError
-from tidescale.local.process import ComponentError, Spawned, ensure_port_free, free_port, spawn, wait_until
+from tidescale.local.process import (
+    ComponentError,
+    Spawned,
+    SpawnHook,
+    ensure_port_free,
+    free_port,
+    spawn,
+    wait_until,
+)
 
 COMPONENT = "prometheus"
 
@@ -71,6 +79,7 @@ def start(
     port: int | None = None,
     interval_s: float = 1.0,
     timeout: float = 60,
+    on_spawn: SpawnHook | None = None,
 ) -> tuple[Spawned, str]:
     """Start Prometheus on 127.0.0.1; returns the process and its URL once `/-/ready` answers."""
     log_file = state_dir / "logs" / "prometheus.log"
@@ -90,7 +99,7 @@ def start(
         "--storage.tsdb.retention.time=1d",
         "--log.level=warn",
     ]
-    process = spawn(COMPONENT, argv, log_file)
+    process = spawn(COMPONENT, argv, log_file, on_spawn=on_spawn)
     url = f"http://127.0.0.1:{port}"
     wait_until(process, lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200, timeout, "ready")
     return process, url
