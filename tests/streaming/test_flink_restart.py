@@ -15,7 +15,7 @@ from streaming.engine import RunOptions
 from streaming.engines.flink import FlinkEngine
 from streaming.plan import Plan
 from streaming.stateless import Processor
-from tests.streaming.kafka_records import example_plan, llm_requests, read_all, unique
+from tests.streaming.kafka_records import example_plan, llm_requests, read_to_end, unique
 from tidescale.local import environment
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def committed(bootstrap: str, plan: Plan, want: Counter[Triple], timeout: float)
     deadline = Deadline(timeout)
     seen: Counter[Triple] = Counter()
     while not deadline.expired():
-        seen = Counter(read_all(bootstrap, topics, sum(want.values()) + 1, timeout=10))
+        seen = Counter(read_to_end(bootstrap, topics))
         if seen == want:
             break
         SYSTEM_CLOCK.sleep(2)
