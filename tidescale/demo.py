@@ -27,7 +27,7 @@ from streaming import pipeline_file, spec
 from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import plan
-from tidescale.local import crds, environment, exporter, nodes, prometheus
+from tidescale.local import crds, environment, exporter, kafka, nodes, prometheus
 from tidescale.traffic import MODELS, llm_requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,8 +233,9 @@ def _run(args: argparse.Namespace, state_dir: Path, stack: _Stack) -> int:
         ),
     )
     print(f"    done in {SYSTEM_CLOCK.monotonic() - started:.1f} s (including engine start-up)")
-    per_model = {m: _read(env.kafka_bootstrap, f"{pipeline.sink.topic}.{m}") for m in MODELS}
-    dead = _read(env.kafka_bootstrap, pipeline.dead_letter.topic)
+    # The run has finished: every topic is read to its end, nothing is waited for.
+    per_model = {m: kafka.read_to_end(env.kafka_bootstrap, [f"{pipeline.sink.topic}.{m}"]) for m in MODELS}
+    dead = kafka.read_to_end(env.kafka_bootstrap, [pipeline.dead_letter.topic])
     for model, records in per_model.items():
         print(f"    {pipeline.sink.topic}.{model:14} {len(records):6} records")
     print(f"    {pipeline.dead_letter.topic:33} {len(dead):6} dead letters")
@@ -249,7 +250,7 @@ def _run(args: argparse.Namespace, state_dir: Path, stack: _Stack) -> int:
     _top(api, env.prometheus_url)
 
     step("the servers catch up on the topic and the GPU load drops to 10 %")
-    _consume_all(env.kafka_bootstrap, served, "llm-servers")
+    kafka.commit_to_end(env.kafka_bootstrap, served, "llm-servers")  # the lag the policy sees goes to 0
     exporter.set_load(env.exporter_url, 0.1, namespace=NAMESPACE, deployment=SERVICE)
     _watch_scale(api, apps, env, lambda r, n: r <= 2, 120)
     _top(api, env.prometheus_url)
@@ -337,48 +338,3 @@ def _watch_scale(api: Any, apps: Any, env: Any, reached: Any, timeout: float) ->
             return
         SYSTEM_CLOCK.sleep(1.0)
     print(f"    (still {last} after {timeout:.0f} s)")
-
-
-def _consume_all(bootstrap: str, topic: str, group: str) -> None:
-    """Read `topic` to its end as consumer group `group` and commit: the lag the policy sees goes to 0."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    deadline = Deadline(5)
-    try:
-        while not deadline.expired():
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                deadline = Deadline(3)
-        consumer.commit(asynchronous=False)
-    except Exception as e:  # nothing consumed: no offsets to commit
-        print(f"    (commit: {e})")
-    finally:
-        consumer.close()
-
-
-def _read(bootstrap: str, topic: str, idle_s: float = 5) -> list[dict[str, Any]]:
-    """Every record of `topic` from the start, until nothing new arrives for `idle_s`."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"demo-read-{topic}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[dict[str, Any]] = []
-    deadline = Deadline(idle_s)
-    try:
-        while not deadline.expired():
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                values.append(json.loads(message.value() or b"null"))
-                deadline = Deadline(idle_s)
-    finally:
-        consumer.close()
-    return values

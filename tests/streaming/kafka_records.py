@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
 from kernel.clock import Deadline
 from streaming import pipeline_file, spec
 from streaming.plan import Plan, plan
+from tidescale.local import kafka
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 MODELS = ("llama-3-8b", "llama-3-70b", "mistral-7b", "mixtral-8x22b")
@@ -125,42 +126,9 @@ def read_all(
 
 
 def read_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> list[tuple[str, str | None, str]]:
-    """Every committed (topic, key, value) in `topics` as they stand: each partition read from its start to
-    its end (the last stable offset, under read_committed). For output whose writer has finished, so that
-    checking that nothing more came needs no wait; a topic that does not exist holds nothing."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{unique()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    found: list[tuple[str, str | None, str]] = []
-    try:
-        existing = consumer.list_topics(timeout=10).topics
-        partitions = [
-            TopicPartition(topic, partition, OFFSET_BEGINNING)
-            for topic in topics
-            if topic in existing and existing[topic].error is None
-            for partition in existing[topic].partitions
-        ]
-        if not partitions:
-            return found
-        consumer.assign(partitions)
-        pending = {(p.topic, p.partition) for p in partitions}
-        deadline = Deadline(timeout)
-        while pending:
-            if deadline.expired():
-                raise AssertionError(f"partitions {sorted(pending)} not read to their end in {timeout:.0f} s")
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                error = message.error()
-                if error is None:
-                    key, value = message.key(), message.value() or b""
-                    found.append((str(message.topic()), key.decode() if key else None, value.decode()))
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((str(message.topic()), int(message.partition() or 0)))
-    finally:
-        consumer.close()
-    return found
+    """Every committed (topic, key, value) of `topics` as they stand (each partition read to its end): for
+    output whose writer has finished, so that seeing that nothing more came needs no wait."""
+    return [
+        (topic, key.decode() if key else None, value.decode())
+        for topic, key, value in kafka.read_to_end(bootstrap, topics, timeout)
+    ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernel import artefacts
+from kernel.clock import Deadline
 from kernel.errors import PermanentError
 from tidescale.local.process import (
     ComponentError,
@@ -180,6 +181,79 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float 
             return False
         raise PermanentError(f"topic {name}: {error.str()}") from None
     return True
+
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+def read_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> list[Record]:
+    """Every committed record of `topics` as they stand now: each partition read from its start to its end
+    (the last stable offset, read_committed), so no time is spent waiting for records that will not come.
+    A topic that does not exist holds nothing; TimeoutError naming the partitions not read to the end."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "log_level": 0,
+        }
+    )
+    found: list[Record] = []
+    try:
+        existing = consumer.list_topics(timeout=10).topics
+        partitions = [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in topics
+            if topic in existing and existing[topic].error is None
+            for partition in existing[topic].partitions
+        ]
+        if not partitions:
+            return found
+        consumer.assign(partitions)
+        pending = {(p.topic, p.partition) for p in partitions}
+        deadline = Deadline(timeout)
+        while pending:
+            if deadline.expired():
+                raise TimeoutError(
+                    f"Kafka {bootstrap}: {sorted(pending)} not read to the end in {timeout:.0f} s"
+                )
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                error = message.error()
+                if error is None:
+                    found.append((str(message.topic()), message.key(), message.value() or b""))
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((str(message.topic()), int(message.partition() or 0)))
+    finally:
+        consumer.close()
+    return found
+
+
+def commit_to_end(bootstrap: str, topic: str, group: str) -> int:
+    """Commit consumer group `group` at the end of every partition of `topic` (its lag becomes 0), as a
+    consumer that has read everything would; returns the records skipped over."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = []
+        skipped = 0
+        committed = {
+            p.partition: p.offset
+            for p in consumer.committed([TopicPartition(topic, i) for i in metadata.partitions], timeout=10)
+        }
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            ends.append(TopicPartition(topic, partition, high))
+            skipped += high - max(low, committed.get(partition, low))
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+    return skipped
 
 
 @dataclass(frozen=True)
