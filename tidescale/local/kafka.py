@@ -11,8 +11,10 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kernel import artefacts
 from kernel.clock import Deadline
@@ -190,6 +192,11 @@ def read_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> list[
     """Every committed record of `topics` as they stand now: each partition read from its start to its end
     (the last stable offset, read_committed), so no time is spent waiting for records that will not come.
     A topic that does not exist holds nothing; TimeoutError naming the partitions not read to the end."""
+    return [(str(m.topic()), m.key(), m.value() or b"") for m in messages_to_end(bootstrap, topics, timeout)]
+
+
+def messages_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> Iterator[Any]:
+    """The confluent-kafka messages `read_to_end` reads (with their timestamps, partitions, offsets)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(
@@ -202,7 +209,6 @@ def read_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> list[
             "log_level": 0,
         }
     )
-    found: list[Record] = []
     try:
         existing = consumer.list_topics(timeout=10).topics
         partitions = [
@@ -212,24 +218,22 @@ def read_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> list[
             for partition in existing[topic].partitions
         ]
         if not partitions:
-            return found
+            return
         consumer.assign(partitions)
         pending = {(p.topic, p.partition) for p in partitions}
         deadline = Deadline(timeout)
         while pending:
             if deadline.expired():
-                raise TimeoutError(
-                    f"Kafka {bootstrap}: {sorted(pending)} not read to the end in {timeout:.0f} s"
-                )
+                unread = sorted(pending)
+                raise TimeoutError(f"Kafka {bootstrap}: {unread} not read to their end in {timeout:.0f} s")
             for message in consumer.consume(num_messages=1000, timeout=0.5):
                 error = message.error()
                 if error is None:
-                    found.append((str(message.topic()), message.key(), message.value() or b""))
+                    yield message
                 elif error.code() == KafkaError._PARTITION_EOF:
                     pending.discard((str(message.topic()), int(message.partition() or 0)))
     finally:
         consumer.close()
-    return found
 
 
 def commit_to_end(bootstrap: str, topic: str, group: str) -> int:

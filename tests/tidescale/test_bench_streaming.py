@@ -1,0 +1,71 @@
+"""`tidescale bench streaming`: every run reported with its rate and longest pause, the minimum beside the
+median, and the broker ceiling and the confluent-kafka loop measured in each run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tidescale.bench.streaming import OutputTiming, summary
+from tidescale.cli import main
+from tidescale.local import environment
+
+
+@pytest.mark.parametrize(
+    ("stamps", "records", "span", "pause"),
+    [
+        pytest.param([], 0, 1e-3, 0.0, id="no-output"),
+        pytest.param([5000], 1, 1e-3, 0.0, id="one-record"),
+        pytest.param([1000, 1100, 1200, 11200, 11300], 5, 10.3, 10.0, id="a-ten-second-stall"),
+        pytest.param([3000, 1000, 2000], 3, 2.0, 1.0, id="out-of-order-topics-merged"),
+    ],
+)
+def test_the_longest_pause_is_the_largest_gap_between_consecutive_records(
+    stamps: list[int], records: int, span: float, pause: float
+) -> None:
+    timing = OutputTiming.of(stamps)
+    assert (timing.records, round(timing.span_s, 6), timing.longest_pause_s) == (records, span, pause)
+
+
+def a_run(rate: float, pause: float, loop: float, ceiling: float) -> dict[str, float]:
+    return {
+        "records_out": 100,
+        "records_per_second": rate,
+        "longest_pause_s": pause,
+        "engine_wall_seconds": 10.0,
+        "confluent_kafka_records_per_second": loop,
+        "confluent_kafka_longest_pause_s": 0.1,
+        "broker_ceiling_records_per_second": ceiling,
+        "broker_produce_records_per_second": 2 * ceiling,
+        "broker_consume_records_per_second": 2 * ceiling,
+    }
+
+
+def test_the_summary_shows_the_worst_run_beside_the_median() -> None:
+    runs = [a_run(300, 0.5, 200, 1000), a_run(100, 9.0, 200, 1000), a_run(250, 0.2, 250, 1000)]
+    got = summary(runs)
+    assert got["records_per_second"] == 250
+    assert got["records_per_second_min"] == 100
+    assert got["longest_pause_s"] == 9.0
+    assert got["vs_confluent_kafka"] == 1.0  # median of 1.5, 0.5 and 1.0
+    assert got["vs_confluent_kafka_min"] == 0.5
+    assert got["fraction_of_ceiling_min"] == 0.1
+
+
+@pytest.mark.integration
+def test_the_benchmark_reports_every_run_with_the_loop_and_the_ceiling_of_the_same_run(
+    local_env: environment.Environment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "streaming", "--engine", "python", "--records", "300", "--runs", "2", "--json"]
+    assert main([*argv, "--bootstrap", local_env.kafka_bootstrap]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(result["runs"]) == 2
+    for run in result["runs"]:
+        assert run["records_out"] == 300  # the example filters nothing out: every record, once
+        assert run["records_per_second"] > 0 and run["confluent_kafka_records_per_second"] > 0
+        assert run["broker_ceiling_records_per_second"] > 0
+        assert run["longest_pause_s"] >= 0
+    assert result["records_per_second_min"] == min(r["records_per_second"] for r in result["runs"])
+    assert result["longest_pause_s"] == max(r["longest_pause_s"] for r in result["runs"])
+    assert result["peak_rss_mib"] > 0
