@@ -11,14 +11,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup jars prometheus kubernetes demo test check lint unit integration bench clean-env help
+.PHONY: setup jars prometheus kubernetes chromium demo test check lint unit integration bench clean-env help
 help:
 	@echo "make demo   — set up, then run the end-to-end demo on the embedded default"
 	@echo "make test   — set up, then lint, type-check, check layers and run every test"
 	@echo "make check  — lint, types, layers and the unit tests (no set-up beyond the venv; ~2 min)"
-	@echo "make setup  — only the set-up (venv, Python packages, jars, Prometheus) into $(TIDESCALE_CACHE)"
+	@echo "make setup  — only the set-up (venv, Python packages, jars, Prometheus, Chromium) into $(TIDESCALE_CACHE)"
 
-setup: $(VENV)/.installed jars prometheus kubernetes
+setup: $(VENV)/.installed jars prometheus kubernetes chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ kubernetes:
 # Prometheus from Debian's package, unpacked into the cache (no system service is installed or started).
 prometheus:
 	deps/fetch-prometheus.sh
+
+# Headless Chromium and its driver from Debian's packages, installed with apt-get (the console's browser tests).
+chromium:
+	deps/fetch-chromium.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

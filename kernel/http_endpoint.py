@@ -1,5 +1,7 @@
 """A process's small HTTP endpoint: `GET /metrics` (Prometheus text), `/healthz` (200 while it serves),
-`/readyz` (200 while `ready()` says so, e.g. while this replica leads), and POSTs handed to one callable.
+`/readyz` (200 while `ready()` says so, e.g. while this replica leads), POSTs handed to one callable, and
+other GETs offered to one callable that may answer them itself (the controller's web console, its event
+stream).
 
 Standard library `http.server`; binds only the host it is given, at construction (a taken port fails early,
 as OSError); serves after `start()`.
@@ -19,6 +21,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 # (path, body) -> (status, JSON body)
 PostHandler = Callable[[str, bytes], tuple[int, bytes]]
+# (path with its query, the request handler) -> whether it answered; it writes the response itself
+GetHandler = Callable[[str, BaseHTTPRequestHandler], bool]
 
 
 class HttpEndpoint:
@@ -29,9 +33,10 @@ class HttpEndpoint:
         metrics: Callable[[], bytes],
         ready: Callable[[], bool] = lambda: True,
         post: PostHandler | None = None,
+        get: GetHandler | None = None,
     ) -> None:
         outer = self
-        self.metrics, self.ready, self.post = metrics, ready, post
+        self.metrics, self.ready, self.post, self.get = metrics, ready, post, get
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -52,7 +57,7 @@ class HttpEndpoint:
                 elif self.path == "/readyz":
                     ok = outer.ready()
                     self._send(200 if ok else 503, b"ok" if ok else b"not leading", "text/plain")
-                else:
+                elif outer.get is None or not outer.get(self.path, self):
                     self._send(404, b'{"error": "not found"}')
 
             def do_POST(self) -> None:

@@ -17,11 +17,13 @@ from jobs.launcher import top as launcher_top
 from jobs.scheduler import cli as scheduler_cli
 from streaming import cli as streaming_cli
 from tidescale import demo, launch_pipelines
+from tidescale.bench import console as bench_console
 from tidescale.bench import controller as bench_controller
 from tidescale.bench import environment as bench_environment
 from tidescale.bench import launcher as bench_launcher
 from tidescale.bench import scheduler as bench_scheduler
 from tidescale.bench import streaming as bench_streaming
+from tidescale.commands import console as console_cli
 from tidescale.commands import controller as controller_cli
 from tidescale.commands import exporter as exporter_cli
 from tidescale.commands import local as local_cli
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporter_cli.add_commands(sub)
     autoscaler_cli.add_commands(sub)
     controller_cli.add_commands(sub)
+    console_cli.add_commands(sub)
     jobs_cli.add_commands(sub)
     launcher_cli.add_commands(sub, scaling_policy=ScalingPolicy, external_kinds=launch_pipelines.kinds())
     launcher_top.add_commands(sub)
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler_cli.add_benchmarks(bench_sub, e2e=bench_controller.run)
     bench_streaming.add_benchmarks(bench_sub)
     bench_launcher.add_benchmarks(bench_sub)
+    bench_console.add_benchmarks(bench_sub)
     return parser
 
 

@@ -3,7 +3,9 @@
 Informers (ScalingPolicies, NodePools, Deployments, StatefulSets, Pods) feed the loop and wake it; metric
 sources (Prometheus, Kafka lag) read in batches; node-pool providers (KWOK, Cluster API); event sinks
 (Kubernetes Events, a Kafka topic, metrics) behind a queue; the HTTP endpoint (Alertmanager webhook,
-/metrics); and leader election, so that of two replicas only the leader reconciles.
+/metrics, and the web console unless `console` is off: its hub is one more event sink, fed on the loop's
+thread so that the page shows each decision as it is emitted); and leader election, so that of two replicas
+only the leader reconciles.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
+from autoscaler.console.server import Console
 from autoscaler.controller.kube import api as kube
 from autoscaler.controller.kube.targets import ClusterTargets
 from autoscaler.controller.loop import Controller, ControllerConfig, CycleReport, QueuedSink
@@ -30,6 +33,7 @@ from autoscaler.controller.sources import registry as sources
 from autoscaler.controller.sources.kafka_events import KafkaEventSink
 from autoscaler.controller.sources.kafka_lag import KafkaLagSource
 from autoscaler.controller.sources.prometheus import PrometheusSource
+from autoscaler.core.decide import Decision
 from autoscaler.core.triggers import Reading, TriggerRegistry, register_builtins
 from kernel.clock import SYSTEM_CLOCK, Clock
 from kernel.informer import Informer, object_key
@@ -57,6 +61,7 @@ class Options:
     identity: str = field(default_factory=lambda: f"{platform.node()}-{os.getpid()}")
     sync_seconds: float = 15.0
     prometheus_scrape_seconds: float = 15.0
+    console: bool = True  # the web console on the webhook's endpoint (its host: loopback unless told)
 
 
 class Running:
@@ -93,6 +98,12 @@ class Running:
         if self.kafka_sink is not None:
             slow.append(self.kafka_sink)
         self.queued = QueuedSink(slow)
+        # the console: its hub takes each event at once (it only enqueues), and samples the last decisions
+        self.console = (
+            Console(self.api, options.prometheus_url, clock, decisions=self._decisions)
+            if options.console
+            else None
+        )
         # 3. the cluster: targets and node pools
         self.scale = kube.ScaleClient(self.api)
         self.targets = ClusterTargets(self.api, self.scale)
@@ -102,7 +113,7 @@ class Running:
             self.targets,
             self.scale,
             self._read,
-            sinks=[MetricsEventSink(self.metrics), self.queued],
+            sinks=[MetricsEventSink(self.metrics), self.queued, *([self.console] if self.console else [])],
             status=kube.StatusWriter(self.api),
             providers=self.providers.as_mapping(),
             config=ControllerConfig(sync_seconds=options.sync_seconds),
@@ -123,6 +134,8 @@ class Running:
             (kube.GROUP, kube.VERSION, kube.POOLS),
             handlers=(self._on_pool,),
         )
+        if self.console is not None:
+            self.policies.add_handler(self.console.on_policy)
         self.targets.on_pending_gpu_pod(self._on_pending)
         self.http = ControllerHTTP(
             options.host,
@@ -130,6 +143,7 @@ class Running:
             self.controller.find,
             self.controller.wake,
             self.metrics.render,
+            get=self.console.handle if self.console is not None else None,
         )
         self.metrics_http = (
             ControllerHTTP(
@@ -163,6 +177,10 @@ class Running:
             if got is not None and got.error:
                 self.metrics.metric_error(req.spec.type)
         return readings
+
+    def _decisions(self) -> list[Decision]:
+        """Each policy's last decision (the console's chart samples them between events)."""
+        return [e.last for e in list(self.controller.entries.values()) if e.last is not None]
 
     def _on_cycle(self, report: CycleReport, sweep: bool) -> None:
         self.metrics.observe_reconcile(report.seconds)
@@ -206,6 +224,8 @@ class Running:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 30) -> Running:
+        if self.console is not None:
+            self.console.start()
         self.http.start()
         if self.metrics_http is not None:
             self.metrics_http.start()
@@ -245,6 +265,8 @@ class Running:
         for informer in (self.policies, self.pools):
             informer.stop()
         self.targets.stop()
+        if self.console is not None:
+            self.console.stop()  # ends the event streams, so that the endpoint's threads end too
         self.http.stop()
         if self.metrics_http is not None:
             self.metrics_http.stop()

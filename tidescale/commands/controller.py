@@ -23,7 +23,10 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--kafka-bootstrap", default=env("TIDESCALE_KAFKA_BOOTSTRAP"))
     run.add_argument("--events-topic", default="tidescale.scaling-events", help="'' for no Kafka records")
     run.add_argument("--no-kubernetes-events", action="store_true", help="do not write Kubernetes Events")
-    run.add_argument("--host", default="127.0.0.1", help="address the webhook and /metrics bind to")
+    run.add_argument(
+        "--host", default="127.0.0.1", help="address the webhook, /metrics and the console bind to"
+    )
+    run.add_argument("--no-console", action="store_true", help="do not serve the web console at / on it")
     run.add_argument(
         "--webhook-port", type=int, default=0, help="Alertmanager webhook (and /metrics); 0: free"
     )
@@ -57,6 +60,7 @@ def run_command(args: argparse.Namespace) -> int:
         lease_name=args.lease_name,
         sync_seconds=args.sync_seconds,
         prometheus_scrape_seconds=args.prometheus_scrape_seconds,
+        console=not args.no_console,
         **({"identity": args.identity} if args.identity else {}),
     )
     return serve("controller", lambda: Running(options).start(), options.identity, args.ready_file)

@@ -6,6 +6,8 @@
   `{"woken": ["ns/name", ...]}`, 400 for a body that is not such a payload.
 - `GET /metrics` — the controller's Prometheus metrics (text exposition).
 - `GET /healthz` — 200 `ok`; `GET /readyz` — 200 when this replica leads (or runs without election), else 503.
+- any other `GET` — offered to `get` when given: the web console (`autoscaler.console.server`), its page, API
+  and event stream, on the same endpoint.
 
 Standard library `http.server`; binds only the host it is given.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from kernel.http_endpoint import HttpEndpoint
+from kernel.http_endpoint import GetHandler, HttpEndpoint
 
 Find = Callable[[Mapping[str, str]], list[str]]
 Wake = Callable[[list[str], str], None]
@@ -34,10 +36,11 @@ class ControllerHTTP(HttpEndpoint):
         wake: Wake,
         metrics: Callable[[], bytes],
         ready: Callable[[], bool] = lambda: True,
+        get: GetHandler | None = None,
     ) -> None:
         self.find, self.wake = find, wake
         self.alerts_received = 0
-        super().__init__(host, port, metrics, ready, self._post)
+        super().__init__(host, port, metrics, ready, self._post, get)
 
     def _post(self, path: str, raw: bytes) -> tuple[int, bytes]:
         if path not in ("/alerts", "/api/v2/alerts"):
