@@ -1,5 +1,6 @@
-"""Exactly-once on Flink: a job cancelled mid-stream and restarted from its last retained checkpoint
-neither loses nor duplicates a record (readers see committed transactions only)."""
+"""Exactly-once on Flink under faults: a job cancelled mid-stream and restarted from its last retained
+checkpoint, and a job whose broker goes away for 10 s mid-run, neither lose nor duplicate a record (readers
+see committed transactions only)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from streaming.plan import Plan
 from streaming.stateless import Processor
 from tests.streaming.kafka_records import example_plan, llm_requests, read_to_end, unique
 from tidescale.local import environment
+from tidescale.local.process import stop
 
 pytestmark = pytest.mark.integration
 Triple = tuple[str, str | None, str]
@@ -105,3 +107,41 @@ def test_a_flink_job_restarted_from_its_checkpoint_neither_loses_nor_duplicates_
         again.cancel()
     assert sum(got.values()) == sum(want.values()) == 1200
     assert got == want  # no record lost, none twice
+
+
+OUTAGE_S = 10  # the broker is away this long
+RECOVERY_S = 30  # every record is committed within this long after the broker is back (README, Reliability)
+
+
+def test_a_flink_job_rides_out_a_broker_outage_and_neither_loses_nor_duplicates(
+    kafka_io: Any, tmp_path: Path
+) -> None:
+    state = tmp_path / "broker"  # a broker of its own: the session's keeps serving the other tests
+    env = environment.up(["kafka"], state)
+    try:
+        bootstrap = env.kafka_bootstrap
+        plan = example_plan(
+            "llm-preprocessor", unique(), delivery={"guarantee": "exactly-once", "checkpointInterval": "2s"}
+        )
+        values, _ = llm_requests(1200)
+        first, second = values[:600], values[600:]
+        kafka_io[1](bootstrap, plan.source.topic, first)
+        run = Running(plan, RunOptions(bootstrap, checkpoint_dir=tmp_path / "checkpoints"))
+        try:
+            assert committed(bootstrap, plan, expected(plan, first), timeout=180) == expected(plan, first)
+            # 1. the broker goes away mid-run (SIGTERM, then SIGKILL if it lingers) and comes back on its port
+            for process in env.components["kafka"].processes:
+                stop(process.pid, process.name)
+            SYSTEM_CLOCK.sleep(OUTAGE_S)
+            environment.up(["kafka"], state)
+            # 2. more input; the job resumes by itself, from where it was
+            kafka_io[1](bootstrap, plan.source.topic, second)
+            want = expected(plan, values)
+            got = committed(bootstrap, plan, want, timeout=RECOVERY_S)
+            assert run.error is None, f"the job ended: {run.error}"
+        finally:
+            run.cancel()
+        assert sum(got.values()) == sum(want.values()) == 1200
+        assert got == want  # no record lost, none twice
+    finally:
+        environment.down(state)
