@@ -269,6 +269,11 @@ class Delivery(Model):
     guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     checkpoint_interval: Duration = 10_000
     checkpoint_dir: str | None = None
+    # The largest record (key and value, UTF-8) written to the sink or the dead-letter topic. A bigger one
+    # would be refused by Kafka (the producer's default message.max.bytes is 1,000,000) and, retried,
+    # stall the job: a result over it goes to the dead letters instead, and a dead letter over it keeps a
+    # prefix of the record with its size and SHA-256.
+    max_record_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
 
 
 class Resources(Model):

@@ -12,6 +12,7 @@ never `eval`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +39,8 @@ FIELD_PREFIX = "f_"  # typed field columns are prefixed so a field named `key` o
 OUT = "out"
 DEAD = "dead"
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_TOPIC_LENGTH = 249  # Kafka refuses longer topic names
+_JSON_ESCAPE_BYTES = 6  # the most one character can take in JSON (a control character as \\u00XX)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -65,9 +68,15 @@ class StepFailed(Exception):
 
 
 def route_topic(base: str, value: Any) -> str:
-    """`<base>.<value>`, with characters Kafka refuses in topic names replaced by `_`."""
+    """`<base>.<value>`, with characters Kafka refuses in topic names replaced by `_`; StepFailed when the
+    name would be longer than Kafka allows."""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return f"{base}.{_TOPIC_UNSAFE.sub('_', text)}"
+    topic = f"{base}.{_TOPIC_UNSAFE.sub('_', text)}"
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise StepFailed(
+            "route", f"topic {topic[:60]}… would be {len(topic)} characters (Kafka allows {MAX_TOPIC_LENGTH})"
+        )
+    return topic
 
 
 def _coerce(name: str, kind: str, optional: bool, value: Any) -> Any:
@@ -198,6 +207,7 @@ class Processor:
         # them to what the Window/Dedupe emits.
         self._route = None if plan.stateful else plan.sink.route_by
         self._key = None if plan.stateful else plan.sink.key
+        self._limit = plan.delivery.max_record_bytes
 
     def process(self, raw: bytes | str | None) -> Result:
         try:
@@ -241,8 +251,14 @@ class Processor:
             if route is None:
                 raise StepFailed("route", f"routeBy field {self._route!r} is null")
             topic = route_topic(topic, route)
-        key = output.get(self._key) if self._key is not None else None
-        return Result(OUT, topic, None if key is None else str(key), value, output)
+        key = None if self._key is None or output.get(self._key) is None else str(output.get(self._key))
+        size = len(value) + (len(key) if key else 0)
+        # characters are at most 4 UTF-8 bytes: only a record that might be over the limit is encoded
+        if size * 4 > self._limit:
+            size = len(value.encode("utf-8")) + (len(key.encode("utf-8")) if key else 0)
+            if size > self._limit:
+                raise StepFailed("size", f"result of {size} bytes is over the limit of {self._limit}")
+        return Result(OUT, topic, key, value, output)
 
     def dead_letter(self, raw: bytes | str | None, step: str, reason: str) -> Result:
         """The original record (as text, or base64 when it is not UTF-8), the step and the reason."""
@@ -255,7 +271,22 @@ class Processor:
                 letter["recordBase64"] = base64.b64encode(data).decode("ascii")
         else:
             letter["record"] = raw
-        return Result(DEAD, self.plan.dead_letter.topic, None, json.dumps(letter, ensure_ascii=False))
+        text = json.dumps(letter, ensure_ascii=False)
+        if len(text) * 4 > self._limit and len(text.encode("utf-8")) > self._limit:
+            text = self._shortened(letter, raw)
+        return Result(DEAD, self.plan.dead_letter.topic, None, text)
+
+    def _shortened(self, letter: dict[str, Any], raw: bytes | str | None) -> str:
+        """A dead letter within the size limit: the record's prefix, its size and its SHA-256 (the whole
+        record cannot be written to Kafka)."""
+        data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw or b"")
+        field = "record" if "record" in letter else "recordBase64"
+        room = (self._limit - 1024) // _JSON_ESCAPE_BYTES  # characters that fit, whatever they are
+        short = {k: v for k, v in letter.items() if k not in ("record", "recordBase64")}
+        short[field] = str(letter[field])[:room]
+        digest = hashlib.sha256(data).hexdigest()
+        short |= {"truncated": True, "recordBytes": len(data), "recordSha256": digest}
+        return json.dumps(short, ensure_ascii=False)
 
     def columns(self, raws: Iterable[bytes | str | None]) -> dict[str, list[Any]]:
         """The vectorised form the engines' pandas/Arrow UDFs call: `kind`, `topic`, `key`, `value`

@@ -41,19 +41,35 @@ def run_engine(name: str, plan: Plan, bootstrap: str, tmp_path: Path) -> None:
     )
 
 
+MAX_RECORD_BYTES = 20_000
+# Valid JSON that no engine may stall on: a long past 64 bits, a model whose topic name Kafka would refuse,
+# and a prompt whose result is over the record size limit (it would be refused by Kafka at its own limit).
+POISON = [
+    json.dumps({"id": "p0", "user": "u", "model": "m", "prompt": "hi", "ts": 2**63}).encode(),
+    json.dumps({"id": "p1", "user": "u", "model": "m" * 300, "prompt": "hi", "ts": 1}).encode(),
+    json.dumps({"id": "p2", "user": "u", "model": "mistral-7b", "prompt": "word " * 5000, "ts": 1}).encode(),
+]
+
+
 def test_the_llm_preprocessor_gives_the_same_records_on_flink_and_spark_and_loses_no_malformed_one(
     local_env: environment.Environment, kafka_io: Any, tmp_path: Path
 ) -> None:
     bootstrap = local_env.kafka_bootstrap
     values, broken = llm_requests(1000)
+    values += POISON
     suffix = unique()
-    plans = {engine: example_plan("llm-preprocessor", f"{suffix}-{engine}") for engine in ("flink", "spark")}
+    limited = {"delivery": {"maxRecordBytes": MAX_RECORD_BYTES}}
+    plans = {
+        engine: example_plan("llm-preprocessor", f"{suffix}-{engine}", **limited)
+        for engine in ("flink", "spark")
+    }
     # Both engines read the one input topic.
     source = plans["flink"].source.topic
     plans["spark"] = example_plan(
         "llm-preprocessor",
         f"{suffix}-spark",
         source={**plans["spark"].source.model_dump(by_alias=True), "topic": source},
+        **limited,
     )
     write(bootstrap, source, values, kafka_io)
 
@@ -67,15 +83,20 @@ def test_the_llm_preprocessor_gives_the_same_records_on_flink_and_spark_and_lose
         # Exactly the expected records, each once: valid ones on their model's topic, malformed ones
         # in the dead-letter topic.
         assert got[engine] == Counter(out) + Counter(dead), engine
-        assert len(dead) == len(broken) == 10
-        reasons = [json.loads(v)["reason"] for _, _, v in dead]
-        assert all(reasons), reasons
+        assert len(dead) == len(broken) + len(POISON) == 13
+        letters = [json.loads(v) for _, _, v in dead]
+        assert all(letter["reason"] for letter in letters), letters
+        assert sorted(letter["step"] for letter in letters if letter["step"] != "parse") == ["route", "size"]
         assert len(out) + len(dead) == len(values)  # none lost (the example filters no record out)
 
     def renamed(triples: Counter[Triple], engine: str) -> Counter[tuple[str, str | None, Any]]:
         sink, dlq = plans[engine].sink.topic, plans[engine].dead_letter.topic
         return Counter(
-            (t.replace(sink, "SINK").replace(dlq, "DLQ"), k, v.replace(plans[engine].name, "P"))
+            (
+                t.replace(sink, "SINK").replace(dlq, "DLQ"),
+                k,
+                v.replace(sink, "SINK").replace(plans[engine].name, "P"),
+            )
             for t, k, v in triples
         )
 

@@ -4,6 +4,7 @@ a dead letter (with the step, the reason and the original record) for every reco
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -202,3 +203,60 @@ def test_the_language_heuristic_tells_common_languages_apart(text: str, language
 )
 def test_the_tokenizer_counts_words_and_punctuation(text: str | None, tokens: int) -> None:
     assert functions.count_tokens(text) == tokens
+
+
+def a_limited_plan(max_record_bytes: int) -> Plan:
+    document = {
+        "apiVersion": "tidescale.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "p"},
+        "spec": {
+            "source": {"topic": "in", "group": "g", "schema": {"id": "string", "text": "string"}},
+            "transforms": [],
+            "sink": {"topic": "out", "key": "id"},
+            "deadLetter": {"topic": "dlq"},
+            "delivery": {"maxRecordBytes": max_record_bytes},
+        },
+    }
+    return plan(spec.Pipeline.model_validate(document))
+
+
+@pytest.mark.parametrize(
+    ("record", "step", "reason"),
+    [
+        pytest.param(
+            {"id": "a", "model": "m", "n": 2**63}, "parse", "does not fit a long", id="a-long-past-64-bits"
+        ),
+        pytest.param(
+            {"id": "a", "model": "m" * 300, "n": 1}, "route", "Kafka allows 249", id="topic-too-long"
+        ),
+    ],
+)
+def test_a_poison_record_of_valid_json_with_impossible_values_is_a_dead_letter(
+    record: dict[str, Any], step: str, reason: str
+) -> None:
+    p = a_plan([], schema={"id": "string", "model": "string", "n": "long"}, routeBy="model")
+    result = Processor(p).process(json.dumps(record).encode())
+    letter = json.loads(result.value)
+    assert (result.kind, result.topic, letter["step"]) == ("dead", "dlq", step)
+    assert reason in letter["reason"]
+    assert json.loads(letter["record"]) == record  # the original, whole
+
+
+@pytest.mark.parametrize("character", ["x", "東"], ids=["ascii", "three-byte-utf8"])
+def test_a_record_over_the_size_limit_is_a_shortened_dead_letter_within_it(character: str) -> None:
+    raw = json.dumps({"id": "big", "text": character * 5000}, ensure_ascii=False).encode()
+    result = Processor(a_limited_plan(4096)).process(raw)
+    assert (result.kind, result.topic) == ("dead", "dlq")
+    assert len(result.value.encode()) <= 4096
+    letter = json.loads(result.value)
+    assert letter["step"] == "size" and "over the limit of 4096" in letter["reason"]
+    assert letter["truncated"] is True and letter["recordBytes"] == len(raw)
+    assert letter["recordSha256"] == hashlib.sha256(raw).hexdigest()
+    assert raw.decode().startswith(letter["record"])
+
+
+def test_a_record_within_the_size_limit_is_written_whole() -> None:
+    raw = json.dumps({"id": "ok", "text": "x" * 3000}).encode()
+    result = Processor(a_limited_plan(4096)).process(raw)
+    assert (result.kind, result.key, json.loads(result.value)["text"]) == ("out", "ok", "x" * 3000)
