@@ -117,16 +117,61 @@ class Fallback(Spec):
     )
 
 
+# Without `seasonality` (`none`, the default) the forecast is Holt's linear trend with an error band. With
+# `daily`, `weekly` or `auto` (both) it is the seasonal ensemble of `autoscaler.core.forecast`: the recent
+# level and, once a whole season has been seen, each season's profile of 5-minute buckets scaled by how the
+# recent buckets compare with it, weighted by their recent errors (with less than a season of data: the
+# level). A seasonal forecast also pre-warms the node pools: nodes for the demand it expects one node
+# provisioning plus one model start ahead are asked for before the replicas that will need them.
 class Forecast(Spec):
-    """Online forecasting of demand from past samples only (Holt's linear trend with an error band)."""
+    """Online forecasting of demand one lead time ahead, from past samples only (Holt, or seasonal)."""
 
     horizon_seconds: int | None = Field(None, ge=0, description="default: the model start lead time")
-    level_smoothing_percent: int = Field(30, ge=1, le=100)
-    trend_smoothing_percent: int = Field(10, ge=0, le=100)
-    band_sigmas_percent: int = Field(0, ge=0, le=1000, description="upper band in hundredths of sigma")
+    seasonality: Literal["none", "daily", "weekly", "auto"] = Field(
+        "none",
+        description=(
+            "none: Holt's trend; daily, weekly or auto (both): a seasonal forecast that learns the day's "
+            "and/or the week's profile of 5-minute buckets and pre-warms node pools"
+        ),
+    )
+    headroom_percentile: int | None = Field(
+        None,
+        ge=50,
+        le=100,
+        description=(
+            "seasonal forecasts only: scale the forecast by this percentile of the recent actual ÷ forecast "
+            "ratios (last 3 h of 5-minute buckets), never below the forecast itself; default: none"
+        ),
+    )
+    level_smoothing_percent: int = Field(
+        30, ge=1, le=100, description="Holt's only (seasonality none); a seasonal forecast ignores it"
+    )
+    trend_smoothing_percent: int = Field(
+        10, ge=0, le=100, description="Holt's only (seasonality none); a seasonal forecast ignores it"
+    )
+    band_sigmas_percent: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description=(
+            "Holt's only (seasonality none): upper band in hundredths of sigma; a seasonal forecast ignores "
+            "it (headroomPercentile is its headroom)"
+        ),
+    )
     # Keep capacity for the demand seen recently: this percentile of the last `historySeconds`.
     history_seconds: int = Field(300, ge=0, le=86400)
     history_percentile: int = Field(90, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Forecast:
+        # Holt's knobs are not refused beside a seasonality: a policy written back with its defaults (as the
+        # replay and other clients dump it) names them all; they are documented as Holt's only
+        if self.seasonality == "none" and self.headroom_percentile is not None:
+            raise ValueError(
+                "headroomPercentile: applies to a seasonal forecast; set seasonality to daily, weekly or "
+                "auto, or leave headroomPercentile out (bandSigmasPercent is Holt's headroom)"
+            )
+        return self
 
 
 class Panic(Spec):

@@ -9,15 +9,16 @@ compiled ScalingPolicy, in numbered steps:
    under the healthy proposals (KEDA semantics: one more metric for the HPA, the max wins);
 3. zero: from 0 replicas, activation when a zero-pod signal is active, else stay at 0;
 4. the raw recommendation: the max over valid proposals; no scale-down on partial data (HPA semantics);
-5. demand one lead time ahead: the forecast (Holt, past samples only) and the level under which a percentile
-   of the recent work arrived raise the recommendation;
+5. demand one lead time ahead: the forecast (Holt, or the seasonal ensemble of `core.forecast`; past samples
+   only) and the level under which a percentile of the recent work arrived raise the recommendation;
 6. panic: a recommendation ≥ threshold × ready replicas applies at once and blocks scale-down until the burst
    has been over for `stableSeconds`;
 7. behavior: HPA stabilization windows and rate policies (`core.behavior`) on the sustained part of the
    recommendation; a transient part (a backlog to drain) applies at once within the scale-up policies;
 8. scale to zero after the idle period with every activation signal quiet;
 9. node pools: nodes to add for the lasting part of the recommendation (not for a burst or a backlog: a node
-   takes minutes) that holds no node, idle nodes to remove.
+   takes minutes) that holds no node — or for what a seasonal forecast expects one node provisioning and one
+   model start ahead, when that is more (pre-warmed nodes) —, idle nodes to remove.
 
 The decision carries the desired replicas, the node-pool changes, a sentence with numbers, the rule that
 limited it and the next state; `autoscaler.core.events` renders it as one JSON record.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -67,7 +68,8 @@ from jobs.snapshot import ClusterState
 
 
 class PolicyState(NamedTuple):
-    """What one policy remembers between decisions (the controller keeps it in memory, per target)."""
+    """What one policy remembers between decisions (the controller keeps it per target, and on the policy's
+    status: `autoscaler.controller.kube.persisted`)."""
 
     history: History = History()
     last_active: float | None = None
@@ -78,6 +80,7 @@ class PolicyState(NamedTuple):
     level: float = 0.0  # its percentile, recomputed when a sample enters or leaves
     # per trigger, when the reading last counted as a failure was read (a failure counts once per read)
     failure_reads: tuple[float | None, ...] = ()
+    seasonal: fc.Seasonal | None = None  # the seasonal forecast's state, when the policy asks for one
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ class Decision(NamedTuple):
     fallback: bool = False
     forecast: float | None = None  # demand expected one lead time ahead, in replicas of work
     floor: int = 0  # replicas the forecast and the recent demand asked to keep
+    # replicas the seasonal forecast expects one node provisioning and one model start ahead: the node pools
+    # hold nodes for them (pre-warmed) before the replicas are asked for
+    node_floor: int = 0
 
     @property
     def reason(self) -> str:
@@ -254,10 +260,12 @@ class _Step:
         "holt",
         "last_active",
         "level",
+        "node_floor",
         "nodes",
         "now",
         "panic_over_at",
         "proposals",
+        "seasonal",
         "seen",
         "t",
     )
@@ -285,6 +293,8 @@ class _Step:
         self.holt = state.holt
         self.demand = state.demand
         self.level = state.level
+        self.seasonal = state.seasonal
+        self.node_floor = 0
 
     def done(
         self,
@@ -301,9 +311,10 @@ class _Step:
     ) -> Decision:
         changes: tuple[NodePoolChange, ...] = ()
         if self.nodes is not None:
-            # nodes take minutes: provision them for lasting demand, not for a burst or a backlog
-            want = desired if nodes_for is None else nodes_for
-            changes = _node_changes(self.c.policy, self.nodes, want, self.t)
+            # nodes take minutes: provision them for lasting demand, not for a burst or a backlog — and for
+            # the demand the seasonal forecast expects once they would be ready
+            want = desired if nodes_for is None else max(nodes_for, self.node_floor)
+            changes = _node_changes(self.c.policy, self.nodes, want, self.t, desired)
         state = PolicyState(
             self.history,
             self.last_active,
@@ -313,6 +324,7 @@ class _Step:
             self.demand,
             self.level,
             self.failure_reads,
+            self.seasonal,
         )
         return Decision(
             self.c.ident,
@@ -330,6 +342,7 @@ class _Step:
             fallback,
             forecast,
             floor,
+            self.node_floor,
         )
 
 
@@ -515,6 +528,12 @@ def decide(
     stabilized, why, recs = stabilize(b, step.history, sustained, current, t)
     wanted = max(stabilized, raw) if raw > sustained else stabilized
     desired, rule = rate_limit(b, step.history, wanted, current, lo, hi, t)
+    # replicas outside [minReplicas, maxReplicas] (set by hand, or the bounds changed) go straight to the
+    # bound, whatever the metrics and the rate policies say, as the HPA's reconcile does before its metrics
+    if 0 < current < spec.min_replicas and desired < spec.min_replicas:
+        desired, rule = spec.min_replicas, "TooFewReplicas"
+    elif current > hi:
+        desired, rule = hi, "TooManyReplicas"
     # a window limited the step only when the metrics did not get what they wanted (a transient part on top
     # of the sustained one may ask for exactly what the window keeps)
     if rule == "DesiredWithinRange" and wanted == stabilized and stabilized not in (sustained, raw):
@@ -578,49 +597,81 @@ def _ceil(x: float) -> int:
     return max(0, math.ceil(x - 1e-9))
 
 
+def _replicas_for(load: float, model: tuple[float, float, float] | None, max_replicas: int) -> int:
+    """Replicas for `load` replicas of work: by the proposal's queueing model when it has one."""
+    if model is not None:
+        return erlang_c_replicas(load, model[0], model[1], model[2], max_replicas)
+    return _ceil(load)
+
+
 def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]:
-    """Replicas for the demand forecast one lead time ahead (Holt) and for the level under which
-    `historyPercentile` % of the recent work arrived; updates the forecast state. The reason comes back as
-    `_FLOOR_REASON` arguments, formatted only if it is the one reported."""
-    fspec = step.c.policy.spec.forecast
-    if fspec is None:
-        return 0, None, ()
+    """Replicas for the demand forecast one lead time ahead (Holt, or the seasonal forecast) and for the level
+    under which `historyPercentile` % of the recent work arrived; updates the forecast state. A seasonal
+    forecast also sets `step.node_floor`, the replicas it expects one node provisioning later. The reason
+    comes back as `_FLOOR_REASON` arguments, formatted only if it is the one reported."""
+    spec = step.c.policy.spec
+    fspec = spec.forecast
+    if fspec is None or fspec.seasonality == "none":
+        step.seasonal = None  # a seasonal state the spec no longer asks for is not carried (nor stored)
+        if fspec is None:
+            return 0, None, ()
     p, model = _followed(step)
     if p is None:
         return 0, None, ()
     demand = p.demand or 0.0
     peak = max(demand, p.short_demand or 0.0)
     t = step.t
-    step.holt = fc.update(
-        step.holt, demand, t, fspec.level_smoothing_percent / 100.0, fspec.trend_smoothing_percent / 100.0
-    )
+    horizon = fspec.horizon_seconds if fspec.horizon_seconds is not None else spec.lead.model_start_seconds
+    seasonality = fspec.seasonality
+    if seasonality == "none":
+        step.holt = fc.update(
+            step.holt, demand, t, fspec.level_smoothing_percent / 100.0, fspec.trend_smoothing_percent / 100.0
+        )
+        predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
+        how = ""
+    else:
+        s = step.seasonal
+        if s is None or not fc.seasonal_fits(s, seasonality):  # none yet, or the spec changed its seasons
+            s = fc.seasonal_start(seasonality)
+        step.seasonal = s = fc.observe(s, demand, t)
+        q = fspec.headroom_percentile
+        predicted = fc.seasonal_predict(s, t, horizon, q)
+        how = f" ({seasonality} seasonality)"
+        nodes = step.nodes
+        if nodes is not None and nodes.pools:
+            # nodes are ready one provisioning after they are asked for, and their replicas one model start
+            # later: ask for them for the demand then
+            provisioning = max(
+                (
+                    x.spec.provisioning_seconds
+                    for x in nodes.pools
+                    if spec.node_pool in (None, x.metadata.name)
+                ),
+                default=0,
+            )
+            ahead = fc.seasonal_predict(s, t, horizon + provisioning, q)
+            step.node_floor = min(hi, _replicas_for(ahead, model, spec.max_replicas))
     if fspec.history_seconds:
         before = step.demand
         step.demand = fc.add(before, peak, t, float(fspec.history_seconds))
         if step.demand.ranked is not before.ranked:  # the percentile only moves with the values
             step.level = fc.level(step.demand, fspec.history_percentile)
-    lead = step.c.policy.spec.lead.model_start_seconds
-    horizon = fspec.horizon_seconds if fspec.horizon_seconds is not None else lead
-    predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
     floor = _ceil(step.level)
     if predicted > demand:  # at or below today's demand the trigger's own proposal already covers it
-        if model is not None:
-            need = erlang_c_replicas(predicted, model[0], model[1], model[2], step.c.policy.spec.max_replicas)
-        else:
-            need = _ceil(predicted)
-        floor = max(floor, need)
-    args = (predicted, horizon, fspec.history_percentile, fspec.history_seconds, step.level)
+        floor = max(floor, _replicas_for(predicted, model, spec.max_replicas))
+    args = (predicted, horizon, how, fspec.history_percentile, fspec.history_seconds, step.level)
     return min(hi, floor), predicted, args
 
 
-_FLOOR_REASON = "{:.1f} replicas of work forecast in {} s, p{} of the last {} s at {:.1f}"
+_FLOOR_REASON = "{:.1f} replicas of work forecast in {} s{}, p{} of the last {} s at {:.1f}"
 
 
 def _node_changes(
-    policy: ScalingPolicy, nodes: NodeView, want: int, now: float
+    policy: ScalingPolicy, nodes: NodeView, want: int, now: float, desired: int | None = None
 ) -> tuple[NodePoolChange, ...]:
     """Nodes for `want` replicas: reopen cordoned nodes, then add nodes for replicas that fit no node; or,
-    with room to spare, remove idle empty nodes and cordon under-used ones."""
+    with room to spare, remove idle empty nodes and cordon under-used ones. Nodes added for more than the
+    `desired` replicas are pre-warmed for a forecast, and their reason says so."""
     spec = policy.spec
     pools = tuple(p for p in nodes.pools if spec.node_pool is None or p.metadata.name == spec.node_pool)
     if not pools:
@@ -639,6 +690,9 @@ def _node_changes(
         for n in nodes.nodes:
             counts[n.pool] = counts.get(n.pool, 0) + 1
         plan = plan_node_pools([group], pools, nodes.snapshot, counts, spec.lead.model_start_seconds)
+        if desired is not None and want > desired:
+            ahead = f"the forecast expects {_plural(want)} by the time new nodes are ready ({desired} now): "
+            return tuple(replace(c, reason=ahead + c.reason) for c in plan.changes)
         return plan.changes
     changes = [c for c in (scale_down(pool, nodes.nodes, now) for pool in pools) if c is not None]
     removed = {n for c in changes for n in c.remove}

@@ -1,7 +1,7 @@
 """A policy's decision state as JSON for its status (`status.state`), so that a restarted controller
 continues where the last one stopped: the stabilization history (recommendations and scale events), the last
-activity time, consecutive metric failures, the panic window, the forecast's level/trend and the recent
-demand samples behind the percentile floor.
+activity time, consecutive metric failures, the panic window, the forecast's level/trend or seasonal state
+(profiles packed in half precision) and the recent demand samples behind the percentile floor.
 
 Pure: no I/O, no clock. `load` never raises: state it cannot read is dropped (with the reason), and the
 policy starts fresh — a stale or foreign status must not stop the controller.
@@ -44,6 +44,8 @@ def dump(state: PolicyState) -> dict[str, Any]:
         out["holt"] = [round(ho.level, 6), round(ho.trend, 9), round(ho.variance, 6), round(ho.at, 3)]
     if state.demand.samples:
         out["demand"] = _pairs(state.demand.samples, 4)
+    if state.seasonal is not None:
+        out["seasonal"] = fc.pack(state.seasonal)  # the profiles in half precision: about 7 KB at most
     return out
 
 
@@ -68,6 +70,7 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
         holt = fc.Holt(*(float(x) for x in raw["holt"])) if "holt" in raw else None
         samples = tuple((float(t), float(v)) for t, v in raw.get("demand", ()))
         demand = fc.Recent(samples, tuple(sorted(v for _, v in samples if v > 0)))
+        seasonal = fc.unpack(raw["seasonal"]) if "seasonal" in raw else None
         state = PolicyState(
             history=history,
             last_active=float(raw["lastActive"]) if "lastActive" in raw else None,
@@ -75,6 +78,7 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
             panic_over_at=float(raw["panicOverAt"]) if "panicOverAt" in raw else None,
             holt=holt,
             demand=demand,
+            seasonal=seasonal,
         )
     except (TypeError, ValueError, KeyError) as e:
         return None, f"stored state is unreadable ({type(e).__name__}: {e})"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.api.policy import parse_policy_file, read_policy_file, trigger_name
+from autoscaler.api.policy import ScalingPolicy, parse_policy_file, read_policy_file, trigger_name
 from kernel.errors import InvalidSpec
 from tests.autoscaler.autoscaler_builders import a_policy, gpu_trigger
 
@@ -83,6 +83,16 @@ def test_the_examples_hold_an_llm_service_a_kafka_worker_and_a_node_pool() -> No
             "  maxReplicas: 3\n",
             "6: spec.triggers: Field required",
         ),
+        (
+            "  maxReplicas: 3\n  triggers: [{type: GPUUtilization, target: 70}]\n"
+            "  forecast: {headroomPercentile: 90}\n",
+            "9: spec.forecast.headroomPercentile: applies to a seasonal forecast; set seasonality to daily,",
+        ),
+        (
+            "  maxReplicas: 3\n  triggers: [{type: GPUUtilization, target: 70}]\n"
+            "  forecast: {seasonality: hourly}\n",
+            "9: spec.forecast.seasonality: Input should be 'none', 'daily', 'weekly' or 'auto'",
+        ),
     ],
     ids=[
         "unknown trigger type",
@@ -94,6 +104,8 @@ def test_the_examples_hold_an_llm_service_a_kafka_worker_and_a_node_pool() -> No
         "bad cron",
         "bad quantity",
         "missing field",
+        "headroom without seasonality",
+        "unknown seasonality",
     ],
 )
 def test_a_bad_policy_names_line_field_and_reason(body: str, expected: str) -> None:
@@ -129,6 +141,16 @@ def test_a_file_that_is_not_a_policy_is_rejected_with_a_line(text: str, expected
 def test_a_missing_file_is_reported_as_such(tmp_path: Path) -> None:
     with pytest.raises(InvalidSpec, match="file not found"):
         read_policy_file(tmp_path / "nope.yaml")
+
+
+def test_a_forecast_without_seasonality_keeps_holt_and_a_seasonal_one_takes_a_headroom() -> None:
+    holt = a_policy(forecast={}).spec.forecast
+    assert holt is not None and (holt.seasonality, holt.headroom_percentile) == ("none", None)
+    f = a_policy(forecast={"seasonality": "auto", "headroomPercentile": 90}).spec.forecast
+    assert f is not None and (f.seasonality, f.headroom_percentile) == ("auto", 90)
+    # written back with every default (as the replay and other clients dump it), it is still valid
+    again = ScalingPolicy.model_validate(a_policy(forecast={"seasonality": "auto"}).model_dump(by_alias=True))
+    assert again.spec.forecast is not None and again.spec.forecast.seasonality == "auto"
 
 
 def test_triggers_without_a_name_are_named_by_type_and_position() -> None:

@@ -415,3 +415,28 @@ def test_node_pool_changes_remove_only_empty_nodes_idle_for_the_pools_period() -
     )
     assert early.node_pools == ()
     assert [c.remove for c in late.node_pools] == [("n1",)]
+
+
+@pytest.mark.parametrize(
+    ("current", "gpu", "desired", "rule"),
+    [
+        pytest.param(1, 10, 3, "TooFewReplicas", id="below-min-with-idle-gpus"),
+        pytest.param(1, 95, 3, "TooFewReplicas", id="below-min-when-metrics-want-two"),
+        pytest.param(25, 95, 20, "TooManyReplicas", id="above-max-when-metrics-want-more"),
+        pytest.param(25, 10, 20, "TooManyReplicas", id="above-max-goes-to-max-first"),
+    ],
+)
+def test_replicas_outside_the_bounds_go_straight_to_the_bound(
+    current: int, gpu: float, desired: int, rule: str
+) -> None:
+    d = decide(a_policy(min_replicas=3, max_replicas=20), seen(current, gpu=gpus(gpu)), None, at(0))
+    assert (d.desired, d.rule) == (desired, rule)
+    assert f"{current} → {desired} replicas" in str(d.reason)
+
+
+def test_a_schedule_floor_below_min_replicas_still_scales_to_min_replicas() -> None:
+    window = {"cron": "0 0 * * *", "durationSeconds": 86400, "replicas": 1}
+    policy = a_policy(min_replicas=3, triggers=[{"type": "Schedule", "name": "s", "windows": [window]}])
+    d = decide(policy, seen(1), None, at(0))
+    assert (d.desired, d.rule) == (3, "TooFewReplicas")
+    assert "minReplicas is 3" in str(d.reason)
