@@ -190,6 +190,7 @@ class SparkEngine:
                         processingTime=f"{max(plan.delivery.checkpoint_interval // 10, 100)} milliseconds"
                     )
                 queries.append(writer.start())
+            self.last_queries = list(queries)  # a supervisor (or a test) may stop them: the run then ends
             for query in queries:
                 query.awaitTermination(options.timeout_s if bounded else None)
                 if query.isActive:
