@@ -4,6 +4,8 @@ see committed transactions only)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections import Counter
 from pathlib import Path
@@ -145,3 +147,46 @@ def test_a_flink_job_rides_out_a_broker_outage_and_neither_loses_nor_duplicates(
         assert got == want  # no record lost, none twice
     finally:
         environment.down(state)
+
+
+def python_workers() -> list[int]:
+    """The Beam Python worker processes PyFlink's TaskManager started (process mode), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"pyflink" in command and b"beam" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_flink_job_whose_python_worker_is_killed_restarts_it_and_neither_loses_nor_duplicates(
+    local_env: environment.Environment, kafka_io: Any, tmp_path: Path
+) -> None:
+    bootstrap = local_env.kafka_bootstrap
+    plan = example_plan(
+        "llm-preprocessor", unique(), delivery={"guarantee": "exactly-once", "checkpointInterval": "2s"}
+    )
+    values, _ = llm_requests(1200)
+    first, second = values[:600], values[600:]
+    kafka_io[1](bootstrap, plan.source.topic, first)
+    run = Running(plan, RunOptions(bootstrap, checkpoint_dir=tmp_path / "checkpoints"))
+    try:
+        assert committed(bootstrap, plan, expected(plan, first), timeout=180) == expected(plan, first)
+        workers = python_workers()
+        assert workers, "no Python worker found to kill"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        kafka_io[1](bootstrap, plan.source.topic, second)
+        want = expected(plan, values)
+        got = committed(bootstrap, plan, want, timeout=RECOVERY_S)
+        assert run.error is None, f"the job ended: {run.error}"
+        assert not set(workers) & set(python_workers())  # new workers did the rest
+    finally:
+        run.cancel()
+    assert sum(got.values()) == sum(want.values()) == 1200
+    assert got == want
