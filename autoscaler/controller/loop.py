@@ -627,11 +627,19 @@ class Controller:
                 log.info("%s: %s", e.key, message, extra=_fields(e.key, reason))
             self._queue_status(e, conditions.problem(change.condition, reason, message, present), {})
             told = ActFailure(reason, message, "Misconfigured" if present else "Recovered")
-            self._tell(e, d, told if present else None, None if present else told)
+            self._tell(e, d, told if present else None, None if present else told, change.condition)
 
-    def _tell(self, e: Entry, d: Decision, failure: ActFailure | None, recovery: ActFailure | None) -> None:
+    def _tell(
+        self,
+        e: Entry,
+        d: Decision,
+        failure: ActFailure | None,
+        recovery: ActFailure | None,
+        condition: str | None = None,
+    ) -> None:
         """An Event on the ScalingPolicy: a misconfiguration that started (`failure`) or a problem that
-        cleared (`recovery`); its record says so in place of the decision's sentence."""
+        cleared (`recovery`); its record says so in place of the decision's sentence, and names the
+        `condition` a misconfiguration holds False (the metrics sink keeps one series per condition)."""
         assert e.policy is not None
         told = failure or recovery
         assert told is not None
@@ -643,6 +651,8 @@ class Controller:
             "reason": told.reason,
             "message": told.message,
         }
+        if condition is not None:
+            rec["condition"] = condition
         involved = (e.policy.api_version, "ScalingPolicy", e.namespace, e.name)
         event = ScalingEvent(d, rec, False, involved, failure=failure, recovery=recovery)
         for sink in self.sinks:

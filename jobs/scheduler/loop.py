@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from jobs.cycle import ADMITTED, OVER_QUOTA, CycleResult, Decision, QueueState, running_from, schedule_cycle
 from jobs.device_annotations import assignment_annotations
@@ -32,7 +34,7 @@ from jobs.scheduler.config import SchedulerConfig
 from jobs.scheduler.groups import Held, Offer, PendingPod, build_offer, entry_uid
 from jobs.scheduler.kube import ClusterWriter, Gone
 from jobs.scheduler.metrics import SchedulerMetrics
-from jobs.scheduler.objects import group_key, meta
+from jobs.scheduler.objects import group_key, meta, pod_queue
 from jobs.scheduler.status import (
     INQUEUE,
     PENDING,
@@ -392,13 +394,9 @@ class Scheduler:
         self._group_statuses(facts, by_uid)
         self._queue_statuses(facts, by_uid)
         self._reclaim(facts)
-        pending: dict[str, int] = {}
-        for e in offer.entries:
-            pending[e.queue] = pending.get(e.queue, 0) + len(e.group.pods)
-        for q, n in pending.items():
-            self.metrics.pending.labels(q).set(
-                n - sum(1 for d in result.decisions if d.queue == q and d.outcome == ADMITTED)
-            )
+        per_queue, gangs = still_waiting(inp, offer, result, self.clock.now().timestamp())
+        self.metrics.set_pending(per_queue)
+        self.metrics.set_pending_gangs(gangs)
         return count
 
     def _unschedulable(self, p: PendingPod, message: str) -> None:
@@ -602,3 +600,38 @@ def _k8s_names(usage: Resources) -> dict[str, str]:
         g = usage[GPU]
         out["nvidia.com/gpu"] = str(g // 1000) if g % 1000 == 0 else f"{g}m"
     return out
+
+
+def still_waiting(
+    inp: CycleInput, offer: Offer, result: CycleResult, now: float
+) -> tuple[dict[str, int], dict[tuple[str, str], float]]:
+    """What still waits after a cycle: pods per queue, and each gang's (PodGroup key, queue) with when it
+    began to wait (the creation of its oldest waiting pod, Unix s; `now` when unknown). Every pending pod
+    counts, also one backing off or parked until capacity frees (a stuck gang is what operators need to
+    see); a gang with `minMember` pods bound or assumed runs, it does not wait."""
+    admitted = {
+        p.uid for d in result.decisions if d.outcome == ADMITTED for p in offer.members.get(d.uid, ())
+    }
+    per_queue: dict[str, int] = {}
+    gangs: dict[tuple[str, str], float] = {}
+    for p in inp.pending:
+        if p.uid in admitted:
+            continue
+        key = group_key(p.obj)
+        spec = inp.groups.get(key) if key is not None else None
+        queue = spec.queue if spec is not None else pod_queue(p.obj)
+        per_queue[queue] = per_queue.get(queue, 0) + 1
+        if key is None or inp.running.get(key, 0) >= (spec.min_member if spec is not None else 1):
+            continue
+        since = _created(p.obj, now)
+        gang = (key, queue)
+        gangs[gang] = min(gangs.get(gang, since), since)
+    return per_queue, gangs
+
+
+def _created(obj: Mapping[str, Any], default: float) -> float:
+    raw = meta(obj).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp() if raw else default
+    except ValueError:
+        return default

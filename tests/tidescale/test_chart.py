@@ -1,6 +1,6 @@
 """Guard tests for the chart: its values validate against its schema, every value is documented, and what
-`helm template` renders runs the controller with the flags from the values, under a role that allows its
-work."""
+`helm template` renders runs the controller with the flags from the values, under a role that grants exactly
+its work, and no role of the chart holds a wildcard."""
 
 from __future__ import annotations
 
@@ -92,9 +92,8 @@ def helm() -> Path:
         pytest.skip(str(exc))
 
 
-def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
-    """The controller's objects of `helm template demo CHART OPTIONS…` as `{kind: document}` (one document per
-    kind); the scheduler's, labelled with its component, are tested in test_chart_scheduler.py."""
+def render_all(helm: Path, *options: str) -> list[dict[str, Any]]:
+    """Every document of `helm template demo CHART --namespace ops OPTIONS…`."""
     result = subprocess.run(
         [str(helm), "template", "demo", str(CHART), "--namespace", "ops", *options],
         capture_output=True,
@@ -103,10 +102,17 @@ def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
+    """The controller's objects of `helm template demo CHART OPTIONS…` as `{kind: document}` (one document per
+    kind); the scheduler's are tested in test_chart_scheduler.py, the dashboards and the monitoring objects in
+    test_chart_monitoring.py."""
     docs = [
         d
-        for d in yaml.safe_load_all(result.stdout)
-        if d and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "scheduler"
+        for d in render_all(helm, *options)
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") in (None, "controller")
     ]
     by_kind = {d["kind"]: d for d in docs}
     assert len(by_kind) == len(docs), [d["kind"] for d in docs]
@@ -162,47 +168,46 @@ def test_the_service_selects_the_controller_pods_and_exposes_the_webhook_and_met
     }
 
 
-def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
-    return any(
-        (group in r["apiGroups"] or "*" in r["apiGroups"])
-        and (
-            resource in r["resources"]
-            or ("/" in resource and f"*/{resource.split('/', 1)[1]}" in r["resources"])
-        )
-        and verb in r["verbs"]
-        for r in rules
-    )
-
-
-@pytest.mark.parametrize(
-    ("group", "resource", "verbs"),
-    [
+# Everything the controller does against the API (its informers, /scale, status, Events, node pools and
+# their drain), as (group, resource, verb): its ClusterRole grants exactly this, and its Lease is left to a
+# namespaced Role. tests/tidescale/test_chart_install.py runs the controller with this role's token.
+CONTROLLER_GRANTS = {
+    (group, resource, verb)
+    for group, resource, verbs in [
         ("tidescale.io", "scalingpolicies", "get list watch"),
         ("tidescale.io", "nodepools", "get list watch"),
-        ("tidescale.io", "scalingpolicies/status", "get update patch"),
-        ("tidescale.io", "nodepools/status", "get update patch"),
+        ("tidescale.io", "scalingpolicies/status", "patch"),
+        ("apps", "deployments", "get list watch"),
+        ("apps", "statefulsets", "get list watch"),
         ("apps", "deployments/scale", "get update patch"),
         ("apps", "statefulsets/scale", "get update patch"),
-        ("serving.example.com", "inferenceservices/scale", "get update patch"),
         ("", "pods", "list watch"),
         ("", "pods/eviction", "create"),
-        ("", "nodes", "get list watch create delete patch"),
-        ("", "events", "create patch"),
-        ("coordination.k8s.io", "leases", "get create update"),
-        ("policy", "poddisruptionbudgets", "list"),
-        ("cluster.x-k8s.io", "machinedeployments", "get"),
-        ("cluster.x-k8s.io", "machinedeployments/scale", "get update patch"),
-        ("cluster.x-k8s.io", "machines", "patch"),
-    ],
-    ids=lambda v: v if isinstance(v, str) and " " not in v else None,
-)
-def test_the_cluster_role_allows_what_the_controller_does(
-    helm: Path, group: str, resource: str, verbs: str
-) -> None:
+        ("", "nodes", "list create patch delete"),
+        ("events.k8s.io", "events", "create patch"),
+        ("cluster.x-k8s.io", "machinedeployments/scale", "get update"),
+        ("cluster.x-k8s.io", "machines", "list patch"),
+    ]
+    for verb in verbs.split()
+}
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_cluster_role_grants_exactly_what_the_controller_does(helm: Path) -> None:
     rendered = render(helm)
     rules = rendered["ClusterRole"]["rules"]
-    for verb in verbs.split():
-        assert allows(rules, group, resource, verb), f"{verb} {group}/{resource}"
+
+    assert grants(rules) == CONTROLLER_GRANTS
+    assert not [r for r in rules if "resourceNames" in r or "nonResourceURLs" in r]
     binding = rendered["ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == rendered["ClusterRole"]["metadata"]["name"]
     assert binding["subjects"] == [
@@ -210,12 +215,87 @@ def test_the_cluster_role_allows_what_the_controller_does(
     ]
 
 
+def test_a_kind_named_in_scale_targets_gets_its_scale_and_nothing_else(helm: Path) -> None:
+    targets = [{"apiGroup": "serving.kserve.io", "resource": "inferenceservices"}]
+    rules = render(helm, "--set-json", f"rbac.scaleTargets={json.dumps(targets)}")["ClusterRole"]["rules"]
+
+    assert grants(rules) - CONTROLLER_GRANTS == {
+        ("serving.kserve.io", "inferenceservices/scale", verb) for verb in ("get", "update", "patch")
+    }
+
+
 def test_the_cluster_role_changes_workloads_only_through_scale_and_reads_no_secrets(helm: Path) -> None:
-    rules = render(helm)["ClusterRole"]["rules"]
+    cluster = grants(render(helm)["ClusterRole"]["rules"])
     for group, resource in (("apps", "deployments"), ("apps", "statefulsets"), ("", "pods")):
-        for verb in ("update", "patch", "delete"):
-            assert not allows(rules, group, resource, verb), f"{verb} {group}/{resource}"
-    assert not allows(rules, "", "secrets", "get")
+        for verb in ("update", "patch", "delete", "create"):
+            assert (group, resource, verb) not in cluster, f"{verb} {group}/{resource}"
+    assert not [t for t in cluster if t[1] in {"secrets", "configmaps", "serviceaccounts/token"}]
+    assert not [t for t in cluster if t[0] == "coordination.k8s.io"]
+
+
+def test_the_controllers_lease_is_granted_by_a_role_in_the_release_namespace_on_its_own_name(
+    helm: Path,
+) -> None:
+    rendered = render(helm)
+    role, binding = rendered["Role"], rendered["RoleBinding"]
+    (container,) = rendered["Deployment"]["spec"]["template"]["spec"]["containers"]
+
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "ops"
+    assert grants(role["rules"]) == {
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+    }
+    named = {
+        v
+        for r in role["rules"]
+        if r.get("resourceNames") == ["demo-tidescale-controller"]
+        for v in r["verbs"]
+    }
+    assert named == {"get", "update"}
+    assert "--lease-name=demo-tidescale-controller" in container["args"]
+    assert binding["subjects"] == rendered["ClusterRoleBinding"]["subjects"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    without = render(helm, "--set", "leaderElect=false")
+    assert "Role" not in without and "RoleBinding" not in without
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        (),
+        ("--set", "leaderElect=false", "--set", "scheduler.leaderElect=false"),
+        (
+            "--set-json",
+            'rbac.scaleTargets=[{"apiGroup": "serving.kserve.io", "resource": "inferenceservices"}]',
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
+        ),
+    ],
+    ids=["defaults", "no-leader-election", "everything"],
+)
+def test_no_role_the_chart_renders_holds_a_wildcard_verb_resource_or_group(
+    helm: Path, options: tuple[str, ...]
+) -> None:
+    roles = [d for d in render_all(helm, *options) if d["kind"] in ("Role", "ClusterRole")]
+    assert len([r for r in roles if r["kind"] == "ClusterRole"]) == 2
+    for role in roles:
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule, role["metadata"]["name"]
+            for field in ("apiGroups", "resources", "verbs"):
+                assert not [v for v in rule[field] if "*" in v], (role["metadata"]["name"], field, rule)
+
+
+def test_a_wildcard_scale_target_is_refused_by_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for target in ({"apiGroup": "*", "resource": "deployments"}, {"apiGroup": "apps", "resource": "*"}):
+        with pytest.raises(jsonschema.ValidationError, match="does not match"):
+            jsonschema.validate(values | {"rbac": {"create": True, "scaleTargets": [target]}}, schema)
 
 
 def test_the_chart_ships_the_committed_crds(helm: Path) -> None:
@@ -225,3 +305,19 @@ def test_the_chart_ships_the_committed_crds(helm: Path) -> None:
     assert result.returncode == 0, result.stderr
     names = sorted(d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout) if d)
     assert names == ["nodepools.tidescale.io", "scalingpolicies.tidescale.io"]
+
+
+CONSOLE_GRANTS = {
+    ("", "configmaps", "list"),
+    ("batch", "jobs", "list"),
+    ("scheduling.volcano.sh", "podgroups", "list"),
+    ("scheduling.volcano.sh", "queues", "list"),
+}
+
+
+def test_the_console_is_off_by_default_and_when_on_adds_only_list_grants_for_its_views(helm: Path) -> None:
+    off = render(helm)
+    assert "--no-console" in controller_args(off)
+    on = render(helm, "--set", "console.enabled=true")
+    assert "--no-console" not in controller_args(on)
+    assert grants(on["ClusterRole"]["rules"]) - CONTROLLER_GRANTS == CONSOLE_GRANTS

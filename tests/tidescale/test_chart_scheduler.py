@@ -21,23 +21,20 @@ CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
 COMPONENT = "app.kubernetes.io/component"
 
 # Everything the scheduler does against the API, as (group, resource, verb): its ClusterRole grants exactly
-# this, and the Lease is left to the namespaced Role.
+# this, and the Lease is left to the namespaced Role. tests/tidescale/test_chart_install.py runs the scheduler
+# with this role's token.
 CLUSTER_GRANTS = {
     (group, resource, verb)
     for group, resource, verbs in [
         ("", "nodes", "list watch"),
-        ("", "pods", "list watch patch"),
+        ("", "pods", "list watch"),
         ("", "pods/status", "patch"),
         ("", "pods/binding", "create"),
         ("", "pods/eviction", "create"),
-        ("", "events", "create patch"),
         ("events.k8s.io", "events", "create patch"),
-        ("policy", "poddisruptionbudgets", "get list watch"),
-        ("scheduling.volcano.sh", "podgroups", "get list watch patch update"),
-        ("scheduling.volcano.sh", "queues", "get list watch"),
-        ("scheduling.volcano.sh", "queues/status", "patch update"),
-        ("scheduling.x-k8s.io", "podgroups", "get list watch"),
-        ("scheduling.x-k8s.io", "podgroups/status", "patch"),
+        ("scheduling.volcano.sh", "podgroups", "list watch patch"),
+        ("scheduling.volcano.sh", "queues", "list watch"),
+        ("scheduling.volcano.sh", "queues/status", "patch"),
     ]
     for verb in verbs.split()
 }
@@ -72,7 +69,11 @@ def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
 
 def controller(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
     """The controller's objects as `{kind: document}`."""
-    docs = [d for d in render_all(helm, *options) if d["metadata"]["labels"].get(COMPONENT) != "scheduler"]
+    docs = [
+        d
+        for d in render_all(helm, *options)
+        if d["metadata"]["labels"].get(COMPONENT) in (None, "controller")
+    ]
     return {d["kind"]: d for d in docs}
 
 
@@ -322,16 +323,23 @@ def test_a_disabled_scheduler_renders_none_of_its_objects(helm: Path) -> None:
         "ServiceAccount",
     ]
 
-    docs = render_all(helm, "--set", "scheduler.enabled=false", *config)
+    monitored = ("--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true")
+    docs = render_all(helm, "--set", "scheduler.enabled=false", *config, *monitored)
     assert not [d for d in docs if d["metadata"]["labels"].get(COMPONENT) == "scheduler"]
     assert not [d for d in docs if "scheduler" in d["metadata"]["name"]]
-    assert sorted(d["kind"] for d in docs) == [
+    assert sorted(d["kind"] for d in docs if d["metadata"]["labels"].get(COMPONENT) != "dashboards") == [
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PrometheusRule",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ServiceMonitor",
     ]
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["tidescale-autoscaler"]  # no scheduler alerts
 
 
 def test_an_unknown_scheduler_value_is_refused_by_the_schema() -> None:

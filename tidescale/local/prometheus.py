@@ -108,15 +108,26 @@ def start(
 def add_scrape_target(state_dir: Path, url: str, target: ScrapeTarget) -> None:
     """Add (or replace, by job name) a scrape target on a running Prometheus and reload it."""
     targets = [t for t in read_targets(state_dir) if t.job != target.job] + [target]
+    _rewrite(state_dir, url, targets, f"adding {target.job}")
+
+
+def remove_scrape_target(state_dir: Path, url: str, job: str) -> None:
+    """Stop scraping `job` (a process that is gone) on a running Prometheus and reload it."""
+    targets = read_targets(state_dir)
+    if any(t.job == job for t in targets):
+        _rewrite(state_dir, url, [t for t in targets if t.job != job], f"removing {job}")
+
+
+def _rewrite(state_dir: Path, url: str, targets: list[ScrapeTarget], what: str) -> None:
     interval_file = _home(state_dir) / "interval"
     interval_s = float(interval_file.read_text()) if interval_file.exists() else 1.0
     write_config(state_dir, targets, interval_s)
     try:
         response = httpx.post(f"{url}/-/reload", timeout=10)
     except httpx.HTTPError as exc:
-        raise ComponentError(COMPONENT, f"reload after adding {target.job} failed: {exc}") from exc
+        raise ComponentError(COMPONENT, f"reload after {what} failed: {exc}") from exc
     if response.status_code != 200:
-        raise ComponentError(COMPONENT, f"reload after adding {target.job} refused: {response.text.strip()}")
+        raise ComponentError(COMPONENT, f"reload after {what} refused: {response.text.strip()}")
 
 
 def query(url: str, promql: str, timeout: float = 5) -> list[dict[str, object]]:

@@ -3,6 +3,7 @@
 `ControllerMetrics` owns a `CollectorRegistry` (never the process-global one, so two controllers in one test
 process do not collide) with the series operators alert on: decisions and scale events per policy, metric
 errors per source, failed act steps by kind, desired/current replicas, readiness and fallback per policy,
+the misconfigurations that hold a condition of a policy False (metrics unavailable, node pool at max, …),
 leadership, and the reconcile and reaction (signal → /scale patch) latencies. `render()` is the text
 exposition the controller's HTTP server returns on /metrics; serving it is not this module's job.
 `MetricsEventSink` is an `EventSink` that turns each `ScalingEvent` into metric updates.
@@ -28,6 +29,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60)
 # signal → patch: the goal is p50 ≤ 1 s, p99 ≤ 3 s
 REACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
+# the kinds of a failed act step (`CycleReport.failures`), exported at 0 from the start so that a rate over
+# them is 0, not "no data", until the first failure
+FAILURE_KINDS = ("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected")
 
 
 def direction(decision: Decision) -> str:
@@ -71,6 +75,8 @@ class ControllerMetrics:
             ["reason"],
             registry=r,
         )
+        for kind in FAILURE_KINDS:
+            self.scale_failures.labels(kind)
         self.desired = Gauge(
             "tidescale_desired_replicas", "Replicas the last decision asked for.", ["policy"], registry=r
         )
@@ -90,6 +96,14 @@ class ControllerMetrics:
             "tidescale_fallback_active",
             "1 while the policy's replicas come from its fallback (metrics failing).",
             ["policy"],
+            registry=r,
+        )
+        self.problem = Gauge(
+            "tidescale_policy_problem",
+            "1 while a misconfiguration holds a condition of the policy False, by the condition and its "
+            "reason (MetricsAvailable: MetricsUnavailable; PodsScheduled: NodePoolAtMax, PodsPending; "
+            "NodePoolReady: NodePoolNotFound, NodePoolProviderNotFound); gone once the problem clears.",
+            ["policy", "condition", "reason"],
             registry=r,
         )
         self.leader = Gauge("tidescale_is_leader", "1 while this replica holds the leader lease.", registry=r)
@@ -114,6 +128,7 @@ class ControllerMetrics:
         self._lock = threading.Lock()
         self._policies: set[str] = set()
         self._rules: dict[str, set[str]] = {}
+        self._problems: dict[str, dict[str, str]] = {}  # policy → condition → the reason exported
 
     def observe_decision(self, decision: Decision, acted: bool) -> None:
         """One decision: its rule counted, the replica gauges and the fallback flag set, and a scale event
@@ -134,6 +149,20 @@ class ControllerMetrics:
         with self._lock:
             self._policies.add(policy)
         self.ready.labels(policy).set(1 if ready else 0)
+
+    def set_problem(self, policy: str, condition: str, reason: str | None) -> None:
+        """The problem holding `condition` False for `policy` (None: it cleared). One series per policy and
+        condition: a new reason for the same condition replaces the old one."""
+        with self._lock:
+            problems = self._problems.setdefault(policy, {})
+            previous = problems.pop(condition, None)
+            if reason is not None:
+                problems[condition] = reason
+        if previous is not None and previous != reason:
+            with contextlib.suppress(KeyError):
+                self.problem.remove(policy, condition, previous)
+        if reason is not None:
+            self.problem.labels(policy, condition, reason).set(1)
 
     def metric_error(self, source: str, count: int = 1) -> None:
         self.metric_errors.labels(source).inc(count)
@@ -158,6 +187,7 @@ class ControllerMetrics:
         with self._lock:
             self._policies.discard(policy)
             rules = self._rules.pop(policy, set())
+            problems = self._problems.pop(policy, {})
         for gauge in (self.desired, self.current, self.ready, self.fallback):
             with contextlib.suppress(KeyError):
                 gauge.remove(policy)
@@ -167,6 +197,9 @@ class ControllerMetrics:
         for way in ("up", "down"):
             with contextlib.suppress(KeyError):
                 self.scale_events.remove(policy, way)
+        for condition, reason in problems.items():
+            with contextlib.suppress(KeyError):
+                self.problem.remove(policy, condition, reason)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series (content type `CONTENT_TYPE`)."""
@@ -175,7 +208,8 @@ class ControllerMetrics:
 
 class MetricsEventSink:
     """An `EventSink` that updates `ControllerMetrics` from each event; a reaction time travels in
-    `event.extra["reactionSeconds"]` when the shell measured one."""
+    `event.extra["reactionSeconds"]` when the shell measured one. A misconfiguration that starts or clears
+    (a `ScalingProblem` record naming its `condition`) sets or removes the policy's problem series."""
 
     def __init__(self, metrics: ControllerMetrics) -> None:
         self.metrics = metrics
@@ -183,7 +217,9 @@ class MetricsEventSink:
 
     def emit(self, event: ScalingEvent) -> None:
         if event.failure is not None or event.recovery is not None:
-            return  # not a decision applied: failures are counted per cycle (`scale_failure`)
+            # not a decision applied: failed act steps are counted per cycle (`scale_failure`)
+            self._problem(event)
+            return
         try:
             self.metrics.observe_decision(event.decision, event.acted)
             reaction = event.extra.get("reactionSeconds")
@@ -192,3 +228,14 @@ class MetricsEventSink:
         except Exception:
             self.errors += 1
             log.warning("metrics: cannot record the event of %s", event.decision.policy, exc_info=True)
+
+    def _problem(self, event: ScalingEvent) -> None:
+        condition = event.record.get("condition")
+        if not isinstance(condition, str):
+            return  # an act step's failure or recovery, not a misconfiguration of the policy
+        reason = event.failure.reason if event.failure is not None else None
+        try:
+            self.metrics.set_problem(event.decision.policy, condition, reason)
+        except Exception:
+            self.errors += 1
+            log.warning("metrics: cannot record the problem of %s", event.decision.policy, exc_info=True)

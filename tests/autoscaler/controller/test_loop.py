@@ -692,3 +692,17 @@ def test_a_failing_trigger_counts_once_per_read_while_a_faster_trigger_decides_e
         world.step(5)
     assert dict(world.controller.entries["ml/svc"].state.failures)["gpu"] == 4  # type: ignore[union-attr]
     assert world.scaler.calls == [("ml/svc", 5)]  # the fallback, after more than three failed reads
+
+
+def test_a_misconfigurations_record_names_the_condition_it_holds_false(world: World) -> None:
+    world.metrics.values["gpu"] = Reading(error="Prometheus at http://prom:9090: connection refused")
+    world.controller.upsert(a_policy_object())
+    world.step(15, full=True)
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5, 0.5))
+    world.step(15, full=True)
+    problems = [
+        (e.record["rule"], e.record.get("condition"))
+        for e in world.sink.events
+        if e.failure is not None or e.recovery is not None
+    ]
+    assert problems == [("MetricsUnavailable", "MetricsAvailable"), ("MetricsAvailable", "MetricsAvailable")]

@@ -125,3 +125,57 @@ def test_failed_act_steps_are_counted_by_kind_and_a_decision_not_applied_is_not_
     assert got[("tidescale_scale_failures_total", (("reason", "Permanent"),))] == 1
     assert ("tidescale_decisions_total", (("policy", "ml/svc"), ("rule", "DesiredWithinRange"))) not in got
     assert ("tidescale_desired_replicas", (("policy", "ml/svc"),)) not in got
+
+
+def told(
+    d: Decision, condition: str | None, failure: ActFailure | None, recovery: ActFailure | None
+) -> ScalingEvent:
+    """The event the loop sends when a misconfiguration starts (`failure`) or clears (`recovery`)."""
+    rec = dict(record(d)) | ({"condition": condition} if condition else {})
+    return ScalingEvent(
+        d, rec, False, ("tidescale.io/v1alpha1", "ScalingPolicy", "ml", "svc"), {}, failure, recovery
+    )
+
+
+def problems(m: ControllerMetrics) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: v for (name, labels), v in samples(m).items() if name == "tidescale_policy_problem"}
+
+
+def test_a_misconfiguration_is_a_problem_series_until_it_clears_and_a_new_reason_replaces_the_old() -> None:
+    m = ControllerMetrics()
+    sink = MetricsEventSink(m)
+    d = scale_up()
+    sink.emit(told(d, "PodsScheduled", ActFailure("PodsPending", "2 of 4 replicas …", "Misconfigured"), None))
+    sink.emit(told(d, "MetricsAvailable", ActFailure("MetricsUnavailable", "gpu …", "Misconfigured"), None))
+    pending = (("condition", "PodsScheduled"), ("policy", "ml/svc"), ("reason", "PodsPending"))
+    unavailable = (("condition", "MetricsAvailable"), ("policy", "ml/svc"), ("reason", "MetricsUnavailable"))
+    assert problems(m) == {pending: 1, unavailable: 1}
+
+    sink.emit(told(d, "PodsScheduled", ActFailure("NodePoolAtMax", "NodePool h100 …", "Misconfigured"), None))
+    at_max = (("condition", "PodsScheduled"), ("policy", "ml/svc"), ("reason", "NodePoolAtMax"))
+    assert problems(m) == {at_max: 1, unavailable: 1}
+
+    sink.emit(told(d, "MetricsAvailable", None, ActFailure("MetricsAvailable", "every …", "Recovered")))
+    assert problems(m) == {at_max: 1}
+    m.forget("ml/svc")
+    assert problems(m) == {}
+
+
+def test_an_act_steps_failure_or_recovery_is_no_problem_series() -> None:
+    m = ControllerMetrics()
+    sink = MetricsEventSink(m)
+    d = scale_up()
+    sink.emit(told(d, None, ActFailure("ScaleFailed", "HTTP 403 forbidden", "Permanent"), None))
+    sink.emit(told(d, None, None, ActFailure("TargetFound", "the target exists again", "Recovered")))
+    assert problems(m) == {}
+    assert sink.errors == 0
+
+
+def test_every_kind_of_failed_act_step_is_exported_at_zero_from_the_start() -> None:
+    got = samples(ControllerMetrics())
+    kinds = {
+        dict(labels)["reason"]: v
+        for (name, labels), v in got.items()
+        if name == "tidescale_scale_failures_total"
+    }
+    assert kinds == dict.fromkeys(("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected"), 0)

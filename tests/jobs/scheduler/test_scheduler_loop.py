@@ -177,3 +177,45 @@ def test_an_unchanged_no_is_written_once() -> None:
     s.run_cycle()
     settle(s)
     assert len(writer.statuses) == 1
+
+
+def exported(s: Scheduler, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(s.metrics.render().decode())
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def member(name: str, group: str, created: str) -> dict[str, Any]:
+    obj = pod(name)
+    obj["metadata"]["annotations"] = {"scheduling.k8s.io/group-name": group}
+    obj["metadata"]["creationTimestamp"] = created
+    return obj
+
+
+def test_a_waiting_gang_is_exported_with_when_it_began_to_wait_until_it_is_bound() -> None:
+    s, cache, _, _, _ = a_scheduler()
+    cache.on_node("ADDED", node("n0", gpus=4))
+    cache.on_group(
+        "ADDED", {"metadata": {"name": "g", "namespace": "ns"}, "spec": {"minMember": 3, "queue": "research"}}
+    )
+    cache.on_pod("ADDED", member("g-0", "g", "2026-12-03T08:00:05Z"))
+    cache.on_pod("ADDED", member("g-1", "g", "2026-12-03T08:00:00Z"))
+    cache.on_pod("ADDED", pod("big", gpus=8))  # never fits: parked, still waiting
+    s.run_cycle()
+
+    since = exported(s, "tidescale_scheduler_pending_gang_since_seconds")
+    assert since == {(("podgroup", "ns/g"), ("queue", "research")): 1796284800.0}  # 2026-12-03T08:00:00Z
+    pending = exported(s, "tidescale_scheduler_pending_pods")
+    assert pending == {(("queue", "default"),): 1, (("queue", "research"),): 2}
+
+    cache.on_pod("ADDED", member("g-2", "g", "2026-12-03T08:01:00Z"))  # the gang is whole: bound
+    s.run_cycle()
+    settle(s)
+    assert exported(s, "tidescale_scheduler_pending_gang_since_seconds") == {}
+    pending = exported(s, "tidescale_scheduler_pending_pods")
+    assert pending == {(("queue", "default"),): 1, (("queue", "research"),): 0}
