@@ -260,6 +260,7 @@ class Point(NamedTuple):
     current: int
     desired: int
     wanted: int | None  # the largest proposal of a trigger that read its metric; None: none did
+    load: float | None = None  # the largest measured load, in replicas' worth of work; None: none measured
 
 
 def point_of(record: Mapping[str, Any]) -> Point | None:
@@ -272,12 +273,10 @@ def point_of(record: Mapping[str, Any]) -> Point | None:
     current, desired = _int(replicas.get("current")), _int(replicas.get("desired"))
     if t is None or current is None or desired is None:
         return None
-    asked = [
-        n
-        for p in record.get("proposals") or []
-        if isinstance(p, Mapping) and not p.get("failed") and (n := _int(p.get("replicas"))) is not None
-    ]
-    return Point(t, current, desired, max(asked) if asked else None)
+    read = [p for p in record.get("proposals") or [] if isinstance(p, Mapping) and not p.get("failed")]
+    asked = [n for p in read if (n := _int(p.get("replicas"))) is not None]
+    loads = [float(d) for p in read if isinstance(d := p.get("demand"), (int, float))]
+    return Point(t, current, desired, max(asked) if asked else None, max(loads) if loads else None)
 
 
 class Series:
@@ -309,13 +308,14 @@ class Series:
 
 
 def chart(key: str, points: Sequence[Point], now: float, seconds: float = HOUR) -> dict[str, Any]:
-    """The last `seconds` of one policy: `points` as [t, current, desired, wanted] (t relative to `to`)."""
+    """The last `seconds` of one policy: `points` as [t, current, desired, wanted, load] (t relative to
+    `to`)."""
     shown = [p for p in points if now - seconds <= p.t <= now + 60]
     return {
         "policy": key,
         "from": round(now - seconds, 3),
         "to": round(now, 3),
-        "points": [[round(p.t - now, 1), p.current, p.desired, p.wanted] for p in shown],
+        "points": [[round(p.t - now, 1), p.current, p.desired, p.wanted, p.load] for p in shown],
     }
 
 

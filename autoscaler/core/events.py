@@ -37,6 +37,8 @@ def record(decision: Decision) -> dict[str, Any]:
                 "trigger": p.trigger,
                 "replicas": p.replicas,
                 "active": p.active,
+                # the measured load in replicas' worth of work (the metric, on the replicas' scale)
+                **({"demand": round(p.demand, 3)} if p.demand is not None else {}),
                 **({"failed": True} if p.failed else {}),
                 "reason": p.reason,
             }

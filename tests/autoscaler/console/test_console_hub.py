@@ -69,7 +69,7 @@ def test_an_emitted_event_reaches_every_subscriber_at_once_and_updates_the_row_a
     (row,) = hub.rows()
     assert (row.current, row.desired, row.rule) == (1, 3, "DesiredWithinRange")
     chart = hub.chart("ml/llm")
-    assert chart is not None and [p[1:] for p in chart["points"]] == [[1, 3, 3]]
+    assert chart is not None and [p[1:] for p in chart["points"]] == [[1, 3, 3, None]]
 
 
 def test_a_failure_is_a_warning_event_and_the_rows_problem() -> None:

@@ -41,8 +41,8 @@ def a_record(
         "reason": f"GPU 95% of target 70%: {current} → {desired} replicas",
         "rule": rule,
         "proposals": [
-            {"trigger": "gpu", "replicas": desired, "active": True, "reason": "…"},
-            {"trigger": "lag", "replicas": 9, "failed": True, "active": False, "reason": "down"},
+            {"trigger": "gpu", "replicas": desired, "active": True, "demand": 2.4, "reason": "…"},
+            {"trigger": "lag", "replicas": 9, "failed": True, "active": False, "demand": 7, "reason": "-"},
         ],
         **extra,
     }
@@ -152,7 +152,7 @@ def test_an_event_says_which_way_and_how_it_was_told(record: dict[str, Any], way
 
 def test_a_chart_point_holds_the_replicas_and_the_largest_proposal_of_a_metric_that_was_read() -> None:
     p = model.point_of(a_record(current=1, desired=3))
-    assert p is not None and (p.current, p.desired, p.wanted) == (1, 3, 3)
+    assert p is not None and (p.current, p.desired, p.wanted, p.load) == (1, 3, 3, 2.4)  # not the failed one
     assert p.t == pytest.approx(model.parse_time("2027-01-15T08:00:00.25Z") or 0)
 
 
@@ -174,7 +174,7 @@ def test_a_series_keeps_one_point_per_resolution_but_every_step_and_at_most_its_
 def test_the_chart_is_the_last_hour_relative_to_now() -> None:
     points = [point(-4000, 1, 1), point(-1800, 1, 2, 2), point(-10, 2, 2)]
     c = model.chart("ml/llm", points, T0, 3600)
-    assert c["points"] == [[-1800.0, 1, 2, 2], [-10.0, 2, 2, None]]
+    assert c["points"] == [[-1800.0, 1, 2, 2, None], [-10.0, 2, 2, None, None]]
     assert c["to"] - c["from"] == 3600
 
 
