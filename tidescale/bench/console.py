@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK, Deadline
+from tidescale.bench import cluster
 from tidescale.local import environment, nodes
 from tidescale.memory import PeakSampler, tree
 
@@ -206,22 +207,6 @@ def add_benchmarks(bench_sub: Any) -> None:
     b.set_defaults(func=run)
 
 
-def _deployment(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "server", "image": "model-server:1"}]},
-            },
-        },
-    }
-
-
 def floor_trigger(replicas: int) -> dict[str, Any]:
     """A Schedule trigger whose window is always open: a floor of `replicas`, no metric source needed."""
     return {
@@ -250,26 +235,6 @@ def floor_policy(name: str, namespace: str, floor: int = 1, max_replicas: int = 
 def floor_patch(replicas: int) -> dict[str, Any]:
     """The merge patch that moves a `floor_policy`'s floor (the controller scales to it at once)."""
     return {"spec": {"triggers": [floor_trigger(replicas)]}}
-
-
-def _start(command: list[str], ready_file: Path, log: Path, what: str) -> tuple[subprocess.Popen[bytes], str]:
-    child = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = Deadline(60)
-    while not ready_file.exists():
-        if child.poll() is not None or deadline.expired():
-            raise RuntimeError(f"{what} did not start (log: {log})")
-        SYSTEM_CLOCK.sleep(0.2)
-    return child, str(json.loads(ready_file.read_text())["url"])
-
-
-def _stop(child: subprocess.Popen[bytes] | None) -> None:
-    if child is None:
-        return
-    child.terminate()
-    try:
-        child.wait(30)
-    except subprocess.TimeoutExpired:
-        child.kill()
 
 
 def measure_events(
@@ -323,20 +288,13 @@ def run(args: argparse.Namespace) -> int:
         env = environment.up(["kubernetes"], state_dir, node_pools=pools)
         api = config.new_client_from_config(config_file=env.kubeconfig)
         core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
-        deadline = Deadline(30)
-        while not any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(NAMESPACE).items
-        ):
-            if deadline.expired():
-                raise RuntimeError(f"no default ServiceAccount in namespace {NAMESPACE} after 30 s")
-            SYSTEM_CLOCK.sleep(0.2)
+        cluster.ready_namespace(core, NAMESPACE)
         # 1. Deployments and policies, a few at a time
         began = SYSTEM_CLOCK.monotonic()
 
         def create(i: int) -> None:
             name = f"svc-{i:04d}"
-            apps.create_namespaced_deployment(NAMESPACE, _deployment(name))
+            apps.create_namespaced_deployment(NAMESPACE, cluster.deployment(name, "model-server:1"))
             custom.create_namespaced_custom_object(
                 "tidescale.io", "v1alpha1", NAMESPACE, "scalingpolicies", floor_policy(name, NAMESPACE)
             )
@@ -345,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             list(pool.map(create, range(n)))
         result["create_seconds"] = round(SYSTEM_CLOCK.monotonic() - began, 1)
         # 2. the controller, as deployed (its console on its endpoint)
-        controller, url = _start(
+        controller, url = cluster.start(
             [
                 sys.executable,
                 "-m",
@@ -364,15 +322,7 @@ def run(args: argparse.Namespace) -> int:
         browser = Browser()
         with PeakSampler([controller.pid]) as controller_rss, PeakSampler([browser.pid or 0]) as browser_rss:
             started = SYSTEM_CLOCK.monotonic()
-            deadline = Deadline(600)
-            while True:
-                listing = custom.list_namespaced_custom_object(
-                    "tidescale.io", "v1alpha1", NAMESPACE, "scalingpolicies"
-                )
-                ready = sum(1 for o in listing["items"] if (o.get("status") or {}).get("conditions"))
-                if ready == n or deadline.expired():
-                    break
-                SYSTEM_CLOCK.sleep(1.0)
+            ready = cluster.wait_policies_reconciled(custom, NAMESPACE, n)
             result["all_ready_seconds"] = round(SYSTEM_CLOCK.monotonic() - started, 1)
             result["ready_policies"] = ready
             # 3. the first load
@@ -400,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
             result["page_loads"] = browser.loads()
             # 5. the standalone console, its events from Kubernetes Events
             if args.standalone:
-                standalone, standalone_url = _start(
+                standalone, standalone_url = cluster.start(
                     [
                         sys.executable,
                         "-m",
@@ -441,8 +391,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if browser is not None:
             browser.close()
-        _stop(standalone)
-        _stop(controller)
+        cluster.stop(standalone)
+        cluster.stop(controller)
         environment.down(state_dir)
     if args.json:
         print(json.dumps(result))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK, Deadline
+from tidescale.bench import cluster
 from tidescale.local import environment, nodes
 from tidescale.memory import PeakSampler, tree
 
@@ -34,22 +35,6 @@ NAMESPACE = "bench"
 PROBE_PARTITIONS = 8
 BURST = 1000
 LAG_PER_REPLICA = 100
-
-
-def _deployment(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "worker", "image": "embed-worker:1.0"}]},
-            },
-        },
-    }
 
 
 def _policy(name: str, topic: str, group: str) -> dict[str, Any]:
@@ -110,14 +95,7 @@ def run(args: argparse.Namespace) -> int:
         env = environment.up(["kubernetes", "kafka"], state_dir, node_pools=[pool])
         api = config.new_client_from_config(config_file=env.kubeconfig)
         core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
-        deadline = Deadline(30)
-        while not any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(NAMESPACE).items
-        ):
-            if deadline.expired():
-                raise RuntimeError(f"no default ServiceAccount in namespace {NAMESPACE} after 30 s")
-            SYSTEM_CLOCK.sleep(0.2)
+        cluster.ready_namespace(core, NAMESPACE)
         # 1. topics, committed offsets for the probes, deployments and policies
         admin = AdminClient({"bootstrap.servers": env.kafka_bootstrap})
         topics = [NewTopic("bench-shared", num_partitions=4, replication_factor=1)]
@@ -137,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         began = SYSTEM_CLOCK.monotonic()
         for i in range(n):
             name = f"probe-{i}" if i < probes else f"worker-{i}"
-            apps.create_namespaced_deployment(NAMESPACE, _deployment(name))
+            apps.create_namespaced_deployment(NAMESPACE, cluster.deployment(name, "embed-worker:1.0"))
             topic = name if i < probes else "bench-shared"
             custom.create_namespaced_custom_object(
                 "tidescale.io", "v1alpha1", NAMESPACE, "scalingpolicies", _policy(name, topic, name)
@@ -145,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
         result["create_seconds"] = round(SYSTEM_CLOCK.monotonic() - began, 1)
         # 2. the controller, as deployed, in a child process
         ready_file = state_dir / "controller-ready.json"
-        log_file = (state_dir / "controller.log").open("wb")
-        controller = subprocess.Popen(
+        controller, url = cluster.start(
             [
                 sys.executable,
                 "-m",
@@ -164,26 +141,13 @@ def run(args: argparse.Namespace) -> int:
                 "--ready-file",
                 str(ready_file),
             ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+            ready_file,
+            state_dir / "controller.log",
+            "the controller",
         )
-        deadline = Deadline(60)
-        while not ready_file.exists():
-            if controller.poll() is not None or deadline.expired():
-                raise RuntimeError(f"the controller did not start (log: {state_dir / 'controller.log'})")
-            SYSTEM_CLOCK.sleep(0.2)
-        url = json.loads(ready_file.read_text())["url"]
         with PeakSampler([controller.pid]) as sampler:
             started = SYSTEM_CLOCK.monotonic()
-            deadline = Deadline(600)
-            while True:
-                listing = custom.list_namespaced_custom_object(
-                    "tidescale.io", "v1alpha1", NAMESPACE, "scalingpolicies"
-                )
-                ready = sum(1 for o in listing["items"] if (o.get("status") or {}).get("conditions"))
-                if ready == n or deadline.expired():
-                    break
-                SYSTEM_CLOCK.sleep(1.0)
+            ready = cluster.wait_policies_reconciled(custom, NAMESPACE, n)
             result["all_ready_seconds"] = round(SYSTEM_CLOCK.monotonic() - started, 1)
             result["ready_policies"] = ready
             # 3. reaction: a lag burst on one probe topic at a time
