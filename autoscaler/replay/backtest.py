@@ -29,6 +29,7 @@ from autoscaler.controller.pools.nodes_view import node_view
 from autoscaler.core.triggers import TriggerRegistry
 from autoscaler.replay.baselines import Baseline, default_registry
 from autoscaler.replay.baselines.cluster_autoscaler import ClusterAutoscaler, NodeUse
+from autoscaler.replay.forecast_error import ForecastError, for_policy
 from autoscaler.replay.ports import LoopController, SimNodePools
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.simulator import Actions, Result, Simulation, replay
@@ -68,9 +69,12 @@ def default_pool(model: ServiceModel) -> NodePool:
 
 
 def service_model_for(policy: ScalingPolicy, pool: NodePool | None, base: ServiceModel) -> ServiceModel:
-    """The replay's service model: the SLO from the policy's SLO trigger; the node shape, price, provisioning
-    delay and node bounds from the pool; GPUs per replica from the policy's pod requests."""
+    """The replay's service model: the SLO from the policy's SLO trigger; the model start from the policy's
+    `lead` when it states one; the node shape, price, provisioning delay and node bounds from the pool; GPUs
+    per replica from the policy's pod requests."""
     m = base
+    if "lead" in policy.spec.model_fields_set:
+        m = replace(m, cold_start_s=float(policy.spec.lead.model_start_seconds))
     slo = next((t for t in policy.spec.triggers if isinstance(t, SLOTrigger)), None)
     if slo is not None:
         m = replace(
@@ -138,6 +142,8 @@ class Backtest:
     model: ServiceModel
     results: tuple[Result, ...]
     policy: str
+    # the seasonal forecast's error on 5-minute request counts one model start ahead, beside the recent level
+    forecast: ForecastError | None = None
 
     def render_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +151,7 @@ class Backtest:
             "policy": self.policy,
             "service_model": self.model.render(),
             "rows": [r.row() | {"config": r.description} for r in self.results],
+            "forecast": self.forecast.render() if self.forecast is not None else None,
         }
 
 
@@ -182,10 +189,14 @@ def run_backtest(
     registry = default_registry()
     for name in baselines:
         results.append(
-            replay(requests, model, BaselineController(registry.build(name, policy), pool, policy))
+            replay(requests, model, BaselineController(registry.build(name, policy, model), pool, policy))
         )
     return Backtest(
-        requests.name, model, tuple(results), f"{policy.metadata.namespace}/{policy.metadata.name}"
+        requests.name,
+        model,
+        tuple(results),
+        f"{policy.metadata.namespace}/{policy.metadata.name}",
+        for_policy(policy, T0 + requests.arrival),
     )
 
 
@@ -211,6 +222,8 @@ def format_table(bt: Backtest) -> str:
         )
     lines.append("")
     lines.extend(f"{r.policy}: {r.description}" for r in bt.results)
+    if bt.forecast is not None:
+        lines.append(bt.forecast.describe())
     return "\n".join(lines)
 
 

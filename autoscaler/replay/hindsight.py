@@ -103,11 +103,11 @@ class Work:
     @classmethod
     def of(cls, requests: Requests, model: ServiceModel, initial_replicas: int = 1) -> Work:
         """`initial_replicas`: the warm replicas the replay starts with (`simulator.replay`)."""
+        service, prefill = model.times(requests)
         return cls(
             arrival=np.asarray(requests.arrival, dtype=np.float64),
-            service=requests.prompt / model.prefill_tokens_per_s
-            + requests.generated / model.decode_tokens_per_s,
-            prefill=requests.prompt / model.prefill_tokens_per_s,
+            service=service,
+            prefill=prefill,
             slo_s=model.slo_ttft_s,
             duration_s=max(1.0, requests.duration_s),
             gpus_per_replica=max(1, model.gpus_per_replica),

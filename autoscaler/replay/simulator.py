@@ -1,11 +1,13 @@
-"""The trace-replay simulator: requests, replicas, GPU nodes and one autoscaling controller, second by second.
+"""The trace-replay simulator: requests, replicas, GPU nodes and one autoscaling controller, step by step.
 
-Each second `t`, in order: nodes that finished provisioning become ready and Pending pods bind to them (their
-cold start begins); pods whose cold start is over start serving; the controller observes (only what its
-pipeline makes visible at `t`, see `service_model`) and acts — replicas written to /scale, nodes
-added or removed; then the requests arriving in [t, t+1) join the gateway's FIFO and every free replica takes
-the oldest waiting request. Service is exact per request (a c-server FIFO whose servers change only at whole
-seconds); each request's latency is its time to first token.
+At each step `t` (every `tick` seconds: 1, or more for long traces, `ServiceModel.tick_for`), in order: nodes
+that finished provisioning become ready and Pending pods bind to them (their cold start begins); pods whose
+cold start is over start serving; the controller observes (only what its pipeline makes visible at `t`, see
+`service_model`) and acts — replicas written to /scale, nodes added or removed; then the requests arriving in
+[t, t+tick) join the gateway's FIFO and every free replica takes the oldest waiting request. Service is exact
+per request (a c-server FIFO whose servers change only at steps); each request's latency is its time to first
+token, or its queueing delay when the trace measured its service time (`ServiceModel.times`). What the
+controllers read is kept per second whatever the step: counters, busy time, queue and servers.
 
 Replicas scaled down stop taking requests at once and hold their GPU until their current request is done; the
 ReplicaSet removes unbound pods first, then starting ones, then ready ones — by pod-deletion-cost when the
@@ -145,7 +147,7 @@ def largest_burst(requests: Requests, model: ServiceModel, bin_s: int = 10) -> t
     and the replicas' worth of work in that bin."""
     if not len(requests):
         return 0, 0.0
-    work = requests.prompt / model.prefill_tokens_per_s + requests.generated / model.decode_tokens_per_s
+    work = model.times(requests)[0]
     bins = np.bincount((requests.arrival // bin_s).astype(np.int64), weights=work) / bin_s
     prev = np.convolve(np.concatenate([np.zeros(6), bins]), np.ones(6) / 6, mode="valid")[: len(bins)]
     jump = bins - prev
@@ -161,12 +163,12 @@ class Simulation:
         self.model = model
         self.t = 0
         n = len(requests)
-        self.horizon = math.ceil(requests.duration_s + DRAIN_LIMIT_S) + 2
+        self.tick = model.tick_for(requests.duration_s)
+        k = self.tick
+        # a whole number of steps
+        self.horizon = -(-(math.ceil(requests.duration_s + DRAIN_LIMIT_S) + 2) // k) * k
         h = self.horizon
-        self.service = (
-            requests.prompt / model.prefill_tokens_per_s + requests.generated / model.decode_tokens_per_s
-        )
-        self.prefill = requests.prompt / model.prefill_tokens_per_s
+        self.service, self.prefill = model.times(requests)
         self.ttft = np.full(n, np.nan)
         sec = np.floor(requests.arrival).astype(np.int64)
         # cumulative counters at whole seconds: index k = total before second k
@@ -184,6 +186,7 @@ class Simulation:
         np.add.at(self.arr_frac, np.minimum(sec, h), (sec + 1) - requests.arrival)
         self.dep_count = np.zeros(h + 2)
         self.dep_frac = np.zeros(h + 2)
+        self.start_count = np.zeros(h + 2)  # requests that started service in second k
         self.c_completed = np.zeros(h + 2)
         self.busy = np.zeros(h + 2)  # busy replica-seconds in second k
         self.serving_n = np.zeros(h + 2)  # replicas able to serve during second k
@@ -467,9 +470,9 @@ class Simulation:
 
     # --- serving ------------------------------------------------------------------------------------------
 
-    def _serve(self, t: int) -> None:
+    def _serve(self, t: int, end: int) -> None:
+        """Serve [t, end): arrivals join the FIFO, free replicas take the oldest waiting request."""
         req = self.req
-        end = t + 1
         while self.next_req < len(req) and req.arrival[self.next_req] < end:
             self.queue.append(self.next_req)
             self.next_req += 1
@@ -490,6 +493,7 @@ class Simulation:
             p.free_at = finish
             heapq.heapreplace(heap, (finish, name))
             k = int(start)
+            self.start_count[k] += 1
             while k < finish:
                 self.busy[k] += min(finish, k + 1) - max(start, k)
                 k += 1
@@ -502,8 +506,10 @@ class Simulation:
     def run(self, controller: Controller) -> Result:
         self._draining = []
         t = 0
+        k = self.tick
         last_arrival = int(self.req.duration_s) if len(self.req) else 0
         gpu_seconds = 0.0
+        started = 0.0  # requests that started service before the step
         while True:
             self.t = t
             # 1. nodes ready: bind pending pods; 2. pods ready start serving; drained pods leave
@@ -515,10 +521,10 @@ class Simulation:
                 else:
                     still.append(p)
             self._draining = still
-            # 3. observe and act
-            self.c_completed[t] = (self.c_completed[t - 1] if t > 0 else 0.0) + (
-                self.dep_count[t - 1] if t > 0 else 0.0
-            )
+            # 3. observe and act (departures before t are all known: completed counts up to t)
+            if t > 0:
+                a = t - k
+                self.c_completed[a + 1 : t + 1] = self.c_completed[a] + np.cumsum(self.dep_count[a:t])
             actions = controller.step(self)
             if actions is not None:
                 before = self.spec
@@ -526,20 +532,27 @@ class Simulation:
                 if self.spec > before:
                     self.first_scale_up_after.setdefault(t, self.spec)
                 self._bind_and_start(t)
-            # 4. serve [t, t+1)
+            # 4. serve [t, t+k)
             serving = [p for p in self.live.values() if p.serving]
-            self.serving_n[t] = len(serving)
-            self._serve(t)
-            # 5. record
-            self.queue_at[t + 1] = len(self.queue)
-            self.running_at[t + 1] = sum(1 for p in serving if p.free_at > t + 1)
-            self.live_at[t + 1] = sum(1 for p in self.live.values() if p.bound_at is not None)
-            self.replicas_at[t] = self.spec
-            self.ready_at[t] = len(serving)
-            held = sum(1 for p in self.live.values() if p.bound_at is not None) + len(self._draining)
-            gpu_seconds += held * self.model.gpus_per_replica
-            t += 1
-            if t >= self.horizon - 1 or (t > last_arrival and self.done == len(self.req)):
+            self.serving_n[t : t + k] = len(serving)
+            self._serve(t, t + k)
+            # 5. record, per second: waiting = arrived − started; inside a step the running ones are the
+            # started less the departed (a draining replica's included); at the step's end, the replicas
+            # still busy
+            began = started + np.cumsum(self.start_count[t : t + k])
+            self.queue_at[t + 1 : t + k + 1] = self.c_requests[t + 1 : t + k + 1] - began
+            if k > 1:
+                departed = self.c_completed[t] + np.cumsum(self.dep_count[t : t + k - 1])
+                self.running_at[t + 1 : t + k] = began[:-1] - departed
+            started = float(began[-1])
+            self.running_at[t + k] = sum(1 for p in serving if p.free_at > t + k)
+            bound = sum(1 for p in self.live.values() if p.bound_at is not None)
+            self.live_at[t + 1 : t + k + 1] = bound
+            self.replicas_at[t : t + k] = self.spec
+            self.ready_at[t : t + k] = len(serving)
+            gpu_seconds += (bound + len(self._draining)) * self.model.gpus_per_replica * k
+            t += k
+            if t >= self.horizon - k or (t > last_arrival and self.done == len(self.req)):
                 break
         self.end = t
         return self._result(controller, gpu_seconds, t)

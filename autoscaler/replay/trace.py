@@ -1,13 +1,19 @@
 """Reading traces for the replay: a request log in the Azure LLM format
-(`TIMESTAMP,ContextTokens,GeneratedTokens`) or a rate series (`timestamp,qps`, one row per interval), scaled
-by a rate multiplier.
+(`TIMESTAMP,ContextTokens,GeneratedTokens`), the GenTD26 request log (`gmt_create`, `predict_status`,
+`exec_time_seconds`, …: one row per image-generation request with its measured GPU time) or a rate series
+(`timestamp,qps`, one row per interval) — the header says which —, cut to a window and scaled by a rate
+multiplier.
 
 Timestamps become seconds from the first row. The Azure format has seven fractional digits (100 ns), which
 `datetime.strptime` cannot read, so the fraction is split off by hand; CRLF endings and a missing final
-newline are fine. A multiplier X keeps each request and adds copies — floor(X) in all, one more with
-probability frac(X) — shifted by up to one second (seeded), so the shape of the traffic (its bursts and its
-silences) is kept while the rate scales. A rate series draws Poisson arrivals per interval with the model's
-mean tokens.
+newline are fine. A GenTD26 row's execution time becomes the request's service time, which replaces the
+token model's (`Requests.service`): rows without one — an empty field, or 0 s on a request that had not
+finished (`PENDING`, `PROCESSING`) — get the median of the others and are counted in `Requests.notes`; a
+`FAILED` row keeps its time (it held a GPU until it failed). A window keeps the requests in [start, end) and
+counts time from its start. A multiplier X keeps each request and adds copies — floor(X) in all, one more
+with probability frac(X) — shifted by up to one second (seeded), each with its request's tokens and service
+time, so the shape of the traffic (its bursts and its silences) is kept while the rate scales. A rate series
+draws Poisson arrivals per interval with the model's mean tokens.
 
 `load_trace` reads one file; everything else here is pure.
 """
@@ -16,7 +22,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,12 +37,16 @@ JITTER_S = 1.0
 
 @dataclass(frozen=True)
 class Requests:
-    """Arrivals (seconds from the start, sorted) with their prompt and generated tokens."""
+    """Arrivals (seconds from the start, sorted) with their prompt and generated tokens and, when the trace
+    measured it, the seconds each request holds a replica (`service`; the token model's time otherwise)."""
 
     name: str
     arrival: npt.NDArray[np.float64]
     prompt: npt.NDArray[np.float64]
     generated: npt.NDArray[np.float64]
+    service: npt.NDArray[np.float64] | None = None
+    # what reading the file did beyond parsing (rows filled in, statuses kept), one sentence each
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -43,6 +54,17 @@ class Requests:
     @property
     def duration_s(self) -> float:
         return float(self.arrival[-1]) if len(self.arrival) else 0.0
+
+    def take(self, index: npt.NDArray[np.int64] | npt.NDArray[np.bool_], name: str | None = None) -> Requests:
+        """These requests (an index or a mask) with everything that belongs to each request."""
+        return Requests(
+            self.name if name is None else name,
+            self.arrival[index],
+            self.prompt[index],
+            self.generated[index],
+            None if self.service is None else self.service[index],
+            self.notes,
+        )
 
 
 def _timestamp(text: str) -> float:
@@ -77,6 +99,8 @@ def parse_trace(
         order = np.argsort(t, kind="stable")
         t = t[order] - t[order][0]
         return Requests(Path(source).name, t, prompt[order], gen[order])
+    if set(lower) >= GENTD26_COLUMNS:
+        return parse_gentd26(header, rows, source)
     if lower[:2] == ["timestamp", "qps"]:
         try:
             ts = np.array([_timestamp(r[0]) for r in rows])
@@ -88,9 +112,72 @@ def parse_trace(
         source,
         [
             f"1: (trace): header {','.join(header)!r}; "
-            "want TIMESTAMP,ContextTokens,GeneratedTokens or timestamp,qps"
+            "want TIMESTAMP,ContextTokens,GeneratedTokens, a GenTD26 request log (gmt_create, "
+            "exec_time_seconds, …) or timestamp,qps"
         ],
     )
+
+
+GENTD26_COLUMNS = frozenset({"gmt_create", "exec_time_seconds"})
+# statuses of requests that had not finished when the trace was cut: a 0 s execution time is no measurement
+UNFINISHED = frozenset({"PENDING", "PROCESSING", "WAITING", "QUEUED", "RUNNING"})
+
+
+def parse_gentd26(header: list[str], rows: list[list[str]], source: str) -> Requests:
+    """The GenTD26 request log: every row a request at `gmt_create` (second resolution) that held a GPU for
+    `exec_time_seconds`; rows without an execution time get the median of the others (counted in `notes`).
+    Tokens are zero: the requests' cost is their measured time."""
+    col = {h.lower(): i for i, h in enumerate(header)}
+    at, ex, st = col["gmt_create"], col["exec_time_seconds"], col.get("predict_status")
+    times: list[float] = []
+    service: list[float] = []
+    missing: list[int] = []
+    statuses: dict[str, int] = {}
+    failed_kept = 0
+    for k, r in enumerate(rows):
+        line = k + 2
+        try:
+            times.append(_timestamp(r[at]))
+        except (ValueError, IndexError):
+            cell = r[at] if at < len(r) else ""
+            raise InvalidSpec(source, [f"{line}: gmt_create: not a time: {cell!r}"]) from None
+        status = (r[st].strip().upper() if st is not None and st < len(r) else "") or "?"
+        statuses[status] = statuses.get(status, 0) + 1
+        cell = r[ex].strip() if ex < len(r) else ""
+        try:
+            value = float(cell) if cell else math.nan
+        except ValueError:
+            raise InvalidSpec(source, [f"{line}: exec_time_seconds: not a number: {cell!r}"]) from None
+        if value < 0:
+            raise InvalidSpec(source, [f"{line}: exec_time_seconds: negative ({value:g} s)"])
+        if math.isnan(value) or (value == 0.0 and status in UNFINISHED):
+            missing.append(k)
+        elif status not in ("SUCCEED", "?"):
+            failed_kept += 1
+        service.append(value)
+    s = np.array(service)
+    known = np.ones(len(s), dtype=bool)
+    known[missing] = False
+    if not known.any():
+        raise InvalidSpec(source, ["(trace): no row has an exec_time_seconds"])
+    median = float(np.median(s[known]))
+    s[missing] = median
+    t = np.array(times)
+    order = np.argsort(t, kind="stable")
+    t = t[order] - t[order][0]
+    counts = ", ".join(f"{n:,} {name}" for name, n in sorted(statuses.items(), key=lambda kv: -kv[1]))
+    notes = [f"{len(rows):,} requests ({counts}), each with its measured execution time"]
+    if failed_kept:
+        notes.append(
+            f"{failed_kept:,} of them did not succeed and keep their measured time (they held a GPU until "
+            "they ended)"
+        )
+    notes.append(
+        f"{len(missing):,} without an execution time (empty, or 0 s before they finished) got the median "
+        f"{median:g} s"
+    )
+    zeros = np.zeros(len(t))
+    return Requests(Path(source).name, t, zeros, zeros.copy(), s[order], tuple(notes))
 
 
 def rate_series(
@@ -122,32 +209,77 @@ def multiply(requests: Requests, factor: float, seed: int = 11) -> Requests:
         return requests
     rng = np.random.default_rng(seed)
     n = len(requests)
+    name = f"{requests.name} ×{factor:g}"
     if factor < 1.0:
-        keep = rng.random(n) < factor
-        name = f"{requests.name} ×{factor:g}"
-        return Requests(name, requests.arrival[keep], requests.prompt[keep], requests.generated[keep])
+        return requests.take(rng.random(n) < factor, name)
     whole = int(factor)
+    # each copy is the original request (its tokens and service time: `source`) at a jittered time
     parts_t = [requests.arrival]
-    parts_p = [requests.prompt]
-    parts_g = [requests.generated]
+    source = [np.arange(n)]
     for _ in range(whole - 1):
         parts_t.append(requests.arrival + rng.uniform(0.0, JITTER_S, n))
-        parts_p.append(requests.prompt)
-        parts_g.append(requests.generated)
+        source.append(np.arange(n))
     frac = factor - whole
     if frac > 0:
-        pick = rng.random(n) < frac
-        parts_t.append(requests.arrival[pick] + rng.uniform(0.0, JITTER_S, int(pick.sum())))
-        parts_p.append(requests.prompt[pick])
-        parts_g.append(requests.generated[pick])
+        pick = np.flatnonzero(rng.random(n) < frac)
+        parts_t.append(requests.arrival[pick] + rng.uniform(0.0, JITTER_S, len(pick)))
+        source.append(pick)
     t = np.concatenate(parts_t)
     order = np.argsort(t, kind="stable")
-    return Requests(
-        f"{requests.name} ×{factor:g}",
-        t[order],
-        np.concatenate(parts_p)[order],
-        np.concatenate(parts_g)[order],
-    )
+    copied = requests.take(np.concatenate(source)[order], name)
+    return replace(copied, arrival=t[order])
+
+
+def window(requests: Requests, start_s: float, end_s: float | None = None) -> Requests:
+    """The requests that arrived in [start_s, end_s) (seconds from the trace's start; None: to its end), with
+    time counted from `start_s`."""
+    if start_s < 0 or (end_s is not None and end_s <= start_s):
+        raise ValueError(f"window {start_s:g}–{end_s} s: want 0 ≤ start < end")
+    end = math.inf if end_s is None else end_s
+    keep = (requests.arrival >= start_s) & (requests.arrival < end)
+    if not keep.any():
+        raise ValueError(
+            f"window {_span(start_s)}–{'end' if end_s is None else _span(end_s)}: no request in it "
+            f"(the trace spans {_span(requests.duration_s)})"
+        )
+    label = f"{requests.name} [{_span(start_s)}–{'' if end_s is None else _span(end_s)}]"
+    cut = requests.take(keep, label)
+    return replace(cut, arrival=cut.arrival - start_s)
+
+
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _span(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= UNITS[unit] and seconds % UNITS[unit] == 0:
+            return f"{seconds / UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def parse_window(text: str) -> tuple[float, float | None]:
+    """`START,END` in seconds from the trace's start, each with an optional unit (s, m, h, d), END optional:
+    `0,3d`, `2d,`, `3600,7200`."""
+    start, sep, end = text.partition(",")
+    if not sep:
+        raise ValueError(f"--window {text!r}: want START,END (e.g. 0,3d or 2d,)")
+
+    def seconds(part: str, what: str) -> float:
+        part = part.strip().lower()
+        unit = UNITS.get(part[-1:]) if part else None
+        number = part[:-1] if unit is not None else part
+        try:
+            return float(number) * (unit or 1.0)
+        except ValueError:
+            raise ValueError(
+                f"--window {text!r}: {what} {part!r} is not a duration (a number with s, m, h or d)"
+            ) from None
+
+    a = seconds(start, "START") if start.strip() else 0.0
+    b = seconds(end, "END") if end.strip() else None
+    if a < 0 or (b is not None and b <= a):
+        raise ValueError(f"--window {text!r}: want 0 ≤ START < END")
+    return a, b
 
 
 def load_trace(path: Path, mean_prompt: float = 2048.0, mean_generated: float = 28.0) -> Requests:

@@ -2,17 +2,22 @@
 
 `add_commands` registers `tidescale policy validate FILE…` (exit 2 on any invalid file; each problem on one
 line as `file:LINE: field: reason`) and `tidescale policy backtest FILE --trace CSV [--rate-multiplier X]
-[--json]` (the policy and the HPA, KEDA and KPA baselines replayed on the trace; with `--json` the last line
-is one JSON object), and `tidescale policy hindsight FILE …` (the same replay set against capacity schedules
-chosen in hindsight, `autoscaler.replay.hindsight`). `add_benchmarks` registers `tidescale bench controller
---policies N --json` (decisions per second of the pure decision core; `--e2e` is the controller benchmark
-of the controller issue) and `tidescale bench autoscaler` (the backtest table at several rate multipliers).
+[--window START,END] [--json]` (the policy and the HPA, KEDA and KPA baselines replayed on the trace; with
+`--json` the last line is one JSON object), `tidescale policy hindsight FILE …` (the same replay set against
+capacity schedules chosen in hindsight, `autoscaler.replay.hindsight`) and `tidescale policy frontier FILE
+--trace T …` (each controller's main knob swept over a grid, every point replayed on a process pool of
+`--jobs` workers with progress on stderr, the lower frontiers and tidescale's GPU-hour saving at equal
+violations, `autoscaler.replay.sweep`; `--plot FILE` draws them with matplotlib, imported only then).
+`add_benchmarks` registers `tidescale bench controller --policies N --json` (decisions per second of the pure
+decision core; `--e2e` is the controller benchmark of the controller issue) and `tidescale bench autoscaler`
+(the backtest table at several rate multipliers).
 Handlers take the parsed arguments and return the exit code: 0 done, 1 a run failed, 2 invalid input.
 
 The shell of this package's pure modules: it reads the files named on the command line and prints; it
-opens no network connection and starts no process, except `tidescale events watch [--json]`, which tails the
-scaling-events topic on Kafka (or watches the controller's Kubernetes Events) through
-`autoscaler.controller.sources.kafka_events` / `kube_events` until interrupted, `--max-events` or `--timeout`.
+opens no network connection and starts no process, except the frontier's worker processes (replays only) and
+`tidescale events watch [--json]`, which tails the scaling-events topic on Kafka (or watches the controller's
+Kubernetes Events) through `autoscaler.controller.sources.kafka_events` / `kube_events` until interrupted,
+`--max-events` or `--timeout`.
 """
 
 from __future__ import annotations
@@ -23,17 +28,36 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from autoscaler.api import crd
-from autoscaler.api.policy import read_policy_file
+from autoscaler.api.policy import NodePool, ScalingPolicy, read_policy_file
 from autoscaler.core.triggers import TriggerRegistry, register_builtins
-from autoscaler.replay import hindsight
-from autoscaler.replay.backtest import Backtest, NoPolicy, format_table, run_backtest, to_json_line
+from autoscaler.replay import hindsight, sweep
+from autoscaler.replay.backtest import (
+    Backtest,
+    NoPolicy,
+    default_pool,
+    format_table,
+    pick,
+    run_backtest,
+    service_model_for,
+    to_json_line,
+)
 from autoscaler.replay.service_model import ServiceModel
-from autoscaler.replay.trace import SYNTHETIC, Requests, load_trace, multiply, synthetic
+from autoscaler.replay.trace import (
+    SYNTHETIC,
+    Requests,
+    load_trace,
+    multiply,
+    parse_window,
+    synthetic,
+    window,
+)
+from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import InvalidSpec
 from tidescale.bench import decisions as bench
 
@@ -80,6 +104,43 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     h.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     h.set_defaults(func=hindsight_command)
+
+    f = policy_sub.add_parser(
+        "frontier",
+        help="cost/SLO frontiers of tidescale and every baseline over their main knob, and the saving",
+    )
+    f.add_argument(
+        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
+    )
+    _trace_arguments(f)
+    f.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    f.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="CONTROLLER=V1,V2,…",
+        help="the values of a controller's knob instead of its default grid (repeatable)",
+    )
+    f.add_argument(
+        "--controllers",
+        default=",".join(sweep.CONTROLLERS),
+        help=f"the controllers to sweep (default {','.join(sweep.CONTROLLERS)})",
+    )
+    f.add_argument(
+        "--tidescale-knob",
+        choices=sweep.TIDESCALE_KNOBS,
+        default=None,
+        help="tidescale's knob (default: slo-target with an SLO trigger, else trigger-target)",
+    )
+    f.add_argument(
+        "--samples", type=int, default=20, help="violation levels the saving is sampled at (default 20)"
+    )
+    f.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="replays run at once (default: the CPU count)"
+    )
+    f.add_argument("--plot", type=Path, default=None, metavar="PNG", help="draw the frontiers into PNG")
+    f.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    f.set_defaults(func=frontier_command)
 
     events = sub.add_parser("events", help="scaling events: what the controller decided and why")
     events_sub = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
@@ -161,6 +222,12 @@ def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> Non
         p.add_argument(
             "--rate-multiplier", type=float, default=1.0, help="scale the trace's rate (default 1)"
         )
+    p.add_argument(
+        "--window",
+        default=None,
+        metavar="START,END",
+        help="only the requests in [START, END) from the trace's start, e.g. 2d,4d or 0,6h (units s m h d)",
+    )
     p.add_argument(
         "--service",
         action="append",
@@ -253,19 +320,28 @@ def _service_model(overrides: list[str]) -> ServiceModel:
     return model.with_(**changes)
 
 
-def _requests(spec: str, model: ServiceModel) -> Requests:
+def _requests(spec: str, model: ServiceModel, window_spec: str | None = None) -> Requests:
     if spec.startswith("synthetic:"):
         parts = spec.split(":")
         seed = int(parts[2]) if len(parts) > 2 else 1
-        return synthetic(parts[1], seed, model.mean_prompt_tokens, model.mean_generated_tokens)
-    return load_trace(Path(spec), model.mean_prompt_tokens, model.mean_generated_tokens)
+        requests = synthetic(parts[1], seed, model.mean_prompt_tokens, model.mean_generated_tokens)
+    else:
+        requests = load_trace(Path(spec), model.mean_prompt_tokens, model.mean_generated_tokens)
+    return requests if window_spec is None else window(requests, *parse_window(window_spec))
+
+
+def _workload(args: argparse.Namespace) -> tuple[ServiceModel, Requests]:
+    """The service model and the requests a replay command's arguments name: the trace cut to its window and
+    scaled by the multiplier, the model fitted to it (`ServiceModel.for_trace`)."""
+    model = _service_model(args.service)
+    requests = multiply(_requests(args.trace, model, args.window), args.rate_multiplier)
+    return model.for_trace(requests), requests
 
 
 def backtest_command(args: argparse.Namespace) -> int:
     try:
-        model = _service_model(args.service)
+        model, requests = _workload(args)
         file = read_policy_file(args.file)
-        requests = multiply(_requests(args.trace, model), args.rate_multiplier)
         bt = _replayed(run_backtest)(file, requests, model, policy_name=args.policy, triggers=_triggers())
     except InvalidSpec as e:
         return _fail(str(e))
@@ -280,9 +356,8 @@ def backtest_command(args: argparse.Namespace) -> int:
 
 def hindsight_command(args: argparse.Namespace) -> int:
     try:
-        model = _service_model(args.service)
+        model, requests = _workload(args)
         file = read_policy_file(args.file)
-        requests = multiply(_requests(args.trace, model), args.rate_multiplier)
         windows = [float(w) for w in args.windows.split(",") if w.strip()]
         if any(w <= 0 for w in windows):
             raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
@@ -303,6 +378,171 @@ def hindsight_command(args: argparse.Namespace) -> int:
     else:
         print(hindsight.format_report(rep))
     return 0
+
+
+# --- frontier ---------------------------------------------------------------------------------------------
+
+# What each worker process replays: set once per process by `_frontier_setup` (the trace is large).
+_SWEEP: dict[str, Any] = {}
+
+
+def _frontier_setup(
+    requests: Requests, policy: ScalingPolicy, pool: NodePool, model: ServiceModel, kind: str
+) -> None:
+    # the replayed controller's log lines speak of simulated targets (see `_replayed`)
+    logging.getLogger("autoscaler.controller").setLevel(logging.ERROR)
+    _SWEEP.update(requests=requests, policy=policy, pool=pool, model=model, triggers=_triggers(), kind=kind)
+
+
+def _frontier_point(controller: str, value: float) -> tuple[sweep.Run, float]:
+    """One point, in a worker: the run and the seconds it took."""
+    start = SYSTEM_CLOCK.monotonic()
+    r = sweep.replay_point(controller, value, **_SWEEP)
+    return sweep.Run(controller, value, r.row(), r.description), SYSTEM_CLOCK.monotonic() - start
+
+
+def _knobs(args: argparse.Namespace, policy: ScalingPolicy, model: ServiceModel) -> dict[str, sweep.Knob]:
+    names = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    unknown = [c for c in names if c not in sweep.CONTROLLERS]
+    if unknown or not names:
+        raise ValueError(f"--controllers {args.controllers!r}: want some of {', '.join(sweep.CONTROLLERS)}")
+    knobs = {name: sweep.knob(name, policy, model, args.tidescale_knob) for name in names}
+    for item in args.grid:
+        name, sep, values = item.partition("=")
+        if not sep or name not in knobs:
+            raise ValueError(
+                f"--grid {item!r}: want CONTROLLER=V1,V2,… with CONTROLLER one of {', '.join(knobs)}"
+            )
+        try:
+            grid = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--grid {item!r}: the values must be numbers") from None
+        knobs[name] = sweep.with_grid(knobs[name], grid)
+    return knobs
+
+
+def _progress(done: int, total: int, run: sweep.Run, knob: sweep.Knob, seconds: float) -> None:
+    print(
+        f"frontier: [{done}/{total}] {run.controller} {knob.setting} {run.value:g}: "
+        f"{run.row['gpu_hours']:.2f} GPU-h, {run.row['slo_violations']:,} violations ({seconds:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _sweep_runs(
+    tasks: Sequence[tuple[str, float]], setup: tuple[Any, ...], jobs: int, knobs: dict[str, sweep.Knob]
+) -> list[sweep.Run]:
+    """Replay every (controller, value): on `jobs` worker processes, or here when jobs is 1."""
+    runs: list[sweep.Run] = []
+    if jobs <= 1:
+        _frontier_setup(*setup)
+        for controller, value in tasks:
+            run, seconds = _frontier_point(controller, value)
+            runs.append(run)
+            _progress(len(runs), len(tasks), run, knobs[controller], seconds)
+        return runs
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_frontier_setup, initargs=setup) as pool:
+        pending: set[Future[tuple[sweep.Run, float]]] = {pool.submit(_frontier_point, c, v) for c, v in tasks}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                run, seconds = fut.result()
+                runs.append(run)
+                _progress(len(runs), len(tasks), run, knobs[run.controller], seconds)
+    return runs
+
+
+def frontier_command(args: argparse.Namespace) -> int:
+    try:
+        if args.jobs < 1 or args.samples < 1:
+            raise ValueError("--jobs and --samples must be at least 1")
+        model, requests = _workload(args)
+        file = read_policy_file(args.file)
+        policy, pool = pick(file, args.policy)
+        model = service_model_for(policy, pool, model)
+        pool = pool or default_pool(model)
+        knobs = _knobs(args, policy, model)
+    except InvalidSpec as e:
+        return _fail(str(e))
+    except (NoPolicy, ValueError, KeyError) as e:
+        return _fail(str(e))
+    # the heaviest first (tidescale's loop), then the rest, so that the pool's last tasks are short
+    order = sorted(knobs, key=lambda name: name != "tidescale")
+    tasks = [(name, v) for name in order for v in knobs[name].grid]
+    jobs = min(args.jobs, len(tasks))
+    print(
+        f"frontier: {len(tasks)} replays of {requests.name} ({len(requests):,} requests) on {jobs} "
+        f"process{'es' if jobs > 1 else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    kind = knobs["tidescale"].kind if "tidescale" in knobs else ""
+    runs = _sweep_runs(tasks, (requests, policy, pool, model, kind), jobs, knobs)
+    rep = sweep.report(
+        requests.name,
+        len(requests),
+        f"{policy.metadata.namespace}/{policy.metadata.name}",
+        model,
+        knobs,
+        runs,
+        requests.notes,
+        args.samples,
+    )
+    if args.plot is not None:
+        try:
+            plot_frontiers(rep, args.plot)
+        except ImportError:
+            return _fail("--plot needs matplotlib: pip install matplotlib (the dev extra has it)")
+        print(f"frontier: wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rep.render_json(), separators=(",", ":")))
+    else:
+        print(sweep.format_report(rep))
+    return 0
+
+
+COLOURS = {"tidescale": "#1f77b4", "hpa": "#d62728", "keda": "#2ca02c", "kpa": "#9467bd"}
+
+
+def plot_frontiers(rep: sweep.Report, path: Path) -> None:
+    """Every point of every controller, its lower frontier as a line, and the savings in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for name, runs in rep.runs.items():
+        colour = COLOURS.get(name)
+        pts = [r.point for r in runs]
+        ax.scatter([p.violations for p in pts], [p.gpu_hours for p in pts], s=18, alpha=0.45, color=colour)
+        front = rep.frontiers.get(name, ())
+        label = name
+        s = rep.savings.get(name)
+        if s is not None and s.median is not None:
+            label += f" (tidescale saves {s.median:+.0%}, {s.min:+.0%}…{s.max:+.0%})"
+        elif s is not None:
+            label += " (no violations in common with tidescale)"
+        ax.plot(
+            [p.violations for p in front],
+            [p.gpu_hours for p in front],
+            marker="o",
+            lw=2.2 if name == "tidescale" else 1.4,
+            color=colour,
+            label=label,
+        )
+    ax.set_xlabel(f"SLO violations (requests, of {rep.requests:,})")
+    ax.set_ylabel("GPU-hours (replicas)")
+    violations = [r.point.violations for runs in rep.runs.values() for r in runs if r.point.violations > 0]
+    if violations and max(violations) / min(violations) > 100:
+        ax.set_xscale("log")
+    ax.set_title(f"{rep.policy} on {rep.trace}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def controller_bench_command(args: argparse.Namespace) -> int:
@@ -333,7 +573,7 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
     try:
         model = _service_model(args.service)
         file = read_policy_file(args.file)
-        base = _requests(args.trace, model)
+        base = _requests(args.trace, model, args.window)
         multipliers = [float(m) for m in args.multipliers.split(",") if m.strip()]
     except InvalidSpec as e:
         return _fail(str(e))
@@ -342,7 +582,8 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
     runs = []
     triggers = _triggers()
     for m in multipliers:
-        bt = _replayed(run_backtest)(file, multiply(base, m), model, triggers=triggers)
+        requests = multiply(base, m)
+        bt = _replayed(run_backtest)(file, requests, model.for_trace(requests), triggers=triggers)
         if not args.json:
             print(f"--- rate multiplier {m:g}")
             print(format_table(bt))

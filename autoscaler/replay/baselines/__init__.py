@@ -3,7 +3,8 @@ as controllers the trace replay drives one tick at a time.
 
 They observe the replay through `environment.ClusterView`; `Baseline` is one replica controller,
 `BaselineRegistry` builds them by name from a ScalingPolicy (the same targets, bounds and signals, mapped onto
-each system's configuration) and is filled by `register_builtins()`.
+each system's configuration) and the replay's service model (what one replica serves at once, for Knative's
+containerConcurrency), and is filled by `register_builtins()`.
 
 Pure: no I/O, no clock; time comes from the view.
 """
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from autoscaler.api.policy import ScalingPolicy
 from autoscaler.replay.environment import ClusterView
+from autoscaler.replay.service_model import ServiceModel
 
 
 class Baseline(Protocol):
@@ -26,7 +28,7 @@ class Baseline(Protocol):
         ...
 
 
-Builder = Callable[[ScalingPolicy], Baseline]
+Builder = Callable[[ScalingPolicy, ServiceModel], Baseline]
 
 
 class BaselineRegistry:
@@ -43,11 +45,11 @@ class BaselineRegistry:
     def known(self) -> tuple[str, ...]:
         return tuple(self._builders)
 
-    def build(self, name: str, policy: ScalingPolicy) -> Baseline:
+    def build(self, name: str, policy: ScalingPolicy, model: ServiceModel | None = None) -> Baseline:
         builder = self._builders.get(name)
         if builder is None:
             raise KeyError(f"no baseline {name!r} (known: {', '.join(self.known())})")
-        return builder(policy)
+        return builder(policy, model or ServiceModel())
 
 
 def register_builtins(registry: BaselineRegistry) -> BaselineRegistry:

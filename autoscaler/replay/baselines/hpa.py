@@ -26,6 +26,7 @@ from autoscaler.api.policy import (
 )
 from autoscaler.core.behavior import History, ResolvedBehavior, normalize, normalize_legacy, resolve
 from autoscaler.replay.environment import PROMETHEUS, ClusterView, PodInfo
+from autoscaler.replay.service_model import ServiceModel
 
 SYNC_PERIOD_S = 15.0
 TOLERANCE = 0.1
@@ -266,9 +267,10 @@ def metrics_of(policy: ScalingPolicy) -> tuple[Metric, ...]:
     return tuple(out)
 
 
-def from_policy(policy: ScalingPolicy) -> Hpa:
+def from_policy(policy: ScalingPolicy, model: ServiceModel | None = None) -> Hpa:
     """An HPA for the policy's target: minReplicas ≥ 1 (no HPAScaleToZero gate), `behavior` set with the API
-    defaults (the policy's own behavior is tidescale's, not given to the baseline)."""
+    defaults (the policy's own behavior is tidescale's, not given to the baseline). The service model does not
+    change an HPA."""
     spec = HpaSpec(
         max(1, policy.spec.min_replicas),
         policy.spec.max_replicas,

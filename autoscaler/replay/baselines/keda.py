@@ -27,6 +27,7 @@ from autoscaler.api.policy import (
 )
 from autoscaler.replay.baselines.hpa import ExternalMetric, Hpa, HpaSpec
 from autoscaler.replay.environment import PROMETHEUS, ClusterView, Sample
+from autoscaler.replay.service_model import ServiceModel
 
 POLLING_INTERVAL_S = 30.0
 COOLDOWN_S = 300.0
@@ -156,6 +157,7 @@ def scalers_of(policy: ScalingPolicy) -> tuple[Scaler, ...]:
     return tuple(out)
 
 
-def from_policy(policy: ScalingPolicy) -> ScaledObject:
-    """A ScaledObject with KEDA's defaults and the policy's bounds (minReplicaCount 0 with scale to zero)."""
+def from_policy(policy: ScalingPolicy, model: ServiceModel | None = None) -> ScaledObject:
+    """A ScaledObject with KEDA's defaults and the policy's bounds (minReplicaCount 0 with scale to zero); the
+    service model does not change it."""
     return ScaledObject(scalers_of(policy), policy.spec.min_replicas, policy.spec.max_replicas)

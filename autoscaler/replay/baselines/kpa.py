@@ -19,6 +19,7 @@ import math
 
 from autoscaler.api.policy import ScalingPolicy
 from autoscaler.replay.environment import ClusterView
+from autoscaler.replay.service_model import ServiceModel
 
 TICK_S = 2.0
 STABLE_WINDOW_S = 60.0
@@ -108,7 +109,9 @@ class Kpa:
         return desired
 
 
-def from_policy(policy: ScalingPolicy, batch_size: int = 16) -> Kpa:
+def from_policy(policy: ScalingPolicy, model: ServiceModel | None = None) -> Kpa:
     """A Knative revision with the policy's bounds (min-scale 0 when it scales to zero), containerConcurrency
-    the replica's batch size and the defaults."""
-    return Kpa(policy.spec.min_replicas, policy.spec.max_replicas, container_concurrency=float(batch_size))
+    the replica's batch size (`ServiceModel.batch_size`: 16 for the LLM model, 1 for a trace with measured
+    service times) and the defaults."""
+    batch = (model or ServiceModel()).batch_size
+    return Kpa(policy.spec.min_replicas, policy.spec.max_replicas, container_concurrency=float(batch))

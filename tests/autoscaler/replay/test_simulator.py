@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from autoscaler.replay.environment import PROMETHEUS, Pipeline
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.simulator import Actions, Simulation, largest_burst, replay
+from autoscaler.replay.trace import Requests
 from tests.autoscaler.autoscaler_builders import requests_at
 
 MODEL = ServiceModel(cold_start_s=60, node_provisioning_s=180, scrape_interval_s=15, metric_delay_s=5)
@@ -108,3 +111,60 @@ def test_the_largest_burst_is_the_bin_that_most_exceeds_the_minute_before() -> N
     onset, work = largest_burst(requests_at(times, prompt=8000), MODEL)
     assert onset == 200
     assert work == pytest.approx(10.0)
+
+
+# --- measured service times and the replay's step ----------------------------------------------------------
+
+
+def measured(times: list[float], service: list[float]) -> Requests:
+    """A request log with measured service times (as GenTD26 gives them), no tokens."""
+    n = len(times)
+    return Requests("measured", np.array(times), np.zeros(n), np.zeros(n), np.array(service))
+
+
+def test_a_measured_service_time_replaces_the_token_model_and_latency_is_the_queueing_delay() -> None:
+    r = replay(measured([0.0, 0.0, 0.0, 100.0], [30.0, 30.0, 5.0, 1.0]), MODEL, Fixed())
+    # one replica, one at a time for the measured time: waits of 0, 30 and 60 s, then none
+    assert r.latency.tolist() == pytest.approx([0.0, 30.0, 60.0, 0.0])
+    assert r.slo_violations == 2  # over the 2 s SLO
+
+
+def test_for_trace_fits_the_model_to_measured_service_times_and_long_traces() -> None:
+    short = ServiceModel().for_trace(measured([0.0, 3600.0], [20.0, 40.0]))
+    assert (short.measured_service_s, short.batch_size, short.tick_s) == (30.0, 1, 1)
+    assert "queueing delay" in " ".join(short.describe())
+    long = ServiceModel().for_trace(requests_at([0.0, 2 * 86400.0]))
+    assert (long.measured_service_s, long.batch_size, long.tick_s) == (0.0, 16, 5)
+    assert "time to first token" in " ".join(long.describe())
+    assert ServiceModel(tick_s=3).for_trace(requests_at([0.0, 2 * 86400.0])).tick_s == 3
+
+
+def _wave(seed: int = 3) -> Requests:
+    rng = np.random.default_rng(seed)
+    times = sorted(rng.uniform(0, 900, 400).tolist())
+    return measured(times, rng.uniform(1.0, 12.0, 400).tolist())
+
+
+def test_a_coarser_step_serves_every_request_exactly_as_one_second_steps_do() -> None:
+    """Without scaling the step changes nothing a controller sees nor any request's latency: service is exact
+    between steps and every per-second record is kept."""
+    runs = []
+    for tick in (1, 5):
+        sim = Simulation(_wave(), replace(MODEL, tick_s=tick), initial_replicas=4)
+        runs.append((sim, sim.run(Fixed())))
+    (one, r1), (five, r5) = runs
+    assert r5.latency.tolist() == pytest.approx(r1.latency.tolist())
+    end = min(one.end, five.end) - 4  # what every step has written (the last one's counters come later)
+    for series in ("queue_at", "running_at", "busy", "c_completed", "serving_n", "live_at"):
+        coarse, fine = getattr(five, series)[:end].tolist(), getattr(one, series)[:end].tolist()
+        assert coarse == pytest.approx(fine), series
+    assert five.end % 5 == 0
+
+
+def test_with_a_coarser_step_controllers_act_and_pods_start_at_its_multiples() -> None:
+    model = replace(MODEL, tick_s=5, cold_start_s=60)
+    ctl = Fixed({0: Actions(replicas=3), 7: Actions(replicas=1), 10: Actions(replicas=4)})
+    sim = Simulation(_wave(), model)
+    sim.run(ctl)
+    assert sorted(ctl.seen)[:4] == [0, 5, 10, 15]  # asked at each step only: 7 never comes
+    assert (ctl.seen[55], ctl.seen[60], ctl.seen[65], ctl.seen[70]) == ((4, 1), (4, 3), (4, 3), (4, 4))

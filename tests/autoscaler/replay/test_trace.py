@@ -3,7 +3,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.replay.trace import SYNTHETIC, load_trace, multiply, parse_trace, synthetic
+from autoscaler.replay.trace import (
+    SYNTHETIC,
+    Requests,
+    load_trace,
+    multiply,
+    parse_trace,
+    parse_window,
+    synthetic,
+    window,
+)
 from kernel.errors import InvalidSpec
 from tests.autoscaler.autoscaler_builders import requests_at
 
@@ -34,8 +43,10 @@ def test_a_rate_series_becomes_poisson_arrivals_with_the_mean_request() -> None:
 
 
 def test_an_unknown_header_is_refused_with_the_formats_it_accepts() -> None:
-    with pytest.raises(InvalidSpec, match="want TIMESTAMP,ContextTokens,GeneratedTokens or timestamp,qps"):
+    with pytest.raises(InvalidSpec) as e:
         parse_trace("time,requests\n1,2\n", "x.csv")
+    assert "want TIMESTAMP,ContextTokens,GeneratedTokens, a GenTD26 request log" in str(e.value)
+    assert "or timestamp,qps" in str(e.value)
 
 
 def test_a_rate_multiplier_adds_jittered_copies_and_keeps_the_shape() -> None:
@@ -61,3 +72,138 @@ def test_synthetic_traces_are_reproducible_and_near_their_mean_rate(kind: str) -
 def test_an_unknown_synthetic_kind_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="known: bursty, steps, diurnal"):
         synthetic("spiky")
+
+
+# --- the GenTD26 request log -------------------------------------------------------------------------------
+
+GENTD26_HEADER = (
+    "gmt_create,predict_type,predict_status,exec_time_seconds,groupId,prompt_length,negative_prompt_length,"
+    "num_images_per_prompt,num_inference_steps,checkpoint_model_version_id,num_lora"
+)
+
+
+def gentd26_file(tmp_path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A GenTD26-format log written here: (gmt_create, predict_status, exec_time_seconds) per row."""
+    lines = [GENTD26_HEADER]
+    for i, (at, status, exec_s) in enumerate(rows):
+        lines.append(f"{at},TXT_2_IMG,{status},{exec_s},G{i:04d},63.0,,1.0,30.0,M0000,0")
+    path = tmp_path / "lora_requests.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_gentd26_log_gives_each_request_its_execution_time_and_fills_the_missing_with_the_median(
+    tmp_path: Path,
+) -> None:
+    path = gentd26_file(
+        tmp_path,
+        [
+            ("2024-11-15 16:57:50", "SUCCEED", "32.0"),
+            ("2024-11-15 16:57:50", "SUCCEED", ""),  # no execution time
+            ("2024-11-15 16:58:00", "FAILED", "7.0"),  # it held a GPU until it failed: kept
+            ("2024-11-15 16:58:30", "SUCCEED", "20.0"),
+            ("2024-11-15 17:00:00", "PENDING", "0.0"),  # not finished when the trace was cut
+            ("2024-11-15 17:00:01", "SUCCEED", "50.0"),
+        ],
+    )
+    r = load_trace(path)
+    assert r.arrival.tolist() == [0.0, 0.0, 10.0, 40.0, 130.0, 131.0]
+    assert r.service is not None
+    # the median of the measured 32, 7, 20 and 50 s
+    assert r.service.tolist() == [32.0, 26.0, 7.0, 20.0, 26.0, 50.0]
+    assert r.prompt.sum() == 0 and r.generated.sum() == 0
+    assert r.notes == (
+        "6 requests (4 SUCCEED, 1 FAILED, 1 PENDING), each with its measured execution time",
+        "1 of them did not succeed and keep their measured time (they held a GPU until they ended)",
+        "2 without an execution time (empty, or 0 s before they finished) got the median 26 s",
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (("2024-11-15 25:00:00", "SUCCEED", "3"), "lora_requests.csv:3: gmt_create: not a time"),
+        (("2024-11-15 16:58:00", "SUCCEED", "fast"), "lora_requests.csv:3: exec_time_seconds: not a number"),
+        (("2024-11-15 16:58:00", "SUCCEED", "-4"), "lora_requests.csv:3: exec_time_seconds: negative"),
+    ],
+    ids=["bad time", "bad number", "negative"],
+)
+def test_a_bad_gentd26_row_is_named_by_line_and_field(
+    tmp_path: Path, row: tuple[str, str, str], message: str
+) -> None:
+    path = gentd26_file(tmp_path, [("2024-11-15 16:57:50", "SUCCEED", "30"), row])
+    with pytest.raises(InvalidSpec, match=message):
+        load_trace(path)
+
+
+def test_a_gentd26_log_without_any_execution_time_is_refused(tmp_path: Path) -> None:
+    path = gentd26_file(tmp_path, [("2024-11-15 16:57:50", "SUCCEED", ""), ("2024-11-15 16:58:50", "", "")])
+    with pytest.raises(InvalidSpec, match="no row has an exec_time_seconds"):
+        load_trace(path)
+
+
+def test_a_window_keeps_the_requests_inside_it_and_counts_time_from_its_start(tmp_path: Path) -> None:
+    path = gentd26_file(
+        tmp_path,
+        [
+            ("2024-11-15 00:00:00", "SUCCEED", "10"),
+            ("2024-11-15 00:59:59", "SUCCEED", "11"),
+            ("2024-11-15 01:00:00", "SUCCEED", "12"),
+            ("2024-11-15 01:30:00", "SUCCEED", "13"),
+            ("2024-11-15 02:00:00", "SUCCEED", "14"),
+        ],
+    )
+    w = window(load_trace(path), *parse_window("1h,2h"))
+    assert w.arrival.tolist() == [0.0, 1800.0]
+    assert w.service is not None and w.service.tolist() == [12.0, 13.0]
+    assert w.name == "lora_requests.csv [1h–2h]"
+    assert window(load_trace(path), *parse_window("3599,")).arrival.tolist() == [0.0, 1.0, 1801.0, 3601.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [
+        ("0,3d", (0.0, 259200.0)),
+        ("2d,", (172800.0, None)),
+        (",90m", (0.0, 5400.0)),
+        ("10,20.5", (10.0, 20.5)),
+    ],
+)
+def test_window_bounds_take_seconds_or_a_unit(text: str, bounds: tuple[float, float | None]) -> None:
+    assert parse_window(text) == bounds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("3d", "want START,END"), ("2h,1h", "want 0 ≤ START < END"), ("1w,2w", "START '1w' is not a duration")],
+    ids=["one bound", "reversed", "unknown unit"],
+)
+def test_a_bad_window_says_what_it_wants(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_window(text)
+
+
+def test_a_window_with_no_request_in_it_is_refused() -> None:
+    with pytest.raises(ValueError, match="no request in it"):
+        window(requests_at([0.0, 10.0]), 20.0, 30.0)
+
+
+def test_a_rate_multiplier_copies_each_requests_service_time_with_it() -> None:
+    base = Requests(
+        "log", np.array([0.0, 50.0, 100.0]), np.zeros(3), np.zeros(3), np.array([5.0, 30.0, 70.0])
+    )
+    for factor, copies in ((3.0, 3), (20.0, 20)):
+        many = multiply(base, factor)
+        assert many.service is not None and len(many) == 3 * copies
+        for t, s in ((0.0, 5.0), (50.0, 30.0), (100.0, 70.0)):
+            near = (many.arrival >= t) & (many.arrival < t + 1)
+            assert many.service[near].tolist() == [s] * copies
+    half = multiply(
+        Requests("log", np.arange(1000.0), np.zeros(1000), np.zeros(1000), np.arange(1000.0)), 0.5
+    )
+    assert half.service is not None and half.service.tolist() == half.arrival.tolist()
+    fractional = multiply(base, 2.5)
+    assert fractional.service is not None
+    for t, s in ((0.0, 5.0), (50.0, 30.0), (100.0, 70.0)):
+        near = (fractional.arrival >= t) & (fractional.arrival < t + 1)
+        assert set(fractional.service[near].tolist()) == {s}

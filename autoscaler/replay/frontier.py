@@ -1,0 +1,110 @@
+"""Cost/SLO frontiers: which of a controller's replays are efficient, and how many fewer GPU-hours one
+frontier needs than another at equal SLO violations.
+
+A point is one replay: the knob's setting, its GPU-hours and its SLO violations. A controller's lower frontier
+is its Pareto-efficient points: no other of its points has as few violations and as few GPU-hours (one of
+them fewer). Along a frontier, GPU-hours are a piecewise-linear function of violations between consecutive
+points, defined from its fewest to its most violations and nowhere else. Two frontiers compare over the
+violations both cover: at `samples` evenly spaced levels there, the saving is 1 − ours ÷ theirs, summarised
+by its median, min and max (a min ≥ 0: ours is nowhere above theirs). Against several frontiers at once (the
+best baseline), theirs is the fewest GPU-hours any of them needs at that level, over the levels that ours and
+at least one of them cover.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    value: float  # the knob's setting
+    gpu_hours: float
+    violations: float
+
+
+Frontier = tuple[Point, ...]
+
+
+def lower_frontier(points: Sequence[Point]) -> Frontier:
+    """The Pareto-efficient points, by violations (fewest first; GPU-hours then fall strictly). Of points
+    equal in both, the first given is kept."""
+    out: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.violations, p.gpu_hours)):
+        if out and p.gpu_hours >= out[-1].gpu_hours:
+            continue  # an earlier point has no more violations and no more GPU-hours
+        out.append(p)
+    return tuple(out)
+
+
+def gpu_hours_at(frontier: Frontier, violations: float) -> float | None:
+    """GPU-hours along the frontier at `violations` (linear between its points); None outside its range."""
+    if not frontier or not frontier[0].violations <= violations <= frontier[-1].violations:
+        return None
+    v = [p.violations for p in frontier]
+    g = [p.gpu_hours for p in frontier]
+    return float(np.interp(violations, v, g))
+
+
+@dataclass(frozen=True)
+class Saving:
+    """Our GPU-hour saving against theirs at equal violations (fractions), over [low, high] violations."""
+
+    median: float | None
+    min: float | None
+    max: float | None
+    low: float | None = None
+    high: float | None = None
+    samples: int = 0
+    reason: str = ""  # why there is none
+
+    def render(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "median": _round(self.median),
+            "min": _round(self.min),
+            "max": _round(self.max),
+            "violations_range": None if self.low is None else [round(self.low, 1), round(self.high or 0, 1)],
+            "samples": self.samples,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _span(f: Frontier) -> str:
+    return f"{f[0].violations:,.0f}–{f[-1].violations:,.0f}" if f else "none"
+
+
+def saving(ours: Frontier, theirs: Sequence[Frontier], samples: int = SAMPLES) -> Saving:
+    """1 − ours ÷ theirs at `samples` evenly spaced violation levels that our frontier and at least one of
+    theirs cover (theirs at a level: the fewest GPU-hours of those that cover it)."""
+    theirs = [f for f in theirs if f]
+    if not ours or not theirs:
+        return Saving(None, None, None, reason="no points" if not ours else "no points to compare with")
+    low = max(ours[0].violations, min(f[0].violations for f in theirs))
+    high = min(ours[-1].violations, max(f[-1].violations for f in theirs))
+    if low > high:
+        spans = ", ".join(_span(f) for f in theirs)
+        return Saving(None, None, None, reason=f"no common violations: ours {_span(ours)}, theirs {spans}")
+    levels = np.linspace(low, high, samples) if high > low else np.array([low])
+    got: list[float] = []
+    for v in levels:
+        mine = gpu_hours_at(ours, float(v))
+        other = [g for f in theirs if (g := gpu_hours_at(f, float(v))) is not None]
+        if mine is None or not other or min(other) <= 0:
+            continue
+        got.append(1.0 - mine / min(other))
+    if not got:
+        return Saving(None, None, None, low, high, reason="no level where both are defined")
+    return Saving(float(np.median(got)), float(min(got)), float(max(got)), float(low), float(high), len(got))
