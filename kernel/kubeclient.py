@@ -31,4 +31,3 @@ def api_client(kubeconfig: str | None, pool: int | None = None) -> Any:
         api.configuration.connection_pool_maxsize = pool
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
     return api
-

@@ -324,9 +324,7 @@ def _start_one(
         port = kept.get("http") or free_port()
         if "gpu_spec" not in options and "kubernetes" in env.components:
             kubeconfig = env.components["kubernetes"].endpoint
-            process, url = exporter.start(
-                env.state_dir, port=port, kubeconfig=kubeconfig, on_spawn=on_spawn
-            )
+            process, url = exporter.start(env.state_dir, port=port, kubeconfig=kubeconfig, on_spawn=on_spawn)
         else:
             spec = Path(options["gpu_spec"]) if "gpu_spec" in options else None
             process, url = exporter.start(env.state_dir, spec, port=port, on_spawn=on_spawn)
