@@ -14,10 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from kernel import artefacts
-from kernel.errors import PermanentError
-
-CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
+from tests.tidescale.chart_render import CHART, render_all
 
 
 def test_the_default_values_validate_against_the_values_schema() -> None:
@@ -82,27 +79,6 @@ def test_more_than_one_replica_without_leader_election_is_refused_by_the_schema(
 
 
 # --- what `helm template` renders --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        return artefacts.cached_binary("helm")
-    except PermanentError as exc:
-        pytest.skip(str(exc))
-
-
-def render_all(helm: Path, *options: str) -> list[dict[str, Any]]:
-    """Every document of `helm template demo CHART --namespace ops OPTIONS…`."""
-    result = subprocess.run(
-        [str(helm), "template", "demo", str(CHART), "--namespace", "ops", *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:

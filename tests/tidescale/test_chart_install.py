@@ -35,8 +35,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.core.nodepool import POOL_LABEL
-from kernel import artefacts
-from kernel.errors import PermanentError
 from kernel.kubeclient import api_client
 from tests.cluster_harness import SHARED_CRDS, VOLCANO
 from tests.kube_objects import a_deployment
@@ -109,14 +107,6 @@ def refusals(api: Any) -> int:
 def env(cluster: environment.Environment) -> environment.Environment:
     """The session's control plane with the exporter and Prometheus (Kafka is not needed here)."""
     return environment.up(["kubernetes", "exporter", "prometheus"], cluster.state_dir)
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        return artefacts.cached_binary("helm")
-    except PermanentError as exc:
-        pytest.skip(str(exc))
 
 
 def unless_missing(call: Callable[[], Any]) -> None:

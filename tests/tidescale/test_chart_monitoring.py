@@ -20,20 +20,12 @@ from exporter.reading import FIELDS
 from jobs.scheduler.metrics import SchedulerMetrics
 from kernel import artefacts
 from kernel.errors import PermanentError
+from tests.tidescale.chart_render import CHART, render_all
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 COMPONENT = "app.kubernetes.io/component"
 METRIC = re.compile(r"\b(tidescale_[a-z0-9_]+|DCGM_[A-Z0-9_]+)\b")
 MONITORED = ("--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true")
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        return artefacts.cached_binary("helm")
-    except PermanentError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +37,6 @@ def promtool() -> Path:
     if not path.is_file():
         pytest.skip(f"promtool not found beside Prometheus at {path}: run `make setup`")
     return path
-
-
-def render_all(helm: Path, *options: str) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [str(helm), "template", "demo", str(CHART), "--namespace", "ops", *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:

@@ -14,10 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
-from kernel import artefacts
-from kernel.errors import PermanentError
+from tests.tidescale.chart_render import CHART, render_all
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "tidescale"
 COMPONENT = "app.kubernetes.io/component"
 
 # Everything the scheduler does against the API, as (group, resource, verb): its ClusterRole grants exactly
@@ -40,23 +38,8 @@ CLUSTER_GRANTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        return artefacts.cached_binary("helm")
-    except PermanentError as exc:
-        pytest.skip(str(exc))
-
-
 def helm_run(helm: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(helm), *arguments], capture_output=True, text=True, timeout=120, check=False)
-
-
-def render_all(helm: Path, *options: str) -> list[dict[str, Any]]:
-    """Every document of `helm template demo CHART --namespace ops OPTIONS…`."""
-    result = helm_run(helm, "template", "demo", str(CHART), "--namespace", "ops", *options)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def render(helm: Path, *options: str) -> dict[str, dict[str, Any]]:
