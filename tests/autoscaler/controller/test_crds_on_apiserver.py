@@ -246,15 +246,21 @@ def test_the_api_server_accepts_every_object_the_chart_renders(
         check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
-    # the controller's and the scheduler's, and the scheduler's lease Role
+    # the controller's and the scheduler's, each with its lease Role, and the four Grafana dashboards
     assert sorted(d["kind"] for d in docs) == [
         "ClusterRole",
         "ClusterRole",
         "ClusterRoleBinding",
         "ClusterRoleBinding",
+        "ConfigMap",
+        "ConfigMap",
+        "ConfigMap",
+        "ConfigMap",
         "Deployment",
         "Deployment",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "Service",
