@@ -251,7 +251,8 @@ class Processor:
             if route is None:
                 raise StepFailed("route", f"routeBy field {self._route!r} is null")
             topic = route_topic(topic, route)
-        key = None if self._key is None or output.get(self._key) is None else str(output.get(self._key))
+        raw_key = output.get(self._key) if self._key is not None else None
+        key = None if raw_key is None else str(raw_key)
         size = len(value) + (len(key) if key else 0)
         # characters are at most 4 UTF-8 bytes: only a record that might be over the limit is encoded
         if size * 4 > self._limit:

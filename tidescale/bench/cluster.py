@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def start(command: list[str], ready_file: Path, log: Path, what: str) -> tuple[s
             raise RuntimeError(f"{what} did not start (log: {log})")
         SYSTEM_CLOCK.sleep(0.2)
     return child, str(json.loads(ready_file.read_text())["url"])
+
+
+def start_controller(state_dir: Path, kubeconfig: str, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`tidescale controller run` as deployed, in a child process logging to `state_dir`, once it serves."""
+    ready_file = state_dir / "controller-ready.json"
+    command = [sys.executable, "-m", "tidescale", "controller", "run", "--kubeconfig", kubeconfig, *flags]
+    command += ["--ready-file", str(ready_file)]
+    return start(command, ready_file, state_dir / "controller.log", "the controller")
 
 
 def stop(child: subprocess.Popen[bytes] | None) -> None:

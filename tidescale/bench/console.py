@@ -303,22 +303,7 @@ def run(args: argparse.Namespace) -> int:
             list(pool.map(create, range(n)))
         result["create_seconds"] = round(SYSTEM_CLOCK.monotonic() - began, 1)
         # 2. the controller, as deployed (its console on its endpoint)
-        controller, url = cluster.start(
-            [
-                sys.executable,
-                "-m",
-                "tidescale",
-                "controller",
-                "run",
-                "--kubeconfig",
-                env.kubeconfig,
-                "--ready-file",
-                str(state_dir / "controller-ready.json"),
-            ],
-            state_dir / "controller-ready.json",
-            state_dir / "controller.log",
-            "the controller",
-        )
+        controller, url = cluster.start_controller(state_dir, env.kubeconfig)
         browser = Browser()
         with PeakSampler([controller.pid]) as controller_rss, PeakSampler([browser.pid or 0]) as browser_rss:
             started = SYSTEM_CLOCK.monotonic()

@@ -122,28 +122,11 @@ def run(args: argparse.Namespace) -> int:
             )
         result["create_seconds"] = round(SYSTEM_CLOCK.monotonic() - began, 1)
         # 2. the controller, as deployed, in a child process
-        ready_file = state_dir / "controller-ready.json"
-        controller, url = cluster.start(
-            [
-                sys.executable,
-                "-m",
-                "tidescale",
-                "controller",
-                "run",
-                "--kubeconfig",
-                env.kubeconfig,
-                "--kafka-bootstrap",
-                env.kafka_bootstrap,
-                "--events-topic",
-                "tidescale.scaling-events",
-                "--sync-seconds",
-                str(sync_s),
-                "--ready-file",
-                str(ready_file),
-            ],
-            ready_file,
-            state_dir / "controller.log",
-            "the controller",
+        controller, url = cluster.start_controller(
+            state_dir,
+            env.kubeconfig,
+            *("--kafka-bootstrap", env.kafka_bootstrap, "--events-topic", "tidescale.scaling-events"),
+            *("--sync-seconds", str(sync_s)),
         )
         with PeakSampler([controller.pid]) as sampler:
             started = SYSTEM_CLOCK.monotonic()
