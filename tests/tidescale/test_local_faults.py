@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,35 @@ def test_a_process_that_exited_but_is_not_reaped_by_its_parent_counts_as_gone() 
     finally:
         parent.kill()
         parent.wait()
+
+
+LEADER_GONE_THREAD_LEFT = textwrap.dedent(
+    """
+    import ctypes, socket, threading, time
+    server = socket.create_server(("127.0.0.1", 0))
+    print(server.getsockname()[1], flush=True)
+    threading.Thread(target=time.sleep, args=(60,)).start()
+    ctypes.CDLL(None).pthread_exit(None)  # the leader ends; the process lives on in its other thread
+    """
+)
+
+
+def test_a_process_whose_leader_thread_ended_while_others_run_still_counts_as_running() -> None:
+    # what a killed Prometheus or JVM looks like for a moment: its leader a zombie, its sockets still open
+    process = subprocess.Popen(
+        [sys.executable, "-c", LEADER_GONE_THREAD_LEFT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        wait_for(lambda: process_state(process.pid) == "Z", 10, "the leader thread to end")
+        assert pid_alive(process.pid)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) == 0  # its listening socket is still open
+    finally:
+        process.kill()
+        process.wait()
+    assert not pid_alive(process.pid)
 
 
 def test_local_up_returns_once_its_nodes_are_ready_and_untainted(

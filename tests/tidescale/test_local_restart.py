@@ -85,6 +85,8 @@ def test_a_restarted_exporter_keeps_its_port_so_prometheus_still_scrapes_it(stat
 def test_a_kept_port_someone_took_is_an_error_naming_the_port_and_the_process(state: str) -> None:
     port = kill(state, "prometheus")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        # as a server would: connections the killed Prometheus left in TIME_WAIT must not stop the squatter
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen(1)
         up = tidescale("local", "up", "--components", "prometheus", "--state-dir", state)

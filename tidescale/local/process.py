@@ -117,13 +117,25 @@ def pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return process_state(pid) not in {"Z", "X", None}
+    # A killed multi-threaded process (Prometheus, the JVM) shows its leader as a zombie while its other
+    # threads still exit and hold its files, its listening sockets among them: it runs until every thread
+    # is done.
+    return any(process_state(pid, thread) not in {"Z", "X", None} for thread in threads(pid))
 
 
-def process_state(pid: int) -> str | None:
-    """The one-letter state of `pid` from /proc/<pid>/stat (R, S, D, Z, …), None when it is gone."""
+def threads(pid: int) -> list[int]:
+    """The thread ids of `pid` (the leader's own id among them), [pid] where /proc lists none."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")] or [pid]
+    except OSError:
+        return [pid]
+
+
+def process_state(pid: int, thread: int | None = None) -> str | None:
+    """The one-letter state of `pid` (or of its `thread`) from /proc (R, S, D, Z, …), None when it is gone."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    try:
+        stat = Path(path).read_text()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may hold spaces or parentheses: the state follows
