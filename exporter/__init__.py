@@ -8,6 +8,7 @@ cannot tell the sources apart.
 Modules: `reading` (the field catalog and one collection's values), `spec` (the simulation YAML),
 `model` (pure load → metric physics), `selector` (pure load-request parsing and GPU selection),
 `allocation` (pure: a cluster's nodes and pods → devices), `render` (pure Prometheus text), `simulator`
-and `nvml` (the two metric sources), `cluster` (watches a cluster into the simulator), `server` (HTTP),
-`cli` (the subcommand).
+and `nvml` (the two metric sources), `cluster` (watches a cluster into the simulator), `gateway` (pure: a
+simulated inference gateway's queue and series) and `traffic` (it in front of the simulator's pods),
+`server` (HTTP), `cli` (the subcommand).
 """

@@ -102,6 +102,15 @@ def matching(devices: Sequence[SimDevice], request: LoadRequest) -> tuple[str, .
     return tuple(d.key for d in devices if all(test(d) for _, test, _ in tests))
 
 
+def deployment_pods(devices: Sequence[SimDevice], namespace: str, deployment: str) -> frozenset[str]:
+    """The names of the pods of Deployment `namespace/deployment` that hold at least one of `devices`."""
+    return frozenset(
+        d.labels.pod.name
+        for d in devices
+        if d.labels.pod is not None and d.labels.pod.namespace == namespace and _in_deployment(d, deployment)
+    )
+
+
 def with_rule(rules: Sequence[LoadRequest], rule: LoadRequest) -> tuple[LoadRequest, ...]:
     """The load rules after `rule` arrives: it goes last, and every earlier rule it covers is dropped
     (one whose criteria include all of its own: whatever device that rule matches, `rule` matches too

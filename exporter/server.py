@@ -1,8 +1,10 @@
-"""The exporter's HTTP server: `/metrics`, `/healthz`, and the load signal `/load` (simulation only).
+"""The exporter's HTTP server: `/metrics`, `/healthz`, and (simulation only) the load signal `/load` and the
+simulated gateway's traffic `/traffic`.
 
-A collector thread reads the source every `interval` seconds and publishes the rendered text; scrapes
-serve the latest text. A load change re-collects at once, so the next scrape shows it. Binds only the
-host it is given. Standard library `http.server` (ThreadingHTTPServer); the clock is injected.
+A collector thread reads the source (and the gateway, first: its traffic sets GPU loads) every `interval`
+seconds and publishes the rendered text; scrapes serve the latest text. A load or traffic change re-collects
+at once, so the next scrape shows it. Binds only the host it is given. Standard library `http.server`
+(ThreadingHTTPServer); the clock is injected.
 
 Endpoints:
 - `GET /metrics` → 200, Prometheus text 0.0.4.
@@ -11,6 +13,17 @@ Endpoints:
 - `PUT /load` with `{"load": 0.8[, "node"|"uuid"|"namespace"[, "pod"|"deployment"]]}` → 200
   `{"load": 0.8, "uuids": [...]}`; 400 `{"error": …}` for a bad body; 404 `{"error": …}` when the
   selector matches no GPU. Without a load target (`--nvml`), `/load` answers 404.
+- `GET /traffic` → 200 `{"services": [{"service": …, "requestsPerSecond": …, "replicas": 2, "queue": 0,
+  "load": 0.6, …}, …]}`.
+- `PUT /traffic` with `{"service": "vllm-code", "namespace": "ml", "deployment": "vllm-code",
+  "requestsPerSecond": 40[, "promptTokens": 2048, "generatedTokens": 64, "prefillTokensPerSecond": 8000,
+  "decodeTokensPerSecond": 1500, "replicaRequestsPerSecond": …, "maxQueue": 10000]}` → 200, the service as
+  `GET` lists it; 400 `{"error": …}` for a bad body. `requestsPerSecond: 0` stops the arrivals (the queue
+  still drains, the series stay). From then on `/metrics` also serves the gateway's series for the service
+  (`gateway_requests_total`, `gateway_prompt_tokens_total`, `gateway_generated_tokens_total` counters and the
+  `gateway_queue_depth` gauge, label `service`), and while its requests arrive or wait the GPU load of the
+  Deployment's pods follows them, overriding `PUT /load` for that Deployment (`exporter.gateway`,
+  `exporter.traffic`). Without a traffic target (`--nvml`), `/traffic` answers 404.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from exporter.gateway import BadTrafficRequest, TrafficRequest, parse_traffic_request
 from exporter.reading import Reading
 from exporter.render import CONTENT_TYPE, HostnameLabel, render
 from exporter.selector import BadLoadRequest, LoadRequest, NoMatch, parse_load_request
@@ -45,6 +59,12 @@ class LoadTarget(Protocol):
     def loads(self) -> Mapping[str, float]: ...
 
 
+class TrafficTarget(Protocol):
+    def set_traffic(self, request: TrafficRequest) -> None: ...
+    def traffic(self) -> Sequence[Mapping[str, Any]]: ...
+    def collect_text(self) -> str: ...
+
+
 class ExporterServer:
     """Binds at construction (so a taken port fails early, as `OSError`); serves after `start()`."""
 
@@ -53,6 +73,7 @@ class ExporterServer:
         source: MetricSource,
         *,
         load_target: LoadTarget | None = None,
+        traffic_target: TrafficTarget | None = None,
         host: str = "127.0.0.1",
         port: int = 9400,
         interval_s: float = 1.0,
@@ -61,6 +82,7 @@ class ExporterServer:
     ) -> None:
         self._source = source
         self._load_target = load_target
+        self._traffic_target = traffic_target
         self._interval_s = interval_s
         self._hostname_label = hostname_label
         self._clock = clock
@@ -79,11 +101,12 @@ class ExporterServer:
     def collect_now(self) -> None:
         """Read the source and publish the rendered text; serialised, so publications stay in order."""
         with self._collect_lock:
+            # the gateway first: its traffic sets the GPU loads the source then reads
+            traffic = self._traffic_target.collect_text() if self._traffic_target is not None else ""
             readings = self._source.collect()
             collected_at = self._clock.now().timestamp()
-            self._text = render(
-                readings, hostname_label=self._hostname_label, collected_at=collected_at
-            ).encode()
+            text = render(readings, hostname_label=self._hostname_label, collected_at=collected_at)
+            self._text = (text + traffic).encode()
 
     def start(self) -> None:
         self.collect_now()
@@ -128,8 +151,11 @@ class ExporterServer:
             return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
         if path == "/load":
             return self._load(method, body)
+        if path == "/traffic":
+            return self._traffic(method, body)
         return _json(
-            HTTPStatus.NOT_FOUND, {"error": f"no endpoint {path} (known: /metrics, /healthz, /load)"}
+            HTTPStatus.NOT_FOUND,
+            {"error": f"no endpoint {path} (known: /metrics, /healthz, /load, /traffic)"},
         )
 
     def _load(self, method: str, body: bytes | None) -> tuple[HTTPStatus, str, bytes]:
@@ -152,6 +178,27 @@ class ExporterServer:
         except Exception:
             log.exception("collection after a load change failed; the collector will retry")
         return _json(HTTPStatus.OK, {"load": request.load, "uuids": list(uuids)})
+
+    def _traffic(self, method: str, body: bytes | None) -> tuple[HTTPStatus, str, bytes]:
+        target = self._traffic_target
+        if target is None:
+            why = "no simulated gateway: this exporter reads real GPUs"
+            return _json(HTTPStatus.NOT_FOUND, {"error": why})
+        if method == "GET":
+            return _json(HTTPStatus.OK, {"services": [dict(s) for s in target.traffic()]})
+        if method != "PUT":
+            return _json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET or PUT /traffic"})
+        try:
+            request = parse_traffic_request(body or b"")
+        except BadTrafficRequest as e:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": f"bad traffic request: {e}"})
+        target.set_traffic(request)
+        try:
+            self.collect_now()
+        except Exception:
+            log.exception("collection after a traffic change failed; the collector will retry")
+        current = {s["service"]: s for s in target.traffic()}
+        return _json(HTTPStatus.OK, dict(current[request.service]))
 
 
 def _json(status: HTTPStatus, body: Mapping[str, Any]) -> tuple[HTTPStatus, str, bytes]:

@@ -4,7 +4,9 @@ A policy is compiled once against the trigger registry its holder was given (`co
 names, types and evaluators, wake signals, behavior with defaults); one call is one reconcile of one
 compiled ScalingPolicy, in numbered steps:
 
-1. evaluate every trigger (`autoscaler.core.triggers`) into a proposal; count consecutive failures;
+1. evaluate every trigger (`autoscaler.core.triggers`) into a proposal; count consecutive failures (a
+   trigger that reads the target's pods' series has nothing to read while no replica is ready: no opinion,
+   not a failure);
 2. fallback: a metric failing more than `failureThreshold` times in a row proposes the fallback count, a floor
    under the healthy proposals (KEDA semantics: one more metric for the HPA, the max wins);
 3. zero: from 0 replicas, activation when a zero-pod signal is active, else stay at 0;
@@ -385,6 +387,11 @@ def decide(
     for k, name in enumerate(c.names):
         reading = readings.get(name)
         p = evaluators[k](triggers[k], name, reading, seen, ctx, now, t)
+        if p.failed and not seen.ready and c.types[k].needs_pods:
+            # its series are the ready pods' (GPU series vanish with the pods and appear once a pod holds a
+            # GPU): at zero replicas, or while every replica waits for a node, an empty read is expected —
+            # counted as a failure it would wake an idle target through the fallback
+            p = Proposal(name, None, template="{}: no replica is ready to read", args=(name,))
         proposals.append(p)
         read = reading.read_at if reading is not None else None
         reads.append(read)

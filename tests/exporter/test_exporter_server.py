@@ -13,6 +13,7 @@ from exporter.reading import DeviceLabels, Reading
 from exporter.server import ExporterServer
 from exporter.simulator import Simulator
 from exporter.spec import parse_spec
+from exporter.traffic import GatewaySimulator
 from kernel.clock import FakeClock
 
 SPEC = """\
@@ -32,16 +33,21 @@ class Served:
         self.clock = clock
         self.http = httpx.Client(base_url=server.url, timeout=5)
 
-    def samples(self, name: str) -> dict[str, float]:
-        """Value per UUID of one metric, from a fresh scrape."""
+    def samples(self, name: str, label: str = "UUID") -> dict[str, float]:
+        """Value per UUID (or another label) of one metric, from a fresh scrape."""
         response = self.http.get("/metrics")
         assert response.status_code == 200
         out: dict[str, float] = {}
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
                 if sample.name == name:
-                    out[sample.labels["UUID"]] = sample.value
+                    out[sample.labels[label]] = sample.value
         return out
+
+    def after(self, seconds: float) -> None:
+        """The clock `seconds` later and one collection, as the collector thread makes it."""
+        self.clock.advance(seconds)
+        self.server.collect_now()
 
 
 @pytest.fixture
@@ -50,7 +56,13 @@ def served() -> Iterator[Served]:
     simulator = Simulator.from_spec(parse_spec(SPEC), clock)
     # A collection interval far beyond the test: only load changes and collect_now() refresh values.
     server = ExporterServer(
-        simulator, load_target=simulator, host="127.0.0.1", port=0, interval_s=3600, clock=clock
+        simulator,
+        load_target=simulator,
+        traffic_target=GatewaySimulator(simulator, clock),
+        host="127.0.0.1",
+        port=0,
+        interval_s=3600,
+        clock=clock,
     )
     with server:
         s = Served(server, clock)
@@ -109,6 +121,15 @@ def test_temperature_and_energy_follow_the_injected_clock(served: Served) -> Non
         pytest.param(("POST", "/load", b'{"load": 0.5}'), 405, "use GET or PUT /load", id="post-is-not-put"),
         pytest.param(("PUT", "/metrics", b""), 405, "use GET /metrics", id="metrics-is-read-only"),
         pytest.param(("GET", "/nope", None), 404, "no endpoint /nope", id="unknown-path"),
+        pytest.param(
+            ("PUT", "/traffic", b'{"service": "chat", "requestsPerSecond": 1}'),
+            400,
+            "bad traffic request: namespace: Field required; deployment: Field required",
+            id="traffic-without-deployment",
+        ),
+        pytest.param(
+            ("DELETE", "/traffic", None), 405, "use GET or PUT /traffic", id="traffic-is-not-deleted"
+        ),
     ],
 )
 def test_bad_requests_get_a_json_error(
@@ -140,6 +161,56 @@ def test_metrics_are_served_as_prometheus_text_with_the_old_hostname_label_on_re
     assert 'Hostname="n1"' in response.text and 'hostname="n1"' not in response.text
 
 
+CHAT = {"service": "chat", "namespace": "ml", "deployment": "llm", "replicaRequestsPerSecond": 10}
+
+
+def test_traffic_serves_the_gateways_series_and_drives_its_deployments_gpus(served: Served) -> None:
+    response = served.http.put("/traffic", json=CHAT | {"requestsPerSecond": 8})
+
+    assert response.status_code == 200
+    assert response.json() | {"requests": None} == CHAT | {
+        "requestsPerSecond": 8,
+        "promptTokens": 2048,
+        "generatedTokens": 64,
+        "prefillTokensPerSecond": 8000,
+        "decodeTokensPerSecond": 1500,
+        "maxQueue": 10000,
+        "replicaCapacity": 10,
+        "replicas": 1,  # the one pod of `llm` that holds a GPU
+        "queue": 0,
+        "load": 0.8,
+        "requests": None,
+    }
+    assert served.samples("DCGM_FI_DEV_GPU_UTIL") == {"GPU-a": 80, "GPU-b": 0}
+    served.after(10)
+    assert served.samples("gateway_requests_total", "service") == {"chat": 80}
+    assert served.samples("gateway_prompt_tokens_total", "service") == {"chat": 80 * 2048}
+    assert served.samples("gateway_queue_depth", "service") == {"chat": 0}
+
+    served.http.put("/traffic", json=CHAT | {"requestsPerSecond": 14})  # 4/s more than one replica serves
+    served.after(5)
+
+    assert served.samples("gateway_queue_depth", "service") == {"chat": 20}
+    assert served.samples("DCGM_FI_DEV_GPU_UTIL") == {"GPU-a": 100, "GPU-b": 0}
+    assert [s["queue"] for s in served.http.get("/traffic").json()["services"]] == [20]
+
+
+def test_busy_traffic_overrides_a_load_for_its_deployment_and_an_idle_one_hands_it_back(
+    served: Served,
+) -> None:
+    served.http.put("/traffic", json=CHAT | {"requestsPerSecond": 5})
+    served.http.put("/load", json={"load": 0.1, "namespace": "ml", "deployment": "llm"})
+    assert served.samples("DCGM_FI_DEV_GPU_UTIL")["GPU-a"] == 50  # the load's own collection ran the gateway
+
+    served.http.put("/traffic", json=CHAT | {"requestsPerSecond": 0})
+    assert served.samples("DCGM_FI_DEV_GPU_UTIL")["GPU-a"] == 0  # idle: set to 0 once
+    served.http.put("/load", json={"load": 0.3, "namespace": "ml", "deployment": "llm"})
+    served.after(5)
+
+    assert served.samples("DCGM_FI_DEV_GPU_UTIL")["GPU-a"] == 30
+    assert served.samples("gateway_requests_total", "service") == {"chat": 0}
+
+
 class _ReadOnlySource:
     """A source without a load signal, as NVML is."""
 
@@ -154,8 +225,11 @@ def test_an_exporter_of_real_gpus_has_no_load_signal() -> None:
         httpx.Client(base_url=server.url, timeout=5) as http,
     ):
         put = http.put("/load", json={"load": 0.5})
+        traffic = http.put("/traffic", json=CHAT | {"requestsPerSecond": 1})
         metrics = http.get("/metrics")
 
     assert put.status_code == 404
     assert "no load signal" in put.json()["error"]
+    assert traffic.status_code == 404
+    assert "no simulated gateway" in traffic.json()["error"]
     assert 'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-real"' in metrics.text

@@ -1,10 +1,15 @@
 """README's "The controller on the local environment", run as a new user runs it: `tidescale local up` in a
 state directory of its own, the endpoints exported, `tidescale controller run` in the background, the
 examples applied (kubectl when installed, else the Kubernetes Python client with the same documents), the
-README's load command; the first load-driven scale-up must come within 60 s of `local up` returning, and the
-Deployment must come back down when the load is lowered.
+README's load commands: the GPU load (the first load-driven scale-up must come within 60 s of `local up`
+returning, and the Deployment must come back down when the load is lowered), the Kafka lag (records produced
+scale the embedder to one replica per `lagPerReplica`, consuming them brings it back), and the gateway's
+traffic in front of `llm-inference` (it wakes from zero, scales up and comes back down when it stops).
 
-This module starts its own environment (it tests `local up` itself), once for all its tests.
+This module starts its own environment (it tests `local up` itself), once for all its tests. Each test sets up
+what it needs through module fixtures that run the README's commands once (`embedder`, `llm_traffic`), so
+any one runs alone; in file order the llm-inference scale-down (its 60 s window) is awaited last, after the
+Kafka test has run in the meantime.
 """
 
 from __future__ import annotations
@@ -68,6 +73,29 @@ class Session:
         body = {"load": load, "namespace": namespace, "deployment": deployment}
         response = httpx.put(f"{self.exporter_url}/load", content=json.dumps(body), timeout=5)
         assert response.status_code == 200, response.text
+
+    def put_traffic(self, requests_per_second: float) -> dict[str, Any]:
+        # the README: curl -X PUT "$TIDESCALE_EXPORTER_URL/traffic" -d '{"service": "vllm-code", …}'
+        body: dict[str, Any] = {
+            "service": "vllm-code",
+            "namespace": "ml",
+            "deployment": "vllm-code",
+            "requestsPerSecond": requests_per_second,
+        }
+        if requests_per_second:
+            body |= {"promptTokens": 2048, "generatedTokens": 64}
+        response = httpx.put(f"{self.exporter_url}/traffic", content=json.dumps(body), timeout=5)
+        assert response.status_code == 200, response.text
+        got: dict[str, Any] = response.json()
+        return got
+
+    def pool_nodes(self, pool: str) -> int:
+        nodes = client.CoreV1Api(self.api).list_node(label_selector=f"tidescale.io/node-pool={pool}")
+        return len(nodes.items)
+
+    def running(self) -> bool:
+        assert self.controller.poll() is None, "the controller exited"
+        return True
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -153,11 +181,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         subprocess.run([*TIDESCALE, "local", "down", "--state-dir", str(state_dir)], cwd=ROOT, check=False)
 
 
-def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up_and_back_down(
-    session: Session,
-) -> None:
-    # 4. tidescale local topic docs.chunks --partitions 24
-    run("local", "topic", "docs.chunks", "--partitions", "24", env=session.env)
+@pytest.fixture(scope="module")
+def embedder(session: Session) -> Session:
+    """The README's steps 4–6: the Kafka topic and its consumer group, the embedder and its policy."""
+    # 4. tidescale local topic docs.chunks --partitions 24 --group embedder
+    out = run("local", "topic", "docs.chunks", "--partitions", "24", "--group", "embedder", env=session.env)
+    assert "group embedder: committed at the start of 24 partitions; lag 0" in out, out
     # 5. kubectl apply -f examples/policies/local/embedding-worker.yaml -f …/gpu-node-pool.yaml
     apply(session, POLICIES / "local" / "embedding-worker.yaml", POLICIES / "gpu-node-pool.yaml")
     #    kubectl -n search rollout status deployment/embedder
@@ -165,6 +194,13 @@ def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up_a
     # 6. kubectl apply -f examples/policies/embedding-worker.yaml
     apply(session, POLICIES / "embedding-worker.yaml")
     wait_for(lambda: session.condition("search", "embedding-worker", "Ready"), 30, "a Ready condition")
+    return session
+
+
+def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up_and_back_down(
+    embedder: Session,
+) -> None:
+    session = embedder
     # 7. curl -X PUT "$TIDESCALE_EXPORTER_URL/load" \
     #        -d '{"load": 1.0, "namespace": "search", "deployment": "embedder"}'
     session.put_load(1.0, "search", "embedder")
@@ -187,3 +223,88 @@ def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up_a
     # 8. the same command with "load": 0: back to one replica (scale-to-zero waits 10 minutes of idleness)
     session.put_load(0.0, "search", "embedder")
     wait_for(lambda: session.replicas("search", "embedder") == 1, 180, "search/embedder back at 1 replica")
+
+
+@dataclass
+class Traffic:
+    peak: int  # replicas when the traffic stopped
+
+
+# 40 req/s of 2,048 + 64 tokens at 1/(2048/8000 + 64/1500) = 3.35 req/s per replica
+SERVING_40 = 12
+
+
+@pytest.fixture(scope="module")
+def llm_traffic(session: Session) -> Traffic:
+    """The README's llm-inference commands up to the traffic stopping: the gateway's series at rest, the
+    Deployment at zero and the policy with its NodePool; 40 req/s until the replicas serve it; then 0."""
+    # curl -X PUT "$TIDESCALE_EXPORTER_URL/traffic" -d '{"service": "vllm-code", …, "requestsPerSecond": 0}'
+    assert session.put_traffic(0)["requests"] == 0
+    # kubectl apply -f examples/policies/local/llm-inference.yaml
+    apply(session, POLICIES / "local" / "llm-inference.yaml")
+    # kubectl apply -f examples/policies/llm-inference.yaml
+    apply(session, POLICIES / "llm-inference.yaml")
+    wait_for(lambda: session.condition("ml", "llm-inference", "Ready"), 30, "a Ready condition")
+    assert session.replicas("ml", "vllm-code") == 0
+    # curl … -d '{…, "requestsPerSecond": 40, "promptTokens": 2048, "generatedTokens": 64}'
+    session.put_traffic(40)
+    wait_for(
+        lambda: session.running() and session.available("ml", "vllm-code") >= SERVING_40,
+        60,
+        f"{SERVING_40} replicas of ml/vllm-code available",
+    )
+    peak = session.replicas("ml", "vllm-code")
+    # curl … -d '{…, "requestsPerSecond": 0}'
+    session.put_traffic(0)
+    return Traffic(peak)
+
+
+def test_the_readmes_traffic_wakes_llm_inference_from_zero_onto_new_h100_nodes(
+    session: Session, llm_traffic: Traffic
+) -> None:
+    ready = session.condition("ml", "llm-inference", "Ready")
+    fallback = session.condition("ml", "llm-inference", "Fallback")
+    assert ready is not None and ready["status"] == "True", ready and ready["message"]
+    assert fallback is None or fallback["status"] == "False", fallback["message"]
+    # the KWOK node-pool provider added the h100 nodes the replicas select (8 GPUs each)
+    assert session.pool_nodes("h100") >= -(-SERVING_40 // 8)
+
+
+def test_the_readmes_records_scale_the_embedder_by_their_kafka_lag_and_consuming_them_brings_it_back(
+    embedder: Session,
+) -> None:
+    session = embedder
+    wait_for(lambda: session.replicas("search", "embedder") == 1, 60, "search/embedder at 1 replica")
+    # tidescale local produce docs.chunks --records 20000: lag 20,000 at 5,000 per replica
+    out = run("local", "produce", "docs.chunks", "--records", "20000", env=session.env)
+    assert "produced 20000 records of 512 bytes onto docs.chunks (24 partitions)" in out, out
+    wait_for(lambda: session.running() and session.replicas("search", "embedder") == 4, 30, "4 replicas")
+    wait_for(
+        lambda: (
+            "lag 20000 on docs.chunks"
+            in (session.condition("search", "embedding-worker", "Ready") or {}).get("message", "")
+        ),
+        10,
+        "the lag named in the policy's Ready condition",
+    )
+
+    # tidescale local consume docs.chunks --group embedder --to-end: lag 0, back to 1 after the 30 s window
+    out = run("local", "consume", "docs.chunks", "--group", "embedder", "--to-end", env=session.env)
+    assert "group embedder: consumed 20000 records of docs.chunks; lag 0" in out, out
+    wait_for(lambda: session.running() and session.replicas("search", "embedder") == 1, 60, "1 replica")
+
+
+def test_the_readmes_llm_inference_comes_back_down_once_the_traffic_stops(
+    session: Session, llm_traffic: Traffic
+) -> None:
+    highest = llm_traffic.peak
+
+    def down() -> bool:
+        nonlocal highest
+        now = session.replicas("ml", "vllm-code")
+        highest = max(highest, now)  # a reading from before the stop may still have added some
+        return session.running() and now < highest
+
+    # the 60 s scale-down window, after the last recommendation that held the peak
+    wait_for(down, 120, "ml/vllm-code scaled down", interval=1.0)
+    assert session.replicas("ml", "vllm-code") >= 1  # scaleToZero waits for 900 idle seconds

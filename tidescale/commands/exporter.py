@@ -23,9 +23,10 @@ from typing import Any
 
 from exporter.model import SimParams
 from exporter.render import HostnameLabel
-from exporter.server import ExporterServer, LoadTarget, MetricSource
+from exporter.server import ExporterServer, LoadTarget, MetricSource, TrafficTarget
 from exporter.simulator import Simulator
 from exporter.spec import load_spec
+from exporter.traffic import GatewaySimulator
 from kernel import logs
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import PermanentError, TemporaryError
@@ -47,7 +48,10 @@ def add_commands(sub: Any) -> None:
             "load signal set with PUT /load (JSON {'load': 0..1} plus an optional node, uuid, "
             "namespace+pod or namespace+deployment); GET /load lists the loads. With --kubeconfig, the "
             "GPUs are the cluster's (nodes with nvidia.com/gpu capacity), labelled with the pods that "
-            "hold them, and a load set for a deployment also reaches its pods created later."
+            "hold them, and a load set for a deployment also reaches its pods created later. Both also "
+            "simulate an inference gateway: PUT /traffic (JSON {'service', 'namespace', 'deployment', "
+            "'requestsPerSecond'} plus optional token counts and capacity) serves gateway_* series for the "
+            "service and drives its deployment's GPU load; GET /traffic lists the services."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -96,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         source, load_target, close = _source(args)
     except PermanentError as e:
         return _fail(str(e))
+    # a simulated source has a simulated gateway in front of its pods
+    traffic = GatewaySimulator(source, SYSTEM_CLOCK) if isinstance(source, Simulator) else None
     try:
-        return _serve(args, source, load_target, host, port)
+        return _serve(args, source, load_target, traffic, host, port)
     finally:
         close()
 
@@ -144,13 +150,19 @@ def _source(args: argparse.Namespace) -> tuple[MetricSource, LoadTarget | None, 
 
 
 def _serve(
-    args: argparse.Namespace, source: MetricSource, load_target: LoadTarget | None, host: str, port: int
+    args: argparse.Namespace,
+    source: MetricSource,
+    load_target: LoadTarget | None,
+    traffic_target: TrafficTarget | None,
+    host: str,
+    port: int,
 ) -> int:
     hostname_label: HostnameLabel = "Hostname" if args.old_hostname_label else "hostname"
     try:
         server = ExporterServer(
             source,
             load_target=load_target,
+            traffic_target=traffic_target,
             host=host,
             port=port,
             interval_s=args.interval,

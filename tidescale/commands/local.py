@@ -1,4 +1,5 @@
-"""`tidescale local up|down|restart|status|env|nodes|topic`: the local environment from the command line."""
+"""`tidescale local up|down|restart|status|env|nodes|topic|produce|consume`: the local environment from the
+command line."""
 
 from __future__ import annotations
 
@@ -74,8 +75,34 @@ def add_commands(sub: Any) -> None:
     topic = local_sub.add_parser("topic", help="create a Kafka topic on the local broker (kept if it exists)")
     topic.add_argument("name")
     topic.add_argument("--partitions", type=int, default=1)
+    topic.add_argument(
+        "--group",
+        default=None,
+        help="also commit this consumer group at the start of every partition it has no offset for "
+        "(a worker that has read nothing: every record produced from then on is its lag)",
+    )
     topic.add_argument("--state-dir", type=Path, default=None)
     topic.set_defaults(func=_topic)
+
+    produce = local_sub.add_parser("produce", help="produce records onto a topic of the local broker")
+    produce.add_argument("topic")
+    produce.add_argument("--records", type=int, required=True, help="how many")
+    produce.add_argument("--size", type=int, default=512, metavar="BYTES", help="each record's (default 512)")
+    produce.add_argument("--state-dir", type=Path, default=None)
+    produce.set_defaults(func=_produce)
+
+    consume = local_sub.add_parser(
+        "consume", help="read a topic as a consumer group and commit what was read, as a worker does"
+    )
+    consume.add_argument("topic")
+    consume.add_argument("--group", required=True)
+    how_far = consume.add_mutually_exclusive_group(required=True)
+    how_far.add_argument(
+        "--to-end", action="store_true", help="everything: commit the end of every partition"
+    )
+    how_far.add_argument("--records", type=int, help="at most this many, from the group's committed offsets")
+    consume.add_argument("--state-dir", type=Path, default=None)
+    consume.set_defaults(func=_consume)
 
     restart = local_sub.add_parser(
         "restart", help="stop a component and start it again on the same ports, with the same options"
@@ -189,11 +216,57 @@ def _topic(args: argparse.Namespace) -> int:
             raise TidescaleError(f"--partitions {args.partitions}: at least 1")
         bootstrap = environment.Environment.load(_state_dir(args)).kafka_bootstrap
         created = kafka.create_topic(bootstrap, args.name, args.partitions)
+        print(f"topic {args.name}: {'created' if created else 'exists'} on {bootstrap}")
+        if args.group:
+            registered = kafka.register_group(bootstrap, args.name, args.group)
+            lag = _lag(bootstrap, args.name, args.group)
+            if registered:
+                print(f"group {args.group}: committed at the start of {registered} partitions; {lag}")
+            else:
+                print(f"group {args.group}: has an offset on every partition already; {lag}")
     except (TidescaleError, TimeoutError) as exc:
         print(f"tidescale local topic: {exc}", file=sys.stderr)
         return 1
-    print(f"topic {args.name}: {'created' if created else 'exists'} on {bootstrap}")
     return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    try:
+        if args.records < 0 or args.size < 1:
+            raise TidescaleError("--records must be 0 or more and --size at least 1")
+        bootstrap = environment.Environment.load(_state_dir(args)).kafka_bootstrap
+        done = kafka.produce(bootstrap, args.topic, args.records, args.size)
+    except (TidescaleError, TimeoutError) as exc:
+        print(f"tidescale local produce: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"produced {done.records} records of {args.size} bytes onto {args.topic} ({done.partitions} "
+        f"partitions) on {bootstrap} in {done.seconds:.1f} s"
+    )
+    return 0
+
+
+def _consume(args: argparse.Namespace) -> int:
+    try:
+        if args.records is not None and args.records < 0:
+            raise TidescaleError(f"--records {args.records}: 0 or more")
+        bootstrap = environment.Environment.load(_state_dir(args)).kafka_bootstrap
+        kafka.partition_count(bootstrap, args.topic)  # a missing topic is an error, not an empty read
+        if args.to_end:
+            read = kafka.commit_to_end(bootstrap, args.topic, args.group)
+        else:
+            read = kafka.consume(bootstrap, args.topic, args.group, args.records)
+        lag = _lag(bootstrap, args.topic, args.group)
+        print(f"group {args.group}: consumed {read} records of {args.topic}; {lag}")
+    except (TidescaleError, TimeoutError) as exc:
+        print(f"tidescale local consume: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _lag(bootstrap: str, topic: str, group: str) -> str:
+    lag, uncommitted = kafka.group_lag(bootstrap, topic, group)
+    return f"lag {lag}" + (f" ({uncommitted} partitions with no offset)" if uncommitted else "")
 
 
 def _restart(args: argparse.Namespace) -> int:

@@ -1,20 +1,22 @@
 """Apache Kafka 4.x, one KRaft node (broker and controller in one JVM), from the Maven Central jars.
 
 Storage is formatted, then the server started; also the broker's own perf tools (kafka-tools) as the
-throughput ceiling that streaming benchmarks are quoted against.
+throughput ceiling that streaming benchmarks are quoted against, and what `tidescale local topic|produce|
+consume` do to a topic: create it, produce records onto it, and read and commit it as a consumer group does.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from kernel import artefacts
 from kernel.clock import Deadline
@@ -29,6 +31,9 @@ from tidescale.local.process import (
     spawn,
     wait_until,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 COMPONENT = "kafka"
 HEAP = ["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"]
@@ -45,6 +50,25 @@ logger.kafka.level = INFO
 logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 """
+
+
+def _kafka_errors_as_ours(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` with the Kafka client's exceptions turned into PermanentError naming the Kafka (its first
+    argument, the bootstrap address) and what it did (its name)."""
+
+    @functools.wraps(function)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        from confluent_kafka import KafkaException
+
+        try:
+            return function(*args, **kwargs)
+        except KafkaException as e:
+            error = e.args[0] if e.args else e
+            text = error.str() if hasattr(error, "str") else str(error)
+            what = function.__name__.replace("_", " ")
+            raise PermanentError(f"Kafka at {args[0] if args else '?'}: {what}: {text}") from e
+
+    return wrapped
 
 
 @dataclass(frozen=True)
@@ -236,6 +260,7 @@ def messages_to_end(bootstrap: str, topics: list[str], timeout: float = 60) -> I
         consumer.close()
 
 
+@_kafka_errors_as_ours
 def commit_to_end(bootstrap: str, topic: str, group: str) -> int:
     """Commit consumer group `group` at the end of every partition of `topic` (its lag becomes 0), as a
     consumer that has read everything would; returns the records skipped over."""
@@ -258,6 +283,164 @@ def commit_to_end(bootstrap: str, topic: str, group: str) -> int:
     finally:
         consumer.close()
     return skipped
+
+
+def partition_count(bootstrap: str, topic: str, timeout: float = 10) -> int:
+    """The partitions of `topic`; PermanentError naming the topic when it does not exist (asked through the
+    admin client, which never creates a topic by asking for it)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    metadata = admin.list_topics(timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise PermanentError(
+            f"topic {topic} does not exist on {bootstrap} (create it: tidescale local topic {topic})"
+        )
+    return len(metadata.partitions)
+
+
+@dataclass(frozen=True)
+class Produced:
+    records: int
+    partitions: int
+    seconds: float
+
+
+@_kafka_errors_as_ours
+def produce(bootstrap: str, topic: str, records: int, size: int = 512, timeout: float = 120) -> Produced:
+    """`records` records of `size` bytes onto `topic`, spread evenly over its partitions (record i on
+    partition i mod n), in batches; returns once every record is acknowledged. PermanentError when the topic
+    does not exist or a record is refused."""
+    from confluent_kafka import KafkaError, Producer
+
+    partitions = partition_count(bootstrap, topic)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 200_000,
+            "log_level": 0,
+        }
+    )
+    errors: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            errors.append(error)
+
+    deadline = Deadline(timeout)
+    for i in range(records):
+        value = (f"chunk {i} ".encode() + b"x" * size)[:size]
+        while True:
+            try:
+                producer.produce(topic, value, partition=i % partitions, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                if deadline.expired():
+                    raise PermanentError(
+                        f"topic {topic}: {i} of {records} records sent in {timeout:.0f} s"
+                    ) from None
+                producer.poll(0.1)
+    left = producer.flush(deadline.remaining())
+    if errors:
+        raise PermanentError(f"topic {topic}: {len(errors)} records refused, first: {errors[0].str()}")
+    if left:
+        raise PermanentError(f"topic {topic}: {left} records not acknowledged within {timeout:.0f} s")
+    return Produced(records, partitions, timeout - deadline.remaining())
+
+
+@_kafka_errors_as_ours
+def register_group(bootstrap: str, topic: str, group: str) -> int:
+    """Commit consumer group `group` at the start of every partition of `topic` it has no offset for, as a
+    worker that joined before anything was produced and has read nothing (from then on every record produced
+    is the group's lag); returns the partitions registered."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        tps = [TopicPartition(topic, i) for i in metadata.partitions]
+        starts = []
+        for tp in consumer.committed(tps, timeout=10):
+            if tp.offset < 0:  # nothing committed
+                low, _ = consumer.get_watermark_offsets(tp, timeout=10)
+                starts.append(TopicPartition(topic, tp.partition, low))
+        if starts:
+            consumer.commit(offsets=starts, asynchronous=False)
+    finally:
+        consumer.close()
+    return len(starts)
+
+
+@_kafka_errors_as_ours
+def consume(bootstrap: str, topic: str, group: str, records: int, timeout: float = 60) -> int:
+    """Read up to `records` records of `topic` as consumer group `group` from its committed offsets (the
+    start of a partition it has none for) and commit what was read, as a worker does; stops early at the
+    end of every partition. Returns the records read."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "log_level": 0,
+        }
+    )
+    read = 0
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        committed = consumer.committed([TopicPartition(topic, i) for i in metadata.partitions], timeout=10)
+        # assigned, not subscribed: no group rebalance to wait for; the commits are the group's all the same
+        consumer.assign(
+            [
+                TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                for tp in committed
+            ]
+        )
+        pending = {tp.partition for tp in committed}
+        positions: dict[int, int] = {}
+        deadline = Deadline(timeout)
+        while read < records and pending and not deadline.expired():
+            for message in consumer.consume(num_messages=min(1000, records - read), timeout=0.5):
+                error = message.error()
+                partition = int(message.partition() or 0)
+                if error is None:
+                    positions[partition] = int(message.offset() or 0) + 1
+                    read += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(partition)
+        if positions:
+            consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in sorted(positions.items())],
+                asynchronous=False,
+            )
+    finally:
+        consumer.close()
+    return read
+
+
+@_kafka_errors_as_ours
+def group_lag(bootstrap: str, topic: str, group: str) -> tuple[int, int]:
+    """(records of `topic` the group has not committed past, partitions it has no offset for) — the lag
+    the KafkaLag trigger reads, before its count of 1 for each uncommitted partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        lag = uncommitted = 0
+        for tp in consumer.committed([TopicPartition(topic, i) for i in metadata.partitions], timeout=10):
+            if tp.offset < 0:
+                uncommitted += 1
+                continue
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += max(0, high - tp.offset)
+    finally:
+        consumer.close()
+    return lag, uncommitted
 
 
 @dataclass(frozen=True)

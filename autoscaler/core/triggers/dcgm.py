@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from autoscaler.core.triggers import dcgm_series
-from autoscaler.core.triggers.evaluation import aggregate, per_gpu, per_replica_value, total_value
+from autoscaler.core.triggers.evaluation import aggregate, per_gpu, per_pod_value, total_value
 from autoscaler.core.triggers.gpu_utilization import UTILIZATION_FIELDS
 from autoscaler.core.triggers.trigger import (
     PROMETHEUS,
@@ -72,7 +72,8 @@ def evaluate(
     if spec.aggregation == "sum":
         want, _ = total_value(v, spec.target, seen.ready, ctx)
     else:
-        want, _ = per_replica_value(v, spec.target, seen.ready, ctx)
+        measured = int(reading.series.get("pods", seen.ready)) if reading is not None else seen.ready
+        want, _ = per_pod_value(v, spec.target, seen.ready, measured, ctx)
     return Proposal(
         name, want, active=v > 0, template="{} {:g} of target {:g}", args=(spec.metric, v, spec.target)
     )

@@ -66,6 +66,23 @@ def per_replica_value(value: float, target: float, base: int, ctx: Context) -> t
     return ceil(ratio * base), ratio
 
 
+def per_pod_value(value: float, target: float, ready: int, measured: int, ctx: Context) -> tuple[int, float]:
+    """HPA Value semantics over the pods a reading measured (the HPA's ready pods with metrics):
+    `ratio = value / target`; within the tolerance → `ready`; else `ceil(ratio × measured)`, and on the way
+    down the ready pods the reading did not measure count at the target (the HPA's missing pods), never
+    turning a scale-down into a scale-up. Sizing by the measured pods, not by `ready`, keeps a reading that
+    predates a scale-up from scaling the new replicas again at every decision that sees it."""
+    if measured <= 0 or ready <= 0:
+        return per_replica_value(value, target, ready, ctx)
+    ratio = value / target
+    if ctx.ok(ratio):
+        return ready, ratio
+    want = ceil(ratio * measured)
+    if want < ready and ready > measured:
+        want = min(ready, want + ready - measured)
+    return want, ratio
+
+
 def total_value(value: float, target: float, status: int, ctx: Context) -> tuple[int, float]:
     """HPA AverageValue semantics for a total: `ratio = value / (target × status)`, else
     `ceil(value / target)`."""

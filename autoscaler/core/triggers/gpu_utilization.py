@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from autoscaler.core.triggers import dcgm_series
-from autoscaler.core.triggers.evaluation import aggregate, per_gpu, per_replica_value, total_value
+from autoscaler.core.triggers.evaluation import aggregate, per_gpu, per_pod_value, total_value
 from autoscaler.core.triggers.trigger import (
     PROMETHEUS,
     Context,
@@ -77,17 +77,19 @@ def evaluate(
     if isinstance(values, Proposal):
         return values
     pct = aggregate(values, spec.aggregation) * UTILIZATION_FIELDS[spec.metric]
+    # the pods the reading measured (the target's ready replicas when it does not say)
+    measured = int(reading.series.get("pods", seen.ready)) if reading is not None else seen.ready
     if spec.aggregation == "sum":
         want, ratio = total_value(pct, spec.target, seen.ready, ctx)
     else:
-        want, ratio = per_replica_value(pct, spec.target, seen.ready, ctx)
+        want, ratio = per_pod_value(pct, spec.target, seen.ready, measured, ctx)
     return Proposal(
         name,
         want,
         active=pct > 0,
         template="{} {:.0f}% of target {}%",
         args=(_LABELS[spec.aggregation], pct, spec.target),
-        demand=ratio * max(seen.ready, 1) if spec.aggregation != "sum" else pct / 100.0,
+        demand=ratio * max(measured, 1) if spec.aggregation != "sum" else pct / 100.0,
     )
 
 

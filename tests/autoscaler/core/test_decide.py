@@ -272,11 +272,46 @@ def test_a_scale_down_to_the_fallback_waits_for_the_stabilization_window() -> No
 
 
 def test_from_zero_the_fallback_does_not_cap_an_active_healthy_trigger() -> None:
-    p = fallback_policy(min_replicas=0, scaleToZero={"idleSeconds": 60})
-    ds = run(p, [(t, seen(0, queue=value(200, t), gpu=Reading(error="timeout"))) for t in (0, 15, 30)])
+    # a failing trigger whose series exist with zero pods (a GPU trigger's do not: see below)
+    p = a_policy(
+        min_replicas=0,
+        max_replicas=40,
+        triggers=[queue_trigger(10), slo_trigger()],
+        fallback={"failureThreshold": 2, "replicas": 10},
+        scaleToZero={"idleSeconds": 60},
+    )
+    ds = run(p, [(t, seen(0, queue=value(200, t), ttft=Reading(error="timeout"))) for t in (0, 15, 30)])
     assert [(d.desired, d.rule, d.fallback) for d in ds] == [(20, "Activation", False)] * 2 + [
         (20, "Activation", True)
     ]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "ready", "queue", "desired", "rule"),
+    [
+        (0, 0, 0, 0, "ScaledToZero"),
+        (3, 0, 30, 3, "DesiredWithinRange"),
+    ],
+    ids=["idle at zero", "every replica waiting for a node"],
+)
+def test_a_gpu_trigger_with_no_ready_replica_has_no_opinion_and_no_failure(
+    replicas: int, ready: int, queue: float, desired: int, rule: str
+) -> None:
+    p = fallback_policy(min_replicas=0, scaleToZero={"idleSeconds": 600})
+    no_series = Reading(error="no GPU series for the target's pods")
+    ds = run(p, [(t, seen(replicas, ready, queue=value(queue, t), gpu=no_series)) for t in (0, 15, 30, 45)])
+    d = ds[-1]
+    assert (d.desired, d.rule, d.fallback) == (desired, rule, False)  # no fallback to 10
+    gpu = next(x for x in d.proposals if x.trigger == "gpu")
+    assert (gpu.replicas, gpu.failed, gpu.reason) == (None, False, "gpu: no replica is ready to read")
+
+
+def test_a_gpu_trigger_fails_again_once_a_replica_is_ready() -> None:
+    p = fallback_policy(min_replicas=0, scaleToZero={"idleSeconds": 600})
+    no_series = Reading(error="no GPU series for the target's pods")
+    ds = run(p, [(t, seen(3, 1, queue=value(30, t), gpu=no_series)) for t in (0, 15, 30)])
+    # toward the fallback 10 within the scale-up policies: 3 + 4 pods
+    assert [(d.desired, d.fallback) for d in ds] == [(3, False), (3, False), (7, True)]
 
 
 def test_no_scale_to_zero_while_the_fallback_holds() -> None:

@@ -54,6 +54,33 @@ def test_gpu_utilisation_follows_hpa_semantics_per_aggregation(
     assert evaluate(p, gpus(*per_gpu), seen(replicas)).replicas == want
 
 
+@pytest.mark.parametrize(
+    ("per_gpu", "measured", "ready", "want"),
+    [
+        ((100, 100), 2, 2, 3),  # all measured: HPA's ceil(ratio × ready)
+        ((100, 100), 2, 3, 3),  # a reading from before a scale-up to 3: sized for the 2 pods it measured
+        ((100, 100), 2, 4, 4),  # ... whose 3 are fewer than the 4 ready: no scale-down from it
+        ((20, 20), 2, 4, 3),  # scale-down: ceil(0.29 × 2) = 1, plus the 2 pods not measured at the target
+        ((20, 20), 2, 2, 1),
+        ((75, 75), 2, 5, 5),  # within the tolerance: the ready replicas
+    ],
+    ids=[
+        "all measured",
+        "stale reading",
+        "stale reading, more ready",
+        "down, unmeasured",
+        "down",
+        "tolerance",
+    ],
+)
+def test_a_per_gpu_target_scales_the_pods_the_reading_measured(
+    per_gpu: tuple[float, ...], measured: int, ready: int, want: int
+) -> None:
+    p = a_policy(triggers=[gpu_trigger(70)])
+    reading = Reading(per_gpu=tuple(v / 100 for v in per_gpu), at=T0, series={"pods": measured})
+    assert evaluate(p, reading, seen(ready)).replicas == want
+
+
 def test_the_gpu_reason_is_a_sentence_with_numbers() -> None:
     p = a_policy(triggers=[gpu_trigger(70)])
     assert evaluate(p, gpus(140, 140), seen(2)).reason == "GPU 140% of target 70%"

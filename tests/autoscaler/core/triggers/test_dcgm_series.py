@@ -120,12 +120,18 @@ def read(results: dict[str, Result], scope: Scope) -> Reading:
     return dcgm_series.reading(SPEC, scope, queries, results)
 
 
-def test_a_reading_has_the_targets_gpus_and_their_oldest_scrape() -> None:
-    scope = Scope("ml", frozenset({"llm-a", "llm-b"}))
+def test_a_reading_has_the_targets_gpus_their_oldest_scrape_and_the_pods_measured() -> None:
+    scope = Scope("ml", frozenset({"llm-a", "llm-b", "llm-c"}))  # llm-c holds no GPU yet
     q = dcgm_series.queries(SPEC, scope)
-    series = [a_gpu("llm-a", "GPU-1", 0.5), a_gpu("llm-b", "GPU-2", 0.7)]
-    got = read({q["value"]: series, q["stamp"]: [stamp(series[0], 95.0), stamp(series[1], 99.0)]}, scope)
-    assert got == Reading(per_gpu=(0.5, 0.7), at=95.0)
+    series = [
+        a_gpu("llm-a", "GPU-1", 0.5),
+        a_gpu("llm-b", "GPU-2", 0.7),
+        a_gpu("llm-b", "GPU-3", 0.6, gpu="1"),  # two GPUs, one pod
+        a_gpu("embed", "GPU-4", 0.1),
+    ]
+    stamps = [stamp(s, t) for s, t in zip(series, (95.0, 99.0, 99.0, 10.0), strict=True)]
+    got = read({q["value"]: series, q["stamp"]: stamps}, scope)
+    assert got == Reading(per_gpu=(0.5, 0.7, 0.6), at=95.0, series={"pods": 2.0})
 
 
 @pytest.mark.parametrize(
@@ -148,4 +154,4 @@ def test_a_failed_stamp_query_leaves_the_evaluation_time() -> None:
     scope = Scope("ml", frozenset({"llm-a"}))
     q = dcgm_series.queries(SPEC, scope)
     got = read({q["value"]: [a_gpu("llm-a", "GPU-1", 0.5)], q["stamp"]: "rejected"}, scope)
-    assert got == Reading(per_gpu=(0.5,), at=100.0)
+    assert got == Reading(per_gpu=(0.5,), at=100.0, series={"pods": 1.0})
