@@ -163,6 +163,23 @@ def test_an_unknown_selector_is_answered_404_naming_what_matched_nothing(exporte
     assert "no GPU matches pod 'ghost-0'" in response.json()["error"]
 
 
+def test_traffic_set_over_http_serves_the_gateways_series_and_loads_its_deployments_gpus(
+    exporter: Running,
+) -> None:
+    body = {"service": "chat", "namespace": "ml", "deployment": "llm", "requestsPerSecond": 10}
+    put = httpx.put(f"{exporter.url}/traffic", json=body | {"replicaRequestsPerSecond": 4}, timeout=5)
+
+    assert put.status_code == 200
+    assert (put.json()["replicas"], put.json()["load"]) == (5, 0.5)  # 10 req/s on 5 pods of 4 req/s
+    families = scrape(exporter.url)
+    assert [labels for labels, _ in families["gateway_queue_depth"]] == [{"service": "chat"}]
+    assert [labels for labels, _ in families["gateway_requests"]] == [{"service": "chat"}]  # a counter
+    util = [v for labels, v in families["DCGM_FI_DEV_GPU_UTIL"] if labels.get("pod", "").startswith("llm-")]
+    assert util == [pytest.approx(50, abs=2)] * 5  # ±2 points of seeded noise
+    listed = httpx.get(f"{exporter.url}/traffic", timeout=5).json()["services"]
+    assert [(s["service"], s["requestsPerSecond"]) for s in listed] == [("chat", 10)]
+
+
 def test_sigterm_shuts_the_exporter_down_with_exit_code_0(tmp_path: Path) -> None:
     running = start_exporter(tmp_path, "--old-hostname-label", "--interval", "0.2")
     try:

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer
 
+from kernel.clock import Deadline
 from tidescale.local import environment, kafka
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,16 @@ def test_a_message_round_trips_through_the_broker_with_kafka_python(
     producer = KafkaProducer(bootstrap_servers=local_env.kafka_bootstrap)
     producer.send(name, b"hello").get(timeout=15)
     producer.close()
-    consumer = KafkaConsumer(
-        name,
-        bootstrap_servers=local_env.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=15000,
-    )
+    consumer = KafkaConsumer(name, bootstrap_servers=local_env.kafka_bootstrap, auto_offset_reset="earliest")
+    values: list[bytes] = []
     try:
-        values = [message.value for message in consumer]
+        deadline = Deadline(15)
+        while not values and not deadline.expired():  # the one record, then no 15 s wait for a second one
+            for batch in consumer.poll(timeout_ms=500).values():
+                values.extend(message.value for message in batch)
+        # and nothing after it: the end offset is the one record's
+        partition = next(iter(consumer.assignment()))
+        assert consumer.end_offsets([partition])[partition] == 1
     finally:
         consumer.close()
     assert values == [b"hello"]

@@ -197,32 +197,32 @@ def embedder(session: Session) -> Session:
     return session
 
 
-def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up_and_back_down(
-    embedder: Session,
-) -> None:
+@pytest.fixture(scope="module")
+def gpu_load(embedder: Session) -> float:
+    """The README's step 7 and 8: the GPU load up until the embedder scales up, then down again; returns how
+    long after `local up` returned the scale-up came."""
     session = embedder
     # 7. curl -X PUT "$TIDESCALE_EXPORTER_URL/load" \
     #        -d '{"load": 1.0, "namespace": "search", "deployment": "embedder"}'
     session.put_load(1.0, "search", "embedder")
-
-    def scaled_up() -> bool:
-        if session.replicas("search", "embedder") > 1:
-            return True
-        assert session.controller.poll() is None, "the controller exited"
-        return False
-
-    wait_for(scaled_up, 120, "a scale-up of search/embedder")
+    wait_for(
+        lambda: session.running() and session.replicas("search", "embedder") > 1,
+        120,
+        "a scale-up of search/embedder",
+    )
     took = SYSTEM_CLOCK.monotonic() - session.up_returned
     print(f"first load-driven scale-up {took:.1f} s after `local up` returned")
     ready = session.condition("search", "embedding-worker", "Ready")
     fallback = session.condition("search", "embedding-worker", "Fallback")
     assert ready is not None and ready["status"] == "True", ready and ready["message"]
     assert fallback is None or fallback["status"] == "False", fallback["message"]
-    assert took <= GOAL_S
-
-    # 8. the same command with "load": 0: back to one replica (scale-to-zero waits 10 minutes of idleness)
+    # 8. the same command with "load": 0 (the next tests await its scale-down)
     session.put_load(0.0, "search", "embedder")
-    wait_for(lambda: session.replicas("search", "embedder") == 1, 180, "search/embedder back at 1 replica")
+    return took
+
+
+def test_the_readme_reaches_a_load_driven_scale_up_within_a_minute_of_local_up(gpu_load: float) -> None:
+    assert gpu_load <= GOAL_S
 
 
 @dataclass
@@ -230,8 +230,13 @@ class Traffic:
     peak: int  # replicas when the traffic stopped
 
 
-# 40 req/s of 2,048 + 64 tokens at 1/(2048/8000 + 64/1500) = 3.35 req/s per replica
-SERVING_40 = 12
+# 40 req/s of 2,048 + 64 tokens at 1/(2048/8000 + 64/1500) = 3.35 req/s per replica: 11.95 replicas of work.
+# After the traffic the policy holds the level under which 75 % of the last half hour's work arrived (12–14
+# replicas: the short rate window reads 40 req/s give or take Prometheus' extrapolation); with it the SLO
+# trigger sizes 13 (Erlang C, p99 ≤ 2 s) and the GPU trigger 15 (GR_ENGINE_ACTIVE at most 80 %), more while a
+# backlog drains. So the traffic stops once 15 serve it, above what is held after it.
+WORK_40 = 12
+ABOVE_HELD_40 = 15
 
 
 @pytest.fixture(scope="module")
@@ -249,9 +254,9 @@ def llm_traffic(session: Session) -> Traffic:
     # curl … -d '{…, "requestsPerSecond": 40, "promptTokens": 2048, "generatedTokens": 64}'
     session.put_traffic(40)
     wait_for(
-        lambda: session.running() and session.available("ml", "vllm-code") >= SERVING_40,
-        60,
-        f"{SERVING_40} replicas of ml/vllm-code available",
+        lambda: session.running() and session.available("ml", "vllm-code") >= ABOVE_HELD_40,
+        90,
+        f"{ABOVE_HELD_40} replicas of ml/vllm-code available",
     )
     peak = session.replicas("ml", "vllm-code")
     # curl … -d '{…, "requestsPerSecond": 0}'
@@ -267,14 +272,22 @@ def test_the_readmes_traffic_wakes_llm_inference_from_zero_onto_new_h100_nodes(
     assert ready is not None and ready["status"] == "True", ready and ready["message"]
     assert fallback is None or fallback["status"] == "False", fallback["message"]
     # the KWOK node-pool provider added the h100 nodes the replicas select (8 GPUs each)
-    assert session.pool_nodes("h100") >= -(-SERVING_40 // 8)
+    assert session.pool_nodes("h100") >= -(-ABOVE_HELD_40 // 8)
+
+
+def test_the_readmes_embedder_comes_back_to_one_replica_once_the_gpu_load_is_lowered(
+    embedder: Session, gpu_load: float
+) -> None:
+    # 8. back to one replica after the 30 s window (scale-to-zero waits 10 minutes of idleness); in file
+    # order the llm-inference scale-up ran in the meantime
+    wait_for(lambda: embedder.replicas("search", "embedder") == 1, 180, "search/embedder back at 1 replica")
 
 
 def test_the_readmes_records_scale_the_embedder_by_their_kafka_lag_and_consuming_them_brings_it_back(
     embedder: Session,
 ) -> None:
     session = embedder
-    wait_for(lambda: session.replicas("search", "embedder") == 1, 60, "search/embedder at 1 replica")
+    wait_for(lambda: session.replicas("search", "embedder") == 1, 180, "search/embedder at 1 replica")
     # tidescale local produce docs.chunks --records 20000: lag 20,000 at 5,000 per replica
     out = run("local", "produce", "docs.chunks", "--records", "20000", env=session.env)
     assert "produced 20000 records of 512 bytes onto docs.chunks (24 partitions)" in out, out
@@ -305,6 +318,7 @@ def test_the_readmes_llm_inference_comes_back_down_once_the_traffic_stops(
         highest = max(highest, now)  # a reading from before the stop may still have added some
         return session.running() and now < highest
 
-    # the 60 s scale-down window, after the last recommendation that held the peak
+    # the 60 s scale-down window (and panic's 60 s hold), after the last recommendation for the peak
     wait_for(down, 120, "ml/vllm-code scaled down", interval=1.0)
-    assert session.replicas("ml", "vllm-code") >= 1  # scaleToZero waits for 900 idle seconds
+    # not below the work of the last half hour (and not to zero before 900 idle seconds)
+    assert session.replicas("ml", "vllm-code") >= WORK_40

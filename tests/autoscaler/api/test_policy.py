@@ -1,12 +1,15 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from autoscaler.api.policy import ScalingPolicy, parse_policy_file, read_policy_file, trigger_name
 from kernel.errors import InvalidSpec
 from tests.autoscaler.autoscaler_builders import a_policy, gpu_trigger
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples" / "policies").glob("*.yaml"))
+LOCAL = sorted((EXAMPLES[0].parent / "local").glob("*.yaml"))
+POOL_LABEL = "tidescale.io/node-pool"
 
 HEAD = """apiVersion: tidescale.io/v1alpha1
 kind: ScalingPolicy
@@ -38,6 +41,27 @@ def test_the_examples_hold_an_llm_service_a_kafka_worker_and_a_node_pool() -> No
     assert {"GPUUtilization", "QueueDepth", "SLO"} <= types
     assert llm.policies[0].spec.scale_to_zero is not None
     assert llm.pools and llm.pools[0].spec.node.gpus == 8
+
+
+@pytest.mark.parametrize("path", LOCAL, ids=[p.name for p in LOCAL])
+def test_a_local_example_deploys_what_its_policy_scales_on_nodes_its_pool_makes(path: Path) -> None:
+    policies = read_policy_file(path.parent.parent / path.name)
+    (policy,) = policies.policies
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == policy.spec.target_ref.name
+    assert deployment["metadata"]["namespace"] == policy.metadata.namespace
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    requests = {k: str(v) for k, v in container["resources"]["requests"].items()}
+    assert requests == {k: str(v) for k, v in (policy.spec.pod_requests or {}).items()}
+    # a node selector picks nodes of the policy's pool (its label, or labels every node of it carries)
+    pool = policies.pool(policy.spec.node_pool or "") or next(
+        (p for p in read_policy_file(path.parent.parent / "gpu-node-pool.yaml").pools), None
+    )
+    assert pool is not None and pool.metadata.name == policy.spec.node_pool
+    labels = {**pool.spec.labels, POOL_LABEL: pool.metadata.name}
+    assert pod.get("nodeSelector", {}).items() <= labels.items()
 
 
 @pytest.mark.parametrize(
