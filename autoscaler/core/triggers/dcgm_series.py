@@ -5,8 +5,10 @@ per pod, since the exporter repeats a shared GPU's series for each pod that uses
 Queries: the metric's selector in the target's namespace and the scrape time of each of its series
 (`timestamp(…)`). Identical for every target in a namespace, so a batch asks them once per namespace and
 metric. Reading: the values of the target's pods' GPUs in the metric's own unit (`per_gpu`), `at` the oldest
-scrape among them, and how many of the target's pods they came from (series `pods`: what a per-replica target
-scales); no series for the target's pods → an error.
+scrape among them, and how many pods the target had when it was read (series `pods`: a reading taken before a
+scale-up measured the replicas of then, not the ones added since); no series for the target's pods → an error.
+The pods are counted from the target, not from the series' `pod` labels: with time-slicing or MPS the
+exporter names only one of the pods sharing a GPU (gpu-metrics.md, "Kubernetes mapping").
 
 Pure: no I/O, no clock.
 """
@@ -56,7 +58,7 @@ def reading(spec: Any, scope: Scope, queries: Mapping[str, str], results: Mappin
             error=f"no GPU series for the target's pods ({spec.metric} in namespace {scope.namespace}, "
             f"{len(scope.pods)} pods)"
         )
-    return Reading(per_gpu=found, at=at, series={"pods": float(measured_pods(values or (), scope))})
+    return Reading(per_gpu=found, at=at, series={"pods": float(len(scope.pods))})
 
 
 def _gpu_id(labels: Mapping[str, str]) -> tuple[str, ...]:
@@ -73,17 +75,6 @@ def _series_key(labels: Mapping[str, str]) -> SeriesKey:
 
 def _of(labels: Mapping[str, str], namespace: str, pods: Collection[str]) -> bool:
     return labels.get("namespace") == namespace and labels.get("pod") in pods
-
-
-def measured_pods(values: Sequence[Sample], scope: Scope) -> int:
-    """How many of the target's pods have a finite series among `values`."""
-    return len(
-        {
-            s.labels.get("pod")
-            for s in values
-            if _of(s.labels, scope.namespace, scope.pods) and math.isfinite(s.value)
-        }
-    )
 
 
 def gpu_values(

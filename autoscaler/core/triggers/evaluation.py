@@ -72,7 +72,8 @@ def per_pod_value(value: float, target: float, ready: int, measured: int, ctx: C
     down the ready pods the reading did not measure count at the target (the HPA's missing pods), never
     turning a scale-down into a scale-up. Sizing by the measured pods, not by `ready`, keeps a reading that
     predates a scale-up from scaling the new replicas again at every decision that sees it."""
-    if measured <= 0 or ready <= 0:
+    measured = min(measured, ready)  # pods read then that are not ready now (or never were) measured nothing
+    if measured <= 0:
         return per_replica_value(value, target, ready, ctx)
     ratio = value / target
     if ctx.ok(ratio):

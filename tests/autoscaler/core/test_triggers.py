@@ -63,6 +63,8 @@ def test_gpu_utilisation_follows_hpa_semantics_per_aggregation(
         ((20, 20), 2, 4, 3),  # scale-down: ceil(0.29 × 2) = 1, plus the 2 pods not measured at the target
         ((20, 20), 2, 2, 1),
         ((75, 75), 2, 5, 5),  # within the tolerance: the ready replicas
+        ((95,), 2, 2, 3),  # two pods on one time-sliced GPU (one series): both replicas were read
+        ((100, 100), 4, 2, 3),  # two of the 4 pods then were pending: they measured nothing
     ],
     ids=[
         "all measured",
@@ -71,6 +73,8 @@ def test_gpu_utilisation_follows_hpa_semantics_per_aggregation(
         "down, unmeasured",
         "down",
         "tolerance",
+        "shared gpu",
+        "pending when read",
     ],
 )
 def test_a_per_gpu_target_scales_the_pods_the_reading_measured(

@@ -120,8 +120,9 @@ def read(results: dict[str, Result], scope: Scope) -> Reading:
     return dcgm_series.reading(SPEC, scope, queries, results)
 
 
-def test_a_reading_has_the_targets_gpus_their_oldest_scrape_and_the_pods_measured() -> None:
-    scope = Scope("ml", frozenset({"llm-a", "llm-b", "llm-c"}))  # llm-c holds no GPU yet
+def test_a_reading_has_the_targets_gpus_their_oldest_scrape_and_its_pods_when_read() -> None:
+    # llm-c is named by no series: it holds no GPU yet, or shares one the exporter names for another pod
+    scope = Scope("ml", frozenset({"llm-a", "llm-b", "llm-c"}))
     q = dcgm_series.queries(SPEC, scope)
     series = [
         a_gpu("llm-a", "GPU-1", 0.5),
@@ -131,7 +132,7 @@ def test_a_reading_has_the_targets_gpus_their_oldest_scrape_and_the_pods_measure
     ]
     stamps = [stamp(s, t) for s, t in zip(series, (95.0, 99.0, 99.0, 10.0), strict=True)]
     got = read({q["value"]: series, q["stamp"]: stamps}, scope)
-    assert got == Reading(per_gpu=(0.5, 0.7, 0.6), at=95.0, series={"pods": 2.0})
+    assert got == Reading(per_gpu=(0.5, 0.7, 0.6), at=95.0, series={"pods": 3.0})
 
 
 @pytest.mark.parametrize(
