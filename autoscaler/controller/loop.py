@@ -113,8 +113,9 @@ class Targets(Protocol):
 
     def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView: ...
 
-    def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
-        """(names of the live pods the selector matches, how many of them hold a node)."""
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
+        """(names of the live pods the selector matches, how many of them hold a node); `fresh`: as the API
+        server has them now, not as a watch last told."""
         ...
 
 
@@ -720,10 +721,19 @@ class Controller:
         """(live pods, pods holding a node) of a policy with a nodePool; None without one."""
         if policy.spec.node_pool is None:
             return None
+        selector = parse(view.selector)
         try:
-            names, scheduled = self.targets.pods(e.namespace, parse(view.selector))
+            names, scheduled = self.targets.pods(e.namespace, selector)
         except PermanentError:
             return None
+        if scheduled < len(names):
+            # The pod watch can lag the nodes just listed from the API: a pod bound since its last event
+            # would count both as GPUs used on its node and as pending, and ask for a node nobody needs.
+            # Pods that look unbound are confirmed from the API (one list, only while some look so).
+            try:
+                names, scheduled = self.targets.pods(e.namespace, selector, fresh=True)
+            except (TemporaryError, PermanentError) as err:
+                log.warning("%s: pods as the watch has them (listing them failed: %s)", e.key, err)
         return len(names), scheduled
 
     def _nodes(

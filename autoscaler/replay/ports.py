@@ -101,8 +101,8 @@ class SimTargets(_Bound):
         sim = self.sim
         return ScaleView(namespace, kind, name, sim.spec, sim.ready_replicas(), f"app={name}", api_version)
 
-    def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
-        live = self.sim.live.values()
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
+        live = self.sim.live.values()  # the simulator's pods are always fresh
         return [p.name for p in live], sum(1 for p in live if p.bound_at is not None)
 
 

@@ -100,6 +100,10 @@ class ScaleClient:
         self._plurals: dict[tuple[str, str], str] = dict(_PLURALS)
         self.patches = 0
 
+    def get_json(self, path: str, what: str) -> Any:
+        """GET `path` (an API server path) as parsed JSON; failures as in `_call`."""
+        return self._call(path, "GET", what)
+
     def _call(self, path: str, method: str, what: str, body: Any = None) -> Any:
         """One API call; its failure as a `kernel.errors` type whose message starts with `what`."""
         try:

@@ -102,9 +102,13 @@ class ClusterTargets:
                 return workload_view(obj, kind, api_version)
         return self.scale.read(namespace, api_version, kind, name)
 
-    def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
-        with self._lock:
-            pods = list(self._pods.get(namespace, {}).values())
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
+        if fresh:
+            listed = self.scale.get_json(f"/api/v1/namespaces/{namespace}/pods", f"list pods in {namespace}")
+            pods = [_Pod(obj) for obj in listed.get("items") or []]
+        else:
+            with self._lock:
+                pods = list(self._pods.get(namespace, {}).values())
         names, placed = [], 0
         for p in pods:
             if p.live and selector.requirements and selector.matches(p.labels):

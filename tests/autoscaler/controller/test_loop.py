@@ -24,6 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @dataclass
 class FakeTargets:
     views: dict[str, ScaleView] = field(default_factory=dict)
+    unbound_in_watch: int = 0  # bound pods whose binding the pod watch has not told yet
+    fresh_reads: int = 0
 
     def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
         view = self.views.get(f"{namespace}/{name}")
@@ -31,11 +33,13 @@ class FakeTargets:
             raise NotFound(f"{kind}/{name} in {namespace}: reading /scale: HTTP 404 not found")
         return view
 
-    def pods(self, namespace: str, selector: Selector) -> tuple[list[str], int]:
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
         view = next(
             v for v in self.views.values() if v.namespace == namespace and v.selector == selector.text
         )
-        return [f"{view.name}-{i}" for i in range(view.replicas)], view.ready
+        self.fresh_reads += fresh
+        bound = view.ready if fresh else max(0, view.ready - self.unbound_in_watch)
+        return [f"{view.name}-{i}" for i in range(view.replicas)], bound
 
 
 @dataclass
@@ -541,6 +545,29 @@ def test_machines_still_booting_are_not_asked_for_again(world: World) -> None:
     world.step(15, full=True)
     world.step(15, full=True)
     assert provider.added == [2]  # booting machines count: nothing asked twice
+
+
+def test_pods_bound_before_the_watch_tells_are_confirmed_from_the_api_before_a_node_is_added(
+    world: World,
+) -> None:
+    # the nodes (listed from the API) already hold both replicas' GPUs; the pod watch lags behind
+    provider = FakeProvider(full=2)
+    world.controller.providers["ClusterAPI"] = provider
+    world.controller.upsert_pool(a_pool_object())
+    world.targets.views["ml/svc"] = a_view(replicas=2)
+    world.targets.unbound_in_watch = 2
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.5,))
+    world.controller.upsert(
+        a_policy_object(
+            minReplicas=2,
+            maxReplicas=2,
+            nodePool="h100",
+            podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
+        )
+    )
+    world.step(0, full=True)
+    assert world.targets.fresh_reads == 1
+    assert provider.added == []  # counted once, on their nodes: no third node for them
 
 
 # --- misconfigurations: a condition, an Event on the policy and a log line when they start and clear ------
