@@ -58,8 +58,14 @@ unit: $(VENV)/.installed
 integration: setup
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
+# The modules that start environments of their own and mostly wait on them (and the streaming fault tests,
+# whose broker outages are waits too): a second pytest lane beside the rest (tests/lanes.sh).
+SECOND_LANE := tests/tidescale/test_demo.py tests/tidescale/test_readme_controller.py \
+	tests/tidescale/test_bench_controller.py tests/tidescale/test_local_restart.py \
+	tests/tidescale/test_local_errors.py tests/streaming/test_flink_restart.py \
+	tests/streaming/test_spark_faults.py tests/tidescale/test_bench_streaming.py
 test: setup lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	tests/lanes.sh $(VENV)/bin/pytest $(PYTEST_ARGS) -- $(SECOND_LANE)
 
 demo: setup
 	$(VENV)/bin/tidescale demo
