@@ -507,6 +507,15 @@ class FakeProvider:
         raise AssertionError("nothing to cordon here")
 
 
+def two_four_gpu_replicas_in_h100() -> dict[str, Any]:
+    return a_policy_object(
+        minReplicas=2,
+        maxReplicas=2,
+        nodePool="h100",
+        podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
+    )
+
+
 def test_machines_still_booting_are_not_asked_for_again(world: World) -> None:
     provider = FakeProvider()
     world.controller.providers["ClusterAPI"] = provider
@@ -532,14 +541,7 @@ def test_machines_still_booting_are_not_asked_for_again(world: World) -> None:
     )
     world.targets.views["ml/svc"] = replace(a_view(), ready=0)
     world.metrics.values["gpu"] = Reading(per_gpu=(0.5,))
-    world.controller.upsert(
-        a_policy_object(
-            minReplicas=2,
-            maxReplicas=2,
-            nodePool="h100",
-            podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
-        )
-    )
+    world.controller.upsert(two_four_gpu_replicas_in_h100())
     world.step(0, full=True)
     assert provider.added == [2]  # two 4-GPU replicas, no node: two machines
     world.step(15, full=True)
@@ -557,14 +559,7 @@ def test_pods_bound_before_the_watch_tells_are_confirmed_from_the_api_before_a_n
     world.targets.views["ml/svc"] = a_view(replicas=2)
     world.targets.unbound_in_watch = 2
     world.metrics.values["gpu"] = Reading(per_gpu=(0.5,))
-    world.controller.upsert(
-        a_policy_object(
-            minReplicas=2,
-            maxReplicas=2,
-            nodePool="h100",
-            podRequests={"nvidia.com/gpu": 4, "cpu": "8", "memory": "64Gi"},
-        )
-    )
+    world.controller.upsert(two_four_gpu_replicas_in_h100())
     world.step(0, full=True)
     assert world.targets.fresh_reads == 1
     assert provider.added == []  # counted once, on their nodes: no third node for them
