@@ -80,11 +80,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     b = policy_sub.add_parser(
         "backtest", help="replay a trace through the policy and the HPA, KEDA and KPA baselines"
     )
-    b.add_argument(
-        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
-    )
-    _trace_arguments(b)
-    b.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    _replay_arguments(b)
     b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     b.set_defaults(func=backtest_command)
 
@@ -92,11 +88,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "hindsight",
         help="what capacity schedules that know the trace achieve, beside the policy and the baselines",
     )
-    h.add_argument(
-        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
-    )
-    _trace_arguments(h)
-    h.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    _replay_arguments(h)
     h.add_argument(
         "--windows",
         default="60,300",
@@ -109,11 +101,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "frontier",
         help="cost/SLO frontiers of tidescale and every baseline over their main knob, and the saving",
     )
-    f.add_argument(
-        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
-    )
-    _trace_arguments(f)
-    f.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    _replay_arguments(f)
     f.add_argument(
         "--grid",
         action="append",
@@ -207,6 +195,15 @@ def add_benchmarks(
     _trace_arguments(a, multiplier=False)
     a.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     a.set_defaults(func=autoscaler_bench_command)
+
+
+def _replay_arguments(p: argparse.ArgumentParser) -> None:
+    """What every replay command reads: the policy file, the trace and which policy of the file."""
+    p.add_argument(
+        "file", type=Path, metavar="FILE", help="policy file (the first ScalingPolicy, its NodePool)"
+    )
+    _trace_arguments(p)
+    p.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
 
 
 def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> None:
