@@ -10,6 +10,13 @@ by its median, min and max (a min ≥ 0: ours is nowhere above theirs). Against 
 best baseline), theirs is the fewest GPU-hours any of them needs at that level, over the levels that ours and
 at least one of them cover.
 
+Frontiers that share no violations can still be ordered, as a bound. GPU-hours fall along a frontier as
+violations rise, so where ours lies wholly at fewer violations than theirs, theirs would need at least the
+GPU-hours of its own fewest-violations point to come down to ours: each of our points against that point gives
+a saving of *at least* that much ("at least", as far as their grid shows). Where ours lies wholly at more
+violations, their most-violations point needs no more GPU-hours than it shows at ours, and the saving is *at
+most* ours against it.
+
 Pure: no I/O, no clock.
 """
 
@@ -63,7 +70,8 @@ class Saving:
     low: float | None = None
     high: float | None = None
     samples: int = 0
-    reason: str = ""  # why there is none
+    reason: str = ""  # why there is none, or how a bound was taken
+    bound: str = ""  # "" (interpolated at equal violations), "at least" or "at most" (no common violations)
 
     def render(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -75,6 +83,8 @@ class Saving:
         }
         if self.reason:
             out["reason"] = self.reason
+        if self.bound:
+            out["bound"] = self.bound
         return out
 
 
@@ -95,8 +105,7 @@ def saving(ours: Frontier, theirs: Sequence[Frontier], samples: int = SAMPLES) -
     low = max(ours[0].violations, min(f[0].violations for f in theirs))
     high = min(ours[-1].violations, max(f[-1].violations for f in theirs))
     if low > high:
-        spans = ", ".join(_span(f) for f in theirs)
-        return Saving(None, None, None, reason=f"no common violations: ours {_span(ours)}, theirs {spans}")
+        return _bounded(ours, theirs)
     levels = np.linspace(low, high, samples) if high > low else np.array([low])
     got: list[float] = []
     for v in levels:
@@ -108,3 +117,34 @@ def saving(ours: Frontier, theirs: Sequence[Frontier], samples: int = SAMPLES) -
     if not got:
         return Saving(None, None, None, low, high, reason="no level where both are defined")
     return Saving(float(np.median(got)), float(min(got)), float(max(got)), float(low), float(high), len(got))
+
+
+def _bounded(ours: Frontier, theirs: Sequence[Frontier]) -> Saving:
+    """The saving as a bound when no violation level is on both sides (see the module's docstring)."""
+    spans = f"ours {_span(ours)}, theirs {', '.join(_span(f) for f in theirs)}"
+    if ours[-1].violations < min(f[0].violations for f in theirs):
+        # the cheapest any of them shows at fewer violations than its frontier reaches: its first point
+        edge = min((f[0] for f in theirs), key=lambda p: p.gpu_hours)
+        bound = "at least"
+    elif ours[0].violations > max(f[-1].violations for f in theirs):
+        edge = min((f[-1] for f in theirs), key=lambda p: p.gpu_hours)
+        bound = "at most"
+    else:  # theirs on both sides of ours (several baselines) but none covering any of our levels
+        return Saving(None, None, None, reason=f"no common violations: {spans}")
+    if edge.gpu_hours <= 0:
+        return Saving(None, None, None, reason=f"no common violations: {spans}")
+    got = [1.0 - p.gpu_hours / edge.gpu_hours for p in ours]
+    reason = (
+        f"no common violations ({spans}): {bound} this much, each of our points against their point at "
+        f"{edge.violations:,.0f} violations, {edge.gpu_hours:,.1f} GPU-h"
+    )
+    return Saving(
+        float(np.median(got)),
+        float(min(got)),
+        float(max(got)),
+        ours[0].violations,
+        ours[-1].violations,
+        len(got),
+        reason,
+        bound,
+    )

@@ -15,8 +15,9 @@ whatever the knob. The knobs:
 - kpa: the target concurrency per pod (Knative's `target`: containerConcurrency × target utilisation).
 
 Default grids, each with the policy's own value: that value times 1/4, 1/2, 1, 2, 4 and 8 for targets that
-are amounts (the SLO objective, a queue threshold); 30–90 % for a GPU utilisation target; 50–95 for a history
-percentile; the replica's batch size times 0.3, 0.5, 0.7 (Knative's default), 0.85, 1 and 1.5 for Knative.
+are amounts (a queue threshold), and times 1/4 to 64 (`SLO_FACTORS`) for tidescale's SLO objective; 30–90 %
+for a GPU utilisation target; 50–95 for a history percentile; the replica's batch size times 0.3, 0.5, 0.7
+(Knative's default), 0.85, 1 and 1.5 for Knative.
 
 Pure: no I/O, no clock.
 """
@@ -49,6 +50,9 @@ from autoscaler.replay.trace import Requests
 CONTROLLERS = ("tidescale", *BASELINES)
 TIDESCALE_KNOBS = ("slo-target", "trigger-target", "history-percentile")
 AMOUNT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# An SLO objective moves tidescale less than a target moves a baseline (its other triggers and the capacity it
+# holds stay), so its grid reaches further to cover the violations the baselines' grids cover.
+SLO_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 UTILIZATION_GRID = (30.0, 45.0, 60.0, 70.0, 80.0, 90.0)
 PERCENTILE_GRID = (50.0, 60.0, 70.0, 80.0, 90.0, 95.0)
 CONCURRENCY_FACTORS = (0.3, 0.5, 0.7, 0.85, 1.0, 1.5)
@@ -74,8 +78,8 @@ class Knob:
         return out
 
 
-def _amounts(default: float, integer: bool) -> tuple[float, ...]:
-    values = [default * f for f in AMOUNT_FACTORS]
+def _amounts(default: float, integer: bool, factors: tuple[float, ...] = AMOUNT_FACTORS) -> tuple[float, ...]:
+    values = [default * f for f in factors]
     if integer:
         values = [float(max(1, round(v))) for v in values]
     return tuple(sorted(set(values)))
@@ -124,7 +128,8 @@ def knob(controller: str, policy: ScalingPolicy, model: ServiceModel, kind: str 
         _, setting, value, integer = _tidescale_trigger(policy, kind)
         if "%" in setting:
             return Knob(controller, setting, value, _with(UTILIZATION_GRID, value), integer, kind)
-        return Knob(controller, setting, value, _amounts(value, integer), integer, kind)
+        factors = SLO_FACTORS if kind == "slo-target" else AMOUNT_FACTORS
+        return Knob(controller, setting, value, _amounts(value, integer, factors), integer, kind)
     if controller == "hpa":
         metrics = hpa.metrics_of(policy)
         if not metrics:
@@ -339,6 +344,12 @@ def format_report(rep: Report) -> str:
     for name, s in rep.savings.items():
         if s.median is None:
             lines.append(f"  vs {name:<5} -  ({s.reason})")
+            continue
+        if s.bound:
+            lines.append(
+                f"  vs {name:<5} {s.bound} median {s.median:+.1%}, min {s.min:+.1%}, max {s.max:+.1%} "
+                f"({s.reason})"
+            )
             continue
         lines.append(
             f"  vs {name:<5} median {s.median:+.1%}, min {s.min:+.1%}, max {s.max:+.1%} "

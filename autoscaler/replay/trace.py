@@ -11,8 +11,12 @@ token model's (`Requests.service`): rows without one — an empty field, or 0 s 
 finished (`PENDING`, `PROCESSING`) — get the median of the others and are counted in `Requests.notes`; a
 `FAILED` row keeps its time (it held a GPU until it failed). A window keeps the requests in [start, end) and
 counts time from its start. A multiplier X keeps each request and adds copies — floor(X) in all, one more
-with probability frac(X) — shifted by up to one second (seeded), each with its request's tokens and service
-time, so the shape of the traffic (its bursts and its silences) is kept while the rate scales. A rate series
+with probability frac(X) — each with its request's tokens and service time. By default (`COPIES` =
+"independent") every copy is the whole trace shifted by one random offset under `SPREAD_S` (seeded), wrapped
+around the trace's span: X times the users, each population with the trace's own sessions, bursts and daily
+cycle, but not arriving in the same second as the others. "aligned" shifts each copied request by under
+`JITTER_S` instead, so every request becomes a group of X within a second (how the multiplier worked before
+stop 23: it turns a 10 s queueing-delay SLO into one no controller meets on GenTD26). A rate series
 draws Poisson arrivals per interval with the model's mean tokens.
 
 `load_trace` reads one file; everything else here is pure.
@@ -33,6 +37,8 @@ import numpy.typing as npt
 from kernel.errors import InvalidSpec
 
 JITTER_S = 1.0
+SPREAD_S = 3600.0
+COPIES = ("independent", "aligned")
 
 
 @dataclass(frozen=True)
@@ -201,10 +207,15 @@ def rate_series(
     return Requests(name, t, np.full(len(t), mean_prompt), np.full(len(t), mean_generated))
 
 
-def multiply(requests: Requests, factor: float, seed: int = 11) -> Requests:
-    """The trace at `factor` × its rate: copies of every request shifted by up to JITTER_S seconds."""
+def multiply(
+    requests: Requests, factor: float, seed: int = 11, copies: str = COPIES[0], spread_s: float = SPREAD_S
+) -> Requests:
+    """The trace at `factor` × its rate: `copies` of it, "independent" (each whole copy shifted by one offset
+    under `spread_s`, wrapped around the trace) or "aligned" (each request's copies within JITTER_S of it)."""
     if factor <= 0:
         raise ValueError(f"rate multiplier must be positive, got {factor}")
+    if copies not in COPIES:
+        raise ValueError(f"copies {copies!r} (known: {', '.join(COPIES)})")
     if factor == 1.0:
         return requests
     rng = np.random.default_rng(seed)
@@ -212,17 +223,30 @@ def multiply(requests: Requests, factor: float, seed: int = 11) -> Requests:
     name = f"{requests.name} ×{factor:g}"
     if factor < 1.0:
         return requests.take(rng.random(n) < factor, name)
+    if copies == "independent":
+        name += " (independent copies)"
+    # wrapping at the span keeps every copy inside the trace (a shifted copy's last hour becomes its first):
+    # no edge of the trace gets fewer copies than its middle
+    span = requests.duration_s + 1.0
+
+    def copy(index: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        t = requests.arrival[index]
+        if copies == "aligned":
+            return t + rng.uniform(0.0, JITTER_S, len(index))
+        return np.asarray((t + rng.uniform(0.0, spread_s)) % span, dtype=np.float64)
+
     whole = int(factor)
-    # each copy is the original request (its tokens and service time: `source`) at a jittered time
+    # each copy is the original request (its tokens and service time: `source`) at another time
+    everyone = np.arange(n)
     parts_t = [requests.arrival]
-    source = [np.arange(n)]
+    source = [everyone]
     for _ in range(whole - 1):
-        parts_t.append(requests.arrival + rng.uniform(0.0, JITTER_S, n))
-        source.append(np.arange(n))
+        parts_t.append(copy(everyone))
+        source.append(everyone)
     frac = factor - whole
     if frac > 0:
         pick = np.flatnonzero(rng.random(n) < frac)
-        parts_t.append(requests.arrival[pick] + rng.uniform(0.0, JITTER_S, len(pick)))
+        parts_t.append(copy(pick))
         source.append(pick)
     t = np.concatenate(parts_t)
     order = np.argsort(t, kind="stable")

@@ -49,6 +49,7 @@ from autoscaler.replay.backtest import (
 )
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.trace import (
+    COPIES,
     SYNTHETIC,
     Requests,
     load_trace,
@@ -220,6 +221,15 @@ def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> Non
             "--rate-multiplier", type=float, default=1.0, help="scale the trace's rate (default 1)"
         )
     p.add_argument(
+        "--copies",
+        choices=COPIES,
+        default=COPIES[0],
+        help=(
+            "how a rate multiplier copies the trace: independent (default: each copy shifted as a whole by a "
+            "random offset under an hour) or aligned (each request's copies within the same second)"
+        ),
+    )
+    p.add_argument(
         "--window",
         default=None,
         metavar="START,END",
@@ -331,7 +341,7 @@ def _workload(args: argparse.Namespace) -> tuple[ServiceModel, Requests]:
     """The service model and the requests a replay command's arguments name: the trace cut to its window and
     scaled by the multiplier, the model fitted to it (`ServiceModel.for_trace`)."""
     model = _service_model(args.service)
-    requests = multiply(_requests(args.trace, model, args.window), args.rate_multiplier)
+    requests = multiply(_requests(args.trace, model, args.window), args.rate_multiplier, copies=args.copies)
     return model.for_trace(requests), requests
 
 
@@ -579,7 +589,7 @@ def autoscaler_bench_command(args: argparse.Namespace) -> int:
     runs = []
     triggers = _triggers()
     for m in multipliers:
-        requests = multiply(base, m)
+        requests = multiply(base, m, copies=args.copies)
         bt = _replayed(run_backtest)(file, requests, model.for_trace(requests), triggers=triggers)
         if not args.json:
             print(f"--- rate multiplier {m:g}")

@@ -65,10 +65,37 @@ def test_a_frontier_above_theirs_somewhere_has_a_negative_minimum() -> None:
     assert s.median == pytest.approx(1 - 14 / 15)
 
 
-def test_frontiers_without_common_violations_have_no_saving_and_say_why() -> None:
-    s = saving(lower_frontier(pts((0, 5.0), (10, 4.0))), [lower_frontier(pts((50, 3.0), (90, 2.0)))])
-    assert s.median is None and s.min is None and s.max is None
-    assert s.reason == "no common violations: ours 0–10, theirs 50–90"
+def test_a_frontier_wholly_at_fewer_violations_saves_at_least_against_their_fewest_violations_point() -> None:
+    # theirs needs 6 GPU-h even at 50 violations; ours reaches 0–10 violations for 3–4 GPU-h
+    s = saving(lower_frontier(pts((0, 4.0), (10, 3.0))), [lower_frontier(pts((50, 6.0), (90, 2.0)))])
+    assert s.bound == "at least"
+    assert (s.min, s.max) == (pytest.approx(1 - 4 / 6), pytest.approx(1 - 3 / 6))
+    assert (s.low, s.high, s.samples) == (0, 10, 2)
+    assert "ours 0–10, theirs 50–90" in s.reason and "at 50 violations, 6.0 GPU-h" in s.reason
+    assert s.render()["bound"] == "at least"
+
+
+def test_a_frontier_wholly_at_more_violations_saves_at_most_against_their_most_violations_point() -> None:
+    s = saving(lower_frontier(pts((50, 3.0), (90, 2.0))), [lower_frontier(pts((0, 5.0), (10, 4.0)))])
+    assert s.bound == "at most"
+    assert (s.min, s.max) == (pytest.approx(1 - 3 / 4), pytest.approx(1 - 2 / 4))
+    # dearer than theirs although it violates more: the bound is a loss
+    worse = saving(
+        lower_frontier(
+            pts(
+                (50, 6.0),
+            )
+        ),
+        [lower_frontier(pts((0, 5.0), (10, 4.0)))],
+    )
+    assert worse.bound == "at most" and worse.max == pytest.approx(1 - 6 / 4)
+
+
+def test_frontiers_on_both_sides_of_ours_without_a_common_level_have_no_saving_and_say_why() -> None:
+    ours = lower_frontier(pts((40, 3.0), (45, 2.5)))
+    s = saving(ours, [lower_frontier(pts((0, 5.0), (10, 4.0))), lower_frontier(pts((50, 3.0), (90, 2.0)))])
+    assert s.median is None and s.bound == ""
+    assert s.reason == "no level where both are defined"
     assert saving((), [lower_frontier(pts((1, 1.0)))]).reason == "no points"
 
 

@@ -35,7 +35,7 @@ def test_the_image_generation_example_validates(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("controller", "setting", "default", "grid"),
     [
-        ("tidescale", "ttft latency.targetMilliseconds", 2000, (500, 1000, 2000, 4000, 8000, 16000)),
+        ("tidescale", "ttft latency.targetMilliseconds", 2000, (500, 1000, 2000, 4000, 8000, 32000, 128000)),
         ("hpa", "gpu target utilization (%)", 80, (30, 45, 60, 70, 80, 90)),
         ("keda", "queue threshold", 64, (16, 32, 64, 128, 256, 512)),
         ("kpa", "target concurrency per pod", 11.2, (4.8, 8, 11.2, 13.6, 16, 24)),

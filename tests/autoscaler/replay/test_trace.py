@@ -49,15 +49,40 @@ def test_an_unknown_header_is_refused_with_the_formats_it_accepts() -> None:
     assert "or timestamp,qps" in str(e.value)
 
 
-def test_a_rate_multiplier_adds_jittered_copies_and_keeps_the_shape() -> None:
+def test_an_aligned_rate_multiplier_adds_jittered_copies_and_keeps_the_shape() -> None:
     base = requests_at([0.0, 100.0, 200.0])
-    tripled = multiply(base, 3)
+    tripled = multiply(base, 3, copies="aligned")
     assert len(tripled) == 9
     assert np.all(np.diff(tripled.arrival) >= 0)
     for t in (0.0, 100.0, 200.0):
         assert int(((tripled.arrival >= t) & (tripled.arrival < t + 1)).sum()) == 3
     assert len(multiply(requests_at([float(i) for i in range(1000)]), 0.5)) == pytest.approx(500, abs=60)
-    assert multiply(base, 3).arrival.tolist() == tripled.arrival.tolist()  # seeded
+    assert multiply(base, 3, copies="aligned").arrival.tolist() == tripled.arrival.tolist()  # seeded
+
+
+def test_independent_copies_are_the_whole_trace_shifted_and_do_not_arrive_together() -> None:
+    # a session of three requests 5 s apart, then silence, repeated every 10 minutes for a day
+    starts = np.arange(0.0, 86_400.0, 600.0)
+    base = requests_at(sorted(t + d for t in starts for d in (0.0, 5.0, 10.0)))
+    many = multiply(base, 20)
+    assert len(many) == 20 * len(base) and np.all(np.diff(many.arrival) >= 0)
+    assert "independent copies" in many.name
+    # no group of 20 in one second: the copies' sessions interleave
+    per_second = np.bincount(many.arrival.astype(np.int64))
+    assert per_second.max() < 10
+    # each copy keeps its sessions: most requests have another 5 s after them (a shifted session)
+    later = np.searchsorted(many.arrival, many.arrival + 5.0 - 1e-6)
+    exact = np.abs(many.arrival[np.minimum(later, len(many) - 1)] - (many.arrival + 5.0)) < 1e-6
+    assert exact.mean() > 0.6
+    # the hourly counts stay those of 20 copies (the first and last hours hold the wrapped ends)
+    hourly = np.bincount((many.arrival // 3600).astype(np.int64), minlength=24)[1:-1]
+    assert hourly.min() >= 20 * 18 * 0.9 and hourly.max() <= 20 * 18 * 1.1
+    assert multiply(base, 20).arrival.tolist() == many.arrival.tolist()  # seeded
+
+
+def test_an_unknown_way_of_copying_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: independent, aligned"):
+        multiply(requests_at([0.0, 1.0]), 2, copies="stacked")
 
 
 @pytest.mark.parametrize("kind", SYNTHETIC)
@@ -193,7 +218,7 @@ def test_a_rate_multiplier_copies_each_requests_service_time_with_it() -> None:
         "log", np.array([0.0, 50.0, 100.0]), np.zeros(3), np.zeros(3), np.array([5.0, 30.0, 70.0])
     )
     for factor, copies in ((3.0, 3), (20.0, 20)):
-        many = multiply(base, factor)
+        many = multiply(base, factor, copies="aligned")
         assert many.service is not None and len(many) == 3 * copies
         for t, s in ((0.0, 5.0), (50.0, 30.0), (100.0, 70.0)):
             near = (many.arrival >= t) & (many.arrival < t + 1)
@@ -202,7 +227,7 @@ def test_a_rate_multiplier_copies_each_requests_service_time_with_it() -> None:
         Requests("log", np.arange(1000.0), np.zeros(1000), np.zeros(1000), np.arange(1000.0)), 0.5
     )
     assert half.service is not None and half.service.tolist() == half.arrival.tolist()
-    fractional = multiply(base, 2.5)
+    fractional = multiply(base, 2.5, copies="aligned")
     assert fractional.service is not None
     for t, s in ((0.0, 5.0), (50.0, 30.0), (100.0, 70.0)):
         near = (fractional.arrival >= t) & (fractional.arrival < t + 1)
