@@ -10,12 +10,11 @@ by its median, min and max (a min ≥ 0: ours is nowhere above theirs). Against 
 best baseline), theirs is the fewest GPU-hours any of them needs at that level, over the levels that ours and
 at least one of them cover.
 
-Frontiers that share no violations can still be ordered, as a bound. GPU-hours fall along a frontier as
-violations rise, so where ours lies wholly at fewer violations than theirs, theirs would need at least the
-GPU-hours of its own fewest-violations point to come down to ours: each of our points against that point gives
-a saving of *at least* that much ("at least", as far as their grid shows). Where ours lies wholly at more
-violations, their most-violations point needs no more GPU-hours than it shows at ours, and the saving is *at
-most* ours against it.
+Where no level is known exactly, the saving is a bound. GPU-hours fall along a frontier as violations rise, so
+a frontier that starts at more violations than a level would need at least its first point's GPU-hours to
+come down to it, and one that ends at fewer needs no more than its last point's there. Each of our points
+against the fewest GPU-hours theirs can need there gives a saving of *at least* that much (as far as their
+grids show); against the fewest they are known to need, of *at most* that much.
 
 Pure: no I/O, no clock.
 """
@@ -97,47 +96,65 @@ def _span(f: Frontier) -> str:
 
 
 def saving(ours: Frontier, theirs: Sequence[Frontier], samples: int = SAMPLES) -> Saving:
-    """1 − ours ÷ theirs at `samples` evenly spaced violation levels that our frontier and at least one of
-    theirs cover (theirs at a level: the fewest GPU-hours of those that cover it)."""
+    """1 − ours ÷ theirs at `samples` evenly spaced violation levels where it is known exactly: ours and at
+    least one of theirs cover the level, none of theirs has ended below it, and none that starts above it
+    could be cheaper there (its first point is dearer than the cheapest that covers the level). Theirs at a
+    level is the fewest GPU-hours of those that cover it. With no such level, the saving is a bound
+    (`_bounded`)."""
     theirs = [f for f in theirs if f]
     if not ours or not theirs:
         return Saving(None, None, None, reason="no points" if not ours else "no points to compare with")
     low = max(ours[0].violations, min(f[0].violations for f in theirs))
-    high = min(ours[-1].violations, max(f[-1].violations for f in theirs))
+    high = min(ours[-1].violations, *(f[-1].violations for f in theirs))
     if low > high:
         return _bounded(ours, theirs)
     levels = np.linspace(low, high, samples) if high > low else np.array([low])
     got: list[float] = []
+    kept: list[float] = []
     for v in levels:
         mine = gpu_hours_at(ours, float(v))
         other = [g for f in theirs if (g := gpu_hours_at(f, float(v))) is not None]
         if mine is None or not other or min(other) <= 0:
             continue
+        if any(f[0].violations > v and f[0].gpu_hours < min(other) for f in theirs):
+            continue  # one that starts above the level might be the cheapest there
         got.append(1.0 - mine / min(other))
+        kept.append(float(v))
     if not got:
+        bounded = _bounded(ours, theirs)
+        if bounded.median is not None:
+            return bounded
         return Saving(None, None, None, low, high, reason="no level where both are defined")
-    return Saving(float(np.median(got)), float(min(got)), float(max(got)), float(low), float(high), len(got))
+    return Saving(float(np.median(got)), float(min(got)), float(max(got)), min(kept), max(kept), len(got))
 
 
 def _bounded(ours: Frontier, theirs: Sequence[Frontier]) -> Saving:
-    """The saving as a bound when no violation level is on both sides (see the module's docstring)."""
+    """The saving as a bound, at each of our points (see the module's docstring): at least 1 − ours ÷ the
+    fewest GPU-hours theirs can need there (those covering it exactly, those starting above it at least
+    their first point's), when none of theirs has ended below it; else at most 1 − ours ÷ the fewest
+    GPU-hours theirs are known to need there (those covering it, those ended below it at most their last
+    point's)."""
     spans = f"ours {_span(ours)}, theirs {', '.join(_span(f) for f in theirs)}"
-    if ours[-1].violations < min(f[0].violations for f in theirs):
-        # the cheapest any of them shows at fewer violations than its frontier reaches: its first point
-        edge = min((f[0] for f in theirs), key=lambda p: p.gpu_hours)
-        bound = "at least"
-    elif ours[0].violations > max(f[-1].violations for f in theirs):
-        edge = min((f[-1] for f in theirs), key=lambda p: p.gpu_hours)
-        bound = "at most"
-    else:  # theirs on both sides of ours (several baselines) but none covering any of our levels
+    least: list[float] = []
+    most: list[float] = []
+    for p in ours:
+        v = p.violations
+        covering = [g for f in theirs if (g := gpu_hours_at(f, v)) is not None]
+        above = [f[0].gpu_hours for f in theirs if f[0].violations > v]
+        ended = [f[-1].gpu_hours for f in theirs if f[-1].violations < v]
+        if not ended and min(covering + above) > 0:
+            least.append(1.0 - p.gpu_hours / min(covering + above))
+        if covering + ended and min(covering + ended) > 0:
+            most.append(1.0 - p.gpu_hours / min(covering + ended))
+    if len(least) == len(ours):
+        got, bound = least, "at least"
+        how = "theirs at their first point where they do not reach our violations"
+    elif len(most) == len(ours):
+        got, bound = most, "at most"
+        how = "theirs at their last point where they end below our violations"
+    else:
         return Saving(None, None, None, reason=f"no common violations: {spans}")
-    if edge.gpu_hours <= 0:
-        return Saving(None, None, None, reason=f"no common violations: {spans}")
-    got = [1.0 - p.gpu_hours / edge.gpu_hours for p in ours]
-    reason = (
-        f"no common violations ({spans}): {bound} this much, each of our points against their point at "
-        f"{edge.violations:,.0f} violations, {edge.gpu_hours:,.1f} GPU-h"
-    )
+    reason = f"no level known exactly ({spans}): {bound} this much at each of our points, {how}"
     return Saving(
         float(np.median(got)),
         float(min(got)),

@@ -71,7 +71,7 @@ def test_a_frontier_wholly_at_fewer_violations_saves_at_least_against_their_fewe
     assert s.bound == "at least"
     assert (s.min, s.max) == (pytest.approx(1 - 4 / 6), pytest.approx(1 - 3 / 6))
     assert (s.low, s.high, s.samples) == (0, 10, 2)
-    assert "ours 0–10, theirs 50–90" in s.reason and "at 50 violations, 6.0 GPU-h" in s.reason
+    assert "ours 0–10, theirs 50–90" in s.reason and "their first point" in s.reason
     assert s.render()["bound"] == "at least"
 
 
@@ -91,11 +91,11 @@ def test_a_frontier_wholly_at_more_violations_saves_at_most_against_their_most_v
     assert worse.bound == "at most" and worse.max == pytest.approx(1 - 6 / 4)
 
 
-def test_frontiers_on_both_sides_of_ours_without_a_common_level_have_no_saving_and_say_why() -> None:
+def test_a_frontier_that_ended_before_ours_began_bounds_the_saving_though_another_starts_after() -> None:
     ours = lower_frontier(pts((40, 3.0), (45, 2.5)))
     s = saving(ours, [lower_frontier(pts((0, 5.0), (10, 4.0))), lower_frontier(pts((50, 3.0), (90, 2.0)))])
-    assert s.median is None and s.bound == ""
-    assert s.reason == "no level where both are defined"
+    assert s.bound == "at most"
+    assert (s.min, s.max) == (pytest.approx(1 - 3 / 4), pytest.approx(1 - 2.5 / 4))
     assert saving((), [lower_frontier(pts((1, 1.0)))]).reason == "no points"
 
 
@@ -103,9 +103,14 @@ def test_against_several_frontiers_theirs_is_the_cheapest_that_covers_each_level
     a = lower_frontier(pts((0, 10.0), (100, 10.0 - 1e-9)))  # flat at 10
     b = lower_frontier(pts((50, 8.0), (150, 4.0)))  # cheaper where it is defined
     ours = lower_frontier(pts((0, 5.0), (150, 2.0)))
-    s = saving(ours, [a, b], samples=4)  # levels 0, 50, 100, 150
-    assert (s.low, s.high, s.samples) == (0, 150, 4)
-    # at 0 only a (10): ours 5; at 50 b (8): 4; at 100 b (6): 3; at 150 b (4): 2
+    # levels 0, 50, 100; not beyond 100, where a has ended and might be cheaper than b; nor 0, where only a
+    # covers but b, which needs 8 at 50, might need less than a's 10
+    s = saving(ours, [a, b], samples=3)
+    assert (s.low, s.high, s.samples) == (50, 100, 2)
+    # at 50 b (8): ours 4; at 100 b (6): 3
     assert sorted([s.min, s.max]) == [pytest.approx(0.5), pytest.approx(0.5)]
     json = s.render()
-    assert json == {"median": 0.5, "min": 0.5, "max": 0.5, "violations_range": [0.0, 150.0], "samples": 4}
+    assert json == {"median": 0.5, "min": 0.5, "max": 0.5, "violations_range": [50.0, 100.0], "samples": 2}
+    # a first point dearer than the one that covers cannot be the cheapest below it: the level counts
+    dear = lower_frontier(pts((50, 12.0), (150, 4.0)))
+    assert saving(ours, [a, dear], samples=3).samples == 3
