@@ -34,13 +34,17 @@ DEFAULT_BOOTSTRAP = "kafka.kafka.svc:9092"
 DEFAULT_MASTER = "k8s://https://kubernetes.default.svc"
 EXECUTION_MODE = "process"
 # Python UDF settings the local run and the rendered FlinkDeployment share, measured side by side on the
-# LLM preprocessor (docs/benchmarks.md, Streaming). A bundle is what a subtask hands its Python worker
-# before it waits for all of it to come back; at the default size the subtask stalls on a round trip
-# every 1,000 records (≈ 6k records/s with two workers), and a larger one keeps both workers busy.
-# `bundle.time` still bounds how long a record may wait in a bundle; Arrow batches stream back within it.
+# LLM preprocessor (docs/benchmarks.md, Streaming, stop 23). A bundle is what a subtask hands its Python
+# worker before it waits for all of it to come back, and nothing of a bundle comes back before all of it
+# is done: Beam's `ActiveBundle.close()` waits for the worker's ProcessBundleResponse and only then hands
+# the results it already received to Flink. So a bundle's size is a pause: at 100,000 a subtask's whole
+# input was one bundle and the output stopped for 5-10 s. At Flink's default of 1,000 the round trips
+# dominated (≈ 6k records/s, measured earlier); 10,000 records (two Arrow batches) keep both workers
+# busy and the output flowing in steps of under a second. `bundle.time` (1 s) only closes a bundle
+# early; it cannot release part of one.
 PYTHON_SETTINGS = {
-    "python.fn-execution.bundle.size": "100000",
-    "python.fn-execution.arrow.batch.size": "10000",
+    "python.fn-execution.bundle.size": "10000",
+    "python.fn-execution.arrow.batch.size": "5000",
 }
 
 

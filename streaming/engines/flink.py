@@ -20,6 +20,9 @@ from streaming.render import EXECUTION_MODE, python_settings
 
 FLINK_VERSION = "2.2.0"
 CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+# PyFlink's switch between "loopback" (workers as threads of the client, its default on a local
+# mini-cluster) and "process" (one worker process per subtask); `TableEnvironment._open` reads it.
+PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
 
 
 def _data_type(kind: str) -> Any:
@@ -54,6 +57,11 @@ def table_environment(parallelism: int = 1) -> Any:
 
     # Read by the JVM PyFlink starts (once per process): thread mode's embedded interpreter needs it.
     os.environ["PYTHONPATH"] = embedded_pythonpath()
+    # On a local mini-cluster PyFlink otherwise runs every subtask's Python worker as threads of *this*
+    # process ("loopback"): all of them behind one GIL, beside this process's own threads, so
+    # parallelism 2 gets one core of Python. Separate worker processes (what a cluster runs) use both
+    # cores (docs/benchmarks.md, stop 23). Read once, when the environment is created.
+    os.environ.setdefault(PYTHON_WORKER_MODE_VARIABLE, "process")
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = env.get_config()
     config.set("parallelism.default", str(parallelism))

@@ -29,8 +29,12 @@ def session(parallelism: int = 1, app_name: str = "tidescale") -> Any:
     # Python workers run this interpreter (the venv with pandas and pyarrow), not the system python3.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = ",".join(str(p) for p in artefacts.jars("spark"))
+    # local[N,4]: a failed task (its Python worker killed, say) is tried 4 times in all, as on a cluster;
+    # plain local[N] tries it once and fails the query. TIDESCALE_SPARK_MASTER replaces the master
+    # (`local-cluster[1,1,1024]`: a standalone Master and Worker in this JVM, the executor a JVM of its own).
+    master = os.environ.get("TIDESCALE_SPARK_MASTER") or f"local[{parallelism},4]"
     return (
-        SparkSession.builder.master(f"local[{parallelism}]")
+        SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.jars", jars)
         .config("spark.driver.host", "127.0.0.1")

@@ -192,3 +192,13 @@ def test_flink_in_thread_mode_runs_the_row_at_a_time_function_and_gives_the_refe
     assert engine.function_type == "general"  # a pandas UDF would silently run in process mode
     topics = [*sorted({t for t, _, _ in out}), plan.dead_letter.topic]
     assert Counter(read_to_end(bootstrap, topics)) == Counter(out) + Counter(dead)
+
+
+def test_a_local_flink_environment_runs_the_python_workers_as_processes_not_threads_of_the_caller() -> None:
+    from streaming.engines.flink import table_environment
+
+    env = table_environment(2)
+
+    # PyFlink sets this address when it serves the workers as threads of this process ("loopback"): all
+    # subtasks would then share one GIL (docs/benchmarks.md, stop 23).
+    assert env.get_config().get("python.loopback-server.address", "") == ""

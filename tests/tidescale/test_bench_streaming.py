@@ -1,5 +1,6 @@
 """`tidescale bench streaming`: every run reported with its rate and longest pause, the minimum beside the
-median, and the broker ceiling and the confluent-kafka loop measured in each run."""
+median, and the broker ceiling and the confluent-kafka loop measured in each run; `--fault` counts what a
+fault mid-run lost and duplicated and how long the pipeline took to commit every record after it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 import pytest
 
-from tidescale.bench.streaming import OutputTiming, summary
+from kernel.errors import PermanentError
+from tidescale.bench.streaming import OutputTiming, fault_names, summary
 from tidescale.cli import main
 from tidescale.local import environment
 
@@ -69,3 +71,40 @@ def test_the_benchmark_reports_every_run_with_the_loop_and_the_ceiling_of_the_sa
     assert result["records_per_second_min"] == min(r["records_per_second"] for r in result["runs"])
     assert result["longest_pause_s"] == max(r["longest_pause_s"] for r in result["runs"])
     assert result["peak_rss_mib"] > 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "engine", "names"),
+    [
+        pytest.param("all", "flink", ["broker", "worker", "restart", "poison", "oversize"], id="all-flink"),
+        pytest.param(
+            "all", "spark", ["broker", "worker", "restart", "poison", "oversize", "executor"], id="all-spark"
+        ),
+        pytest.param("broker", "spark", ["broker"], id="one"),
+    ],
+)
+def test_all_faults_of_an_engine_include_the_executor_only_for_spark(
+    fault: str, engine: str, names: list[str]
+) -> None:
+    assert fault_names(fault, engine) == names
+
+
+@pytest.mark.parametrize(
+    ("fault", "engine"), [("worker", "python"), ("executor", "flink")], ids=["python-loop", "flink-executor"]
+)
+def test_a_fault_an_engine_cannot_have_is_refused_by_name(fault: str, engine: str) -> None:
+    with pytest.raises(PermanentError, match=engine):
+        fault_names(fault, engine)
+
+
+@pytest.mark.integration
+def test_the_fault_benchmark_counts_every_record_of_a_poisoned_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "streaming", "--fault", "poison", "--engine", "spark", "--records", "400", "--json"]
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (row["engine"], row["fault"], row["guarantee"]) == ("spark", "poison", "at-least-once")
+    assert row["records"] == 410  # 400 requests and 10 poison records between the halves
+    assert row["lost"] == 0 and row["unexpected"] == 0 and row["error"] is None
+    assert 0 <= row["recovery_s"] <= 30

@@ -6,6 +6,11 @@ Each pipeline run reads the same N input records (2 partitions) into its own out
 N over the span between the first and the last record it wrote (Kafka CreateTime), so engine start-up
 (a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in.
 
+`--fault broker|worker|restart|poison|oversize|executor|all` runs the pipeline on a broker of its own
+instead, injects the fault mid-run (`tidescale.local.faults`) and counts, as a read_committed reader sees
+the output and dead-letter topics, what was lost and duplicated and how long after the fault's end every
+record was committed: one JSON object per fault (a list for `all`).
+
 Lives in the composition root because it orchestrates the local environment (a broker when none is
 given), Kafka's perf tools from the harness and the RSS sampler, around the streaming engines.
 """
@@ -15,21 +20,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK
+from kernel.errors import PermanentError
 from streaming import pipeline_file, spec
 from streaming.cli import default_bootstrap
 from streaming.engine import EngineRegistry, RunOptions
 from streaming.engines import register_builtins
 from streaming.plan import Plan, plan
-from tidescale.local import environment, kafka
+from tidescale.local import environment, faults, kafka
 from tidescale.memory import PeakSampler
 from tidescale.traffic import MODELS, llm_requests
 
@@ -42,13 +50,22 @@ def add_benchmarks(bench_sub: Any) -> None:
         "streaming", help="pipeline records/s vs the broker ceiling and two Python loops"
     )
     bench.add_argument("--engine", choices=("flink", "spark", "python"), default="flink")
-    bench.add_argument("--records", type=int, default=200_000)
+    bench.add_argument(
+        "--records", type=int, default=None, help="default: 200,000; with --fault 1,200 (half before it)"
+    )
     bench.add_argument(
         "--bootstrap", default=None, help="default: the local environment, else one started for the run"
     )
     bench.add_argument("--parallelism", type=int, default=2)
     bench.add_argument(
         "--runs", type=int, default=1, help="engine and confluent-kafka loop runs, alternating (default 1)"
+    )
+    bench.add_argument(
+        "--fault",
+        choices=(*faults.FAULTS, faults.EXECUTOR, "all"),
+        default=None,
+        help="count lost and duplicated records and the recovery time under this fault (flink, spark); "
+        f"`{faults.EXECUTOR}`: spark on {faults.SPARK_CLUSTER}; `all`: every fault of the engine",
     )
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=run)
@@ -204,7 +221,75 @@ def _broker(args: argparse.Namespace) -> tuple[str, Path | None]:
     return environment.up(["kafka"], state).kafka_bootstrap, state
 
 
+def fault_names(fault: str, engine: str) -> list[str]:
+    """The faults `--fault` names for `engine`: the executor fault is Spark's alone."""
+    if engine not in ("flink", "spark"):
+        raise PermanentError(
+            f"--fault runs flink or spark, not {engine!r}: the python loop has no checkpoint"
+        )
+    if fault == "all":
+        return [*faults.FAULTS, *([faults.EXECUTOR] if engine == "spark" else [])]
+    if fault == faults.EXECUTOR and engine != "spark":
+        raise PermanentError(f"--fault {faults.EXECUTOR} is Spark's (its executor JVM), not {engine}'s")
+    return [fault]
+
+
+def fault_plan(engine: str, parallelism: int) -> Plan:
+    """The example on topics of its own; Flink exactly-once, Spark at-least-once (all its sink keeps),
+    checkpoints every 2 s, results over `faults.MAX_RECORD_BYTES` to the dead letters."""
+    suffix = f"{engine}-{uuid.uuid4().hex[:6]}"
+    pipeline = spec.retarget(
+        pipeline_file.load(EXAMPLE),
+        source=f"fault-in-{suffix}",
+        group=f"fault-{suffix}",
+        sink=f"fault-out-{suffix}",
+        dead_letter=f"fault-dlq-{suffix}",
+        parallelism=parallelism,
+    )
+    data = pipeline.model_dump(by_alias=True, exclude_none=True)
+    data["spec"]["delivery"] = {
+        "guarantee": "exactly-once" if engine == "flink" else "at-least-once",
+        "checkpointInterval": "2s",
+        "maxRecordBytes": faults.MAX_RECORD_BYTES,
+    }
+    return plan(spec.Pipeline.model_validate(data))
+
+
+def run_faults(args: argparse.Namespace) -> int:
+    """Every fault named on a broker started for the run (the broker fault stops it), one after another."""
+    names = fault_names(args.fault, args.engine)
+    state = Path(tempfile.mkdtemp(prefix="tidescale-bench-faults-"))
+    rows = []
+    try:
+        bootstrap = environment.up(["kafka"], state).kafka_bootstrap
+        for name in names:
+            cluster: AbstractContextManager[None] = (
+                faults.spark_cluster() if name == faults.EXECUTOR else nullcontext()
+            )
+            with tempfile.TemporaryDirectory(prefix="tidescale-bench-fault-") as checkpoints, cluster:
+                outcome = faults.survive(
+                    name,
+                    lambda: register_builtins(EngineRegistry()).get(args.engine),
+                    fault_plan(args.engine, args.parallelism),
+                    bootstrap,
+                    Path(checkpoints),
+                    broker_state=state,
+                    records=args.records or 1200,
+                )
+            rows.append(outcome.row())
+            if not args.json:
+                print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    finally:
+        environment.down(state)
+        shutil.rmtree(state, ignore_errors=True)
+    print(json.dumps(rows if args.fault == "all" else rows[0]))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.fault is not None:
+        return run_faults(args)
+    args.records = args.records or 200_000
     engines = register_builtins(EngineRegistry())
     bootstrap, started_state = _broker(args)
     try:
