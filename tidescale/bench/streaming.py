@@ -4,7 +4,11 @@ consume-transform-produce loops in this Python process (kafka-python and conflue
 
 Each pipeline run reads the same N input records (2 partitions) into its own output topics. Its rate is
 N over the span between the first and the last record it wrote (Kafka CreateTime), so engine start-up
-(a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in.
+(a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in. `--warmup N`
+unmeasured engine runs (of at most `WARMUP_RECORDS`, on a topic of their own) come first, in the same process,
+so that the measured runs find the JVM started and its code compiled as a long-running job would; they are
+reported under `warmup`, outside the medians. Every engine and loop run carries the 1-minute load average
+taken just before it.
 
 `--fault broker|worker|restart|poison|oversize|executor|all` runs the pipeline on a broker of its own
 instead, injects the fault mid-run (`tidescale.local.faults`) and counts, as a read_committed reader sees
@@ -43,6 +47,7 @@ from tidescale.traffic import MODELS, llm_requests
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "llm-preprocessor.yaml"
 PARTITIONS = 2
+WARMUP_RECORDS = 50_000  # the most records of one warm-up run
 
 
 def add_benchmarks(bench_sub: Any) -> None:
@@ -59,6 +64,13 @@ def add_benchmarks(bench_sub: Any) -> None:
     bench.add_argument("--parallelism", type=int, default=2)
     bench.add_argument(
         "--runs", type=int, default=1, help="engine and confluent-kafka loop runs, alternating (default 1)"
+    )
+    bench.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="unmeasured engine runs of min(--records, 50,000) records before the measured ones, in the same "
+        "process (JVM start, JIT); reported under `warmup`, not in the medians (default 1; not with --fault)",
     )
     bench.add_argument(
         "--fault",
@@ -151,6 +163,7 @@ def measure(
 ) -> dict[str, float]:
     suffix = f"{engine if client is None else client}-{uuid.uuid4().hex[:6]}"
     pipeline = bench_plan(suffix, source, parallelism)
+    load = load_average()
     started = SYSTEM_CLOCK.monotonic()
     with tempfile.TemporaryDirectory(prefix="tidescale-bench-") as checkpoints:
         options = RunOptions(bootstrap, bounded=True, checkpoint_dir=Path(checkpoints), timeout_s=1800)
@@ -168,18 +181,33 @@ def measure(
         "records_per_second": timing.records / timing.span_s,
         "longest_pause_s": timing.longest_pause_s,
         "wall_seconds": wall,
+        "load_average": load,
+    }
+
+
+def load_average() -> float:
+    """The 1-minute load average of the machine, as a run starts (how busy it was around the run)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def engine_row(engine: dict[str, float]) -> dict[str, float]:
+    """The engine's side of a run (all of a warm-up run)."""
+    return {
+        "records_out": engine["records"],
+        "records_per_second": round(engine["records_per_second"]),
+        "longest_pause_s": round(engine["longest_pause_s"], 3),
+        "engine_wall_seconds": round(engine["wall_seconds"], 1),
+        "load_average": engine["load_average"],
     }
 
 
 def run_row(engine: dict[str, float], loop: dict[str, float], ceiling: dict[str, float]) -> dict[str, float]:
     """One run: the engine, the confluent-kafka loop and the broker ceiling, measured one after another."""
     return {
-        "records_out": engine["records"],
-        "records_per_second": round(engine["records_per_second"]),
-        "longest_pause_s": round(engine["longest_pause_s"], 3),
-        "engine_wall_seconds": round(engine["wall_seconds"], 1),
+        **engine_row(engine),
         "confluent_kafka_records_per_second": round(loop["records_per_second"]),
         "confluent_kafka_longest_pause_s": round(loop["longest_pause_s"], 3),
+        "confluent_kafka_load_average": loop["load_average"],
         "broker_ceiling_records_per_second": round(ceiling["combined"]),
         "broker_produce_records_per_second": round(ceiling["produce"]),
         "broker_consume_records_per_second": round(ceiling["consume"]),
@@ -290,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fault is not None:
         return run_faults(args)
     args.records = args.records or 200_000
+    if args.warmup < 0:
+        raise PermanentError(f"--warmup is a number of runs, not {args.warmup}")
     engines = register_builtins(EngineRegistry())
     bootstrap, started_state = _broker(args)
     try:
@@ -299,7 +329,18 @@ def run(args: argparse.Namespace) -> int:
         create_topic(bootstrap, source)
         produce(bootstrap, source, values)
         base = plan(pipeline_file.load(EXAMPLE))
+        warmup_source = f"bench-warmup-{uuid.uuid4().hex[:8]}"
+        if args.warmup:
+            create_topic(bootstrap, warmup_source)
+            produce(bootstrap, warmup_source, values[:WARMUP_RECORDS])
         with PeakSampler([os.getpid()]) as rss:
+            # Unmeasured: the first engine run of a process pays for the JVM's start and its JIT.
+            warmup = [
+                engine_row(
+                    measure(args.engine, base, bootstrap, warmup_source, args.parallelism, engines=engines)
+                )
+                for _ in range(args.warmup)
+            ]
             kafka_python = measure(
                 "python", base, bootstrap, source, args.parallelism, "kafka-python", engines=engines
             )
@@ -332,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
             "kafka_python_records_per_second": round(kafka_python["records_per_second"]),
             "kafka_python_wall_seconds": round(kafka_python["wall_seconds"], 1),
             "runs": runs,
+            "warmup": warmup,
             "peak_rss_mib": round(rss.peak_mib, 1),
             "cpus": os.cpu_count(),
         }
