@@ -12,9 +12,10 @@ from kernel.clock import SYSTEM_CLOCK, Clock
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _parents() -> dict[int, int]:
+def parents(proc: Path = Path("/proc")) -> dict[int, int]:
+    """Each running process's parent, from /proc/<pid>/stat."""
     parents = {}
-    for entry in Path("/proc").iterdir():
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -28,11 +29,11 @@ def _parents() -> dict[int, int]:
 
 def tree(roots: Iterable[int]) -> set[int]:
     """The roots and every descendant of them that is alive now."""
-    parents = _parents()
-    members = {r for r in roots if r in parents}
+    parent_of = parents()
+    members = {r for r in roots if r in parent_of}
     grew = True
     while grew:
-        added = {pid for pid, parent in parents.items() if parent in members and pid not in members}
+        added = {pid for pid, parent in parent_of.items() if parent in members and pid not in members}
         members |= added
         grew = bool(added)
     return members

@@ -34,6 +34,7 @@ from streaming.plan import Plan
 from streaming.tally import Placed, Tally, Triple, expected, positions
 from tidescale.local import environment, kafka
 from tidescale.local.process import stop
+from tidescale.memory import parents
 from tidescale.traffic import llm_requests
 
 FAULTS = ("broker", "worker", "restart", "poison", "oversize")
@@ -158,17 +159,10 @@ class Running:
 
 
 def children(proc: Path = Path("/proc")) -> dict[int, list[int]]:
-    """Each process's children, from /proc/<pid>/stat."""
+    """Each process's children."""
     found: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the command in parentheses may hold spaces
-        found.setdefault(parent, []).append(int(entry.name))
+    for pid, parent in parents(proc).items():
+        found.setdefault(parent, []).append(pid)
     return found
 
 
