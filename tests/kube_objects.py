@@ -45,3 +45,20 @@ def a_pdb(name: str, labels: dict[str, str], max_unavailable: int = 0) -> dict[s
         "metadata": {"name": name},
         "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": labels}},
     }
+
+
+def a_kwok_node_pool(name: str) -> dict[str, Any]:
+    """A tidescale NodePool of 4-GPU KWOK nodes (at most 2) that come Ready at once."""
+    node = {"gpuModel": "NVIDIA L40S", "gpus": 4, "gpuMemoryMiB": 46068, "cpu": "48", "memory": "384Gi"}
+    return {
+        "apiVersion": "tidescale.io/v1alpha1",
+        "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "node": node,
+            "maxNodes": 2,
+            "hourlyPrice": 7.0,
+            "provisioningSeconds": 0,
+            "provider": {"type": "KWOK"},
+        },
+    }

@@ -60,6 +60,7 @@ from autoscaler.core.decide import (
     compile_policy,
     decide,
 )
+from autoscaler.core.deletion_cost import PlacedPod, deletion_costs
 from autoscaler.core.events import record
 from autoscaler.core.nodepool import PoolNode
 from autoscaler.core.triggers import Observations, Reading, TriggerRegistry
@@ -109,13 +110,18 @@ class StatusSink(Protocol):
 
 
 class Targets(Protocol):
-    """The /scale view of a target (from an informer where one exists) and its pods' names."""
+    """The /scale view of a target (from an informer where one exists), its pods, and their deletion cost."""
 
     def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView: ...
 
-    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
-        """(names of the live pods the selector matches, how many of them hold a node); `fresh`: as the API
-        server has them now, not as a watch last told."""
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> list[PlacedPod]:
+        """The live pods the selector matches, with their node and deletion cost; `fresh`: as the API server
+        has them now, not as a watch last told."""
+        ...
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        """Set the pod's `controller.kubernetes.io/pod-deletion-cost`. Raises `NotFound` when the pod is gone,
+        a `TemporaryError` when the API server failed or did not answer, `PermanentError` when it refused."""
         ...
 
 
@@ -158,6 +164,7 @@ class CycleReport:
     seconds: float
     errors: int = 0  # unexpected exceptions (logged with their traceback)
     # failed act steps and unexpected exceptions by kind: NotFound, Conflict, Temporary, Permanent, Unexpected
+    # (and DeletionCost: pod-deletion-cost annotations not set before a scale-down, which went ahead)
     failures: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -170,6 +177,10 @@ class ActResult:
     acted: bool = False  # the patch or a node-pool change was made
     pools: tuple[PoolChangeResult, ...] = ()
     failure: ActFailure | None = None
+    # before a scale-down of a target whose nodes the controller plans: pod-deletion-cost annotations set,
+    # and those that failed ("pod: why"; the scale-down went ahead without them)
+    deletion_costs: int = 0
+    deletion_cost_failures: tuple[str, ...] = ()
 
 
 class Controller:
@@ -376,6 +387,8 @@ class Controller:
                 continue
             if act.failure is not None:
                 failures[act.failure.kind] = failures.get(act.failure.kind, 0) + 1
+            if act.deletion_cost_failures:
+                failures["DeletionCost"] = failures.get("DeletionCost", 0) + len(act.deletion_cost_failures)
             if d is not None:
                 decided += 1
                 scaled += act.acted
@@ -429,7 +442,7 @@ class Controller:
                 continue
             if kind.needs_pods and not pods and isinstance(view, ScaleView):
                 try:
-                    pods = frozenset(self.targets.pods(e.namespace, parse(view.selector))[0])
+                    pods = frozenset(p.name for p in self.targets.pods(e.namespace, parse(view.selector)))
                 except PermanentError as err:
                     e.readings[name] = Reading(error=str(err), read_at=t)
                     continue
@@ -462,7 +475,7 @@ class Controller:
         }
         self._track(e, d, found)
         # 4. act; the decision's state is committed only when the act step did what the decision asked
-        act = self._act(view, d)
+        act = self._act(e, policy, view, d)
         if act.failure is not None:
             self._act_failed(e, view, d, act.failure, t)
             return d, act
@@ -485,6 +498,8 @@ class Controller:
         if d.changed or (refusal is not None and refusal != e.announced):
             rec = dict(record(d))
             rec["acted"] = acted
+            if act.deletion_costs or act.deletion_cost_failures:
+                rec["deletionCosts"] = {"set": act.deletion_costs, "failed": list(act.deletion_cost_failures)}
             if results:
                 rec["nodePoolResults"] = [
                     {
@@ -520,16 +535,23 @@ class Controller:
             self._queue_status(e, conds, extra)
         return d, act
 
-    def _act(self, view: ScaleView, d: Decision) -> ActResult:
+    def _act(self, e: Entry, policy: ScalingPolicy, view: ScaleView, d: Decision) -> ActResult:
         """Patch /scale when the decision changes the replicas, then change the node pools (not after a
-        failed patch: nodes for replicas that were not made would only cost). A failed patch is returned, not
-        raised."""
+        failed patch: nodes for replicas that were not made would only cost). A scale-down of a target whose
+        nodes the controller plans first sets the pods' deletion costs, so that the emptiest nodes empty. A
+        failed patch is returned, not raised."""
         scaled = False
+        costs = 0
+        cost_failures: tuple[str, ...] = ()
+        if d.desired < view.replicas and self._plans_nodes(policy):
+            costs, cost_failures = self._set_deletion_costs(e, view)
         if d.desired != view.replicas:
             try:
                 self.scaler.scale(view, d.desired)
             except (TemporaryError, PermanentError) as err:
-                return ActResult(failure=_sort(err))
+                return ActResult(
+                    failure=_sort(err), deletion_costs=costs, deletion_cost_failures=cost_failures
+                )
             scaled = True
         acted = scaled
         results: list[PoolChangeResult] = []
@@ -547,7 +569,42 @@ class Controller:
             if change.remove:
                 results.append(provider.remove(pool, change.remove))
             acted = True
-        return ActResult(scaled, acted, tuple(results))
+        return ActResult(scaled, acted, tuple(results), None, costs, cost_failures)
+
+    def _plans_nodes(self, policy: ScalingPolicy) -> bool:
+        """The policy names a node pool this controller knows and has a provider for."""
+        pool = self.pools.get(policy.spec.node_pool) if policy.spec.node_pool is not None else None
+        return pool is not None and pool.spec.provider.type in self.providers
+
+    def _set_deletion_costs(self, e: Entry, view: ScaleView) -> tuple[int, tuple[str, ...]]:
+        """Annotate each bound pod whose cost changes with the number of the target's pods on its node (one
+        patch per changed pod, none when nothing changes): (patches made, "pod: why" for each that failed).
+        Failures are logged and returned, never raised: the scale-down goes ahead without them."""
+        try:
+            changed = deletion_costs(self.targets.pods(e.namespace, parse(view.selector)))
+        except (TemporaryError, PermanentError) as err:
+            log.warning("%s: scaling down without deletion costs (listing its pods failed: %s)", e.key, err)
+            return 0, (f"*: {err}",)
+        made, failed = 0, []
+        for pod, cost in sorted(changed.items()):
+            try:
+                self.targets.set_deletion_cost(e.namespace, pod, cost)
+            except NotFound:
+                continue  # gone already: nothing left to rank
+            except (TemporaryError, PermanentError) as err:
+                failed.append(f"{pod}: {err}")
+                continue
+            made += 1
+        if failed:
+            log.warning(
+                "%s: %d of %d pod deletion cost(s) not set, scaling down anyway: %s",
+                e.key,
+                len(failed),
+                len(changed),
+                "; ".join(failed),
+                extra=_fields(e.key, "DeletionCostFailed"),
+            )
+        return made, tuple(failed)
 
     def _act_failed(self, e: Entry, view: ScaleView, d: Decision, failure: ActFailure, t: float) -> None:
         """The decision was not applied: keep the previous state, back off, and once the failure is worth
@@ -723,18 +780,18 @@ class Controller:
             return None
         selector = parse(view.selector)
         try:
-            names, scheduled = self.targets.pods(e.namespace, selector)
+            pods = self.targets.pods(e.namespace, selector)
         except PermanentError:
             return None
-        if scheduled < len(names):
+        if any(p.node is None for p in pods):
             # The pod watch can lag the nodes just listed from the API: a pod bound since its last event
             # would count both as GPUs used on its node and as pending, and ask for a node nobody needs.
             # Pods that look unbound are confirmed from the API (one list, only while some look so).
             try:
-                names, scheduled = self.targets.pods(e.namespace, selector, fresh=True)
+                pods = self.targets.pods(e.namespace, selector, fresh=True)
             except (TemporaryError, PermanentError) as err:
                 log.warning("%s: pods as the watch has them (listing them failed: %s)", e.key, err)
-        return len(names), scheduled
+        return len(pods), sum(1 for p in pods if p.node is not None)
 
     def _nodes(
         self, e: Entry, policy: ScalingPolicy, view: ScaleView, t: float

@@ -2,7 +2,8 @@
 that ships (`autoscaler.controller.loop.Controller.reconcile_once`) as Karpenter runs its real provisioner
 against a fake cloud provider.
 
-- `SimTargets`: the target's /scale view (spec replicas, ready replicas, its selector) and its pods;
+- `SimTargets`: the target's /scale view (spec replicas, ready replicas, its selector) and its pods, whose
+  pod-deletion-cost annotations become the tick's `Actions.deletion_costs` (kept on the simulated pods);
 - `SimScaler`: a /scale patch becomes the tick's `Actions.replicas`;
 - `SimNodePools`: the pool's nodes as the KWOK provider lists them (one row per node, through the same
   `pool_nodes`), and add / remove (cordon, drain, delete) / cordon as the tick's node actions;
@@ -34,6 +35,7 @@ from autoscaler.controller.ports import (
     ScaleView,
 )
 from autoscaler.core.decide import pool_nodes
+from autoscaler.core.deletion_cost import PlacedPod
 from autoscaler.core.nodepool import PoolNode
 from autoscaler.core.promql import Result
 from autoscaler.core.promql import Sample as PromSample
@@ -58,9 +60,11 @@ class _Tick:
     drain: list[str] = field(default_factory=list)
     cordon: list[str] = field(default_factory=list)
     uncordon: list[str] = field(default_factory=list)
+    costs: dict[str, int] = field(default_factory=dict)  # pod → the pod-deletion-cost set on it
 
     def actions(self) -> Actions | None:
-        if self.replicas is None and not (self.add or self.drain or self.cordon or self.uncordon):
+        nodes = self.add or self.drain or self.cordon or self.uncordon
+        if self.replicas is None and not (nodes or self.costs):
             return None
         return Actions(
             replicas=self.replicas,
@@ -68,6 +72,7 @@ class _Tick:
             drain_nodes=tuple(self.drain),
             cordon=tuple(self.cordon),
             uncordon=tuple(self.uncordon),
+            deletion_costs=tuple(self.costs.items()),
         )
 
 
@@ -101,9 +106,15 @@ class SimTargets(_Bound):
         sim = self.sim
         return ScaleView(namespace, kind, name, sim.spec, sim.ready_replicas(), f"app={name}", api_version)
 
-    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
-        live = self.sim.live.values()  # the simulator's pods are always fresh
-        return [p.name for p in live], sum(1 for p in live if p.bound_at is not None)
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> list[PlacedPod]:
+        # the simulator's pods are always fresh
+        return [
+            PlacedPod(p.name, p.node if p.bound_at is not None else None, p.deletion_cost)
+            for p in self.sim.live.values()
+        ]
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self.tick.costs[pod] = cost  # kept on the pod, before this tick's /scale patch is applied
 
 
 class SimScaler(_Bound):

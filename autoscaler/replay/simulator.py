@@ -10,9 +10,10 @@ token, or its queueing delay when the trace measured its service time (`ServiceM
 controllers read is kept per second whatever the step: counters, busy time, queue and servers.
 
 Replicas scaled down stop taking requests at once and hold their GPU until their current request is done; the
-ReplicaSet removes unbound pods first, then starting ones, then ready ones — by pod-deletion-cost when the
-controller sets it, then on the most crowded node, newest first. GPU-hours count a replica's GPUs from binding
-to removal; node GPU-hours count every node from its provisioning request to its removal.
+ReplicaSet removes unbound pods first, then starting ones, then ready ones — by the pod-deletion-cost the
+controller set on each pod (none counts as 0), then on the most crowded node, newest first. GPU-hours count a
+replica's GPUs from binding to removal; node GPU-hours count every node from its provisioning request to its
+removal.
 
 Pure: no I/O, no clock (simulated time only).
 """
@@ -58,6 +59,7 @@ class Pod:
     deleted_at: int | None = None
     free_at: float = 0.0  # busy until (while serving)
     serving: bool = False
+    deletion_cost: int | None = None  # its `controller.kubernetes.io/pod-deletion-cost`, once one is set
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Actions:
     # Pods carry `controller.kubernetes.io/pod-deletion-cost` = replicas on their node, so that a scale-down
     # empties the emptiest nodes first (the ReplicaSet ranks deletion cost before co-location).
     pack: bool = False
+    # (pod, cost): pod-deletion-cost annotations the controller set, kept on the pods (before `replicas`)
+    deletion_costs: tuple[tuple[str, int], ...] = ()
     cordon: tuple[str, ...] = ()
     uncordon: tuple[str, ...] = ()
 
@@ -425,7 +429,7 @@ class Simulation:
                 return (
                     int(assigned),
                     int(ready),
-                    on_node if pack else 0,
+                    on_node if pack else (p.deletion_cost or 0),
                     -on_node,
                     -(p.ready_at or 0),
                     -p.created,
@@ -460,6 +464,9 @@ class Simulation:
                 self.nodes[name].cordoned = False
         for _ in range(actions.add_nodes):
             self._add_node(t)
+        for pname, cost in actions.deletion_costs:
+            if pname in self.live:
+                self.live[pname].deletion_cost = cost
         if actions.replicas is not None:
             self.set_replicas(actions.replicas, t, actions.pack)
         for name in [n for n, node in self.nodes.items() if node.removed_at is not None and not node.pods]:

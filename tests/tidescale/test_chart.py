@@ -145,8 +145,9 @@ def test_the_service_selects_the_controller_pods_and_exposes_the_webhook_and_met
 
 
 # Everything the controller does against the API (its informers, /scale, status, Events, node pools and
-# their drain), as (group, resource, verb): its ClusterRole grants exactly this, and its Lease is left to a
-# namespaced Role. tests/tidescale/test_chart_install.py runs the controller with this role's token.
+# their drain, the pod-deletion-cost annotation before a scale-down), as (group, resource, verb): its
+# ClusterRole grants exactly this, and its Lease is left to a namespaced Role.
+# tests/tidescale/test_chart_install.py runs the controller with this role's token.
 CONTROLLER_GRANTS = {
     (group, resource, verb)
     for group, resource, verbs in [
@@ -157,7 +158,7 @@ CONTROLLER_GRANTS = {
         ("apps", "statefulsets", "get list watch"),
         ("apps", "deployments/scale", "get update patch"),
         ("apps", "statefulsets/scale", "get update patch"),
-        ("", "pods", "list watch"),
+        ("", "pods", "list watch patch"),
         ("", "pods/eviction", "create"),
         ("", "nodes", "list create patch delete"),
         ("events.k8s.io", "events", "create patch"),
@@ -204,6 +205,8 @@ def test_the_cluster_role_changes_workloads_only_through_scale_and_reads_no_secr
     cluster = grants(render(helm)["ClusterRole"]["rules"])
     for group, resource in (("apps", "deployments"), ("apps", "statefulsets"), ("", "pods")):
         for verb in ("update", "patch", "delete", "create"):
+            if (resource, verb) == ("pods", "patch"):
+                continue  # the pod-deletion-cost annotation, a merge patch of the pod's metadata
             assert (group, resource, verb) not in cluster, f"{verb} {group}/{resource}"
     assert not [t for t in cluster if t[1] in {"secrets", "configmaps", "serviceaccounts/token"}]
     assert not [t for t in cluster if t[0] == "coordination.k8s.io"]

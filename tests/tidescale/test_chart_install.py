@@ -37,7 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from autoscaler.core.nodepool import POOL_LABEL
 from kernel.kubeclient import api_client
 from tests.cluster_harness import SHARED_CRDS, VOLCANO
-from tests.kube_objects import a_deployment
+from tests.kube_objects import a_deployment, a_kwok_node_pool
 from tests.waiting import new_namespace, wait_for
 from tidescale.local import crds, environment, nodes, prometheus
 from tidescale.local.process import Spawned, spawn, stop, wait_until
@@ -279,7 +279,7 @@ def controller(
     pool = f"{release.name}-pool"
     process: Spawned | None = None
     try:
-        custom.create_cluster_custom_object(*TIDESCALE, "nodepools", a_node_pool(pool))
+        custom.create_cluster_custom_object(*TIDESCALE, "nodepools", a_kwok_node_pool(pool))
         for name in ("web", "chat"):
             apps.create_namespaced_deployment(namespace, a_deployment(name))
         trainer = a_deployment("trainer", gpus=4, node_selector={POOL_LABEL: pool})
@@ -332,23 +332,6 @@ def controller(
         unless_missing(lambda: custom.delete_cluster_custom_object(*TIDESCALE, "nodepools", pool))
         for node in core.list_node(label_selector=f"{POOL_LABEL}={pool}").items:
             core.delete_node(node.metadata.name)
-
-
-def a_node_pool(name: str) -> dict[str, Any]:
-    """A KWOK NodePool of 4-GPU nodes that come Ready at once."""
-    node = {"gpuModel": "NVIDIA L40S", "gpus": 4, "gpuMemoryMiB": 46068, "cpu": "48", "memory": "384Gi"}
-    return {
-        "apiVersion": "tidescale.io/v1alpha1",
-        "kind": "NodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "node": node,
-            "maxNodes": 2,
-            "hourlyPrice": 7.0,
-            "provisioningSeconds": 0,
-            "provider": {"type": "KWOK"},
-        },
-    }
 
 
 def a_pod(name: str, scheduler: str, group: str) -> dict[str, Any]:

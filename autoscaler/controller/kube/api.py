@@ -104,14 +104,20 @@ class ScaleClient:
         """GET `path` (an API server path) as parsed JSON; failures as in `_call`."""
         return self._call(path, "GET", what)
 
+    def merge_patch(self, path: str, what: str, body: Mapping[str, Any]) -> Any:
+        """PATCH `path` with a JSON merge patch, as parsed JSON; failures as in `_call`."""
+        return self._call(path, "PATCH", what, body)
+
     def _call(self, path: str, method: str, what: str, body: Any = None) -> Any:
-        """One API call; its failure as a `kernel.errors` type whose message starts with `what`."""
+        """One API call (a PATCH is a JSON merge patch); its failure as a `kernel.errors` type whose message
+        starts with `what`."""
+        content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
         try:
             response = self._api.call_api(
                 path,
                 method,
                 body=body,
-                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _return_http_data_only=True,

@@ -1,6 +1,7 @@
 """Targets as the loop sees them: Deployments and StatefulSets from informers (no API call per reconcile),
-any other kind through /scale; the pods of each namespace indexed in memory for selector matches; and the
-pending GPU pods that should wake the policies of their namespace.
+any other kind through /scale; the pods of each namespace indexed in memory for selector matches, with their
+node and pod-deletion-cost (set here by a merge patch); and the pending GPU pods that should wake the policies
+of their namespace.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kubernetes import client
 from autoscaler.controller.kube.api import ScaleClient, workload_view
 from autoscaler.controller.kube.selectors import Selector
 from autoscaler.controller.ports import ScaleView
+from autoscaler.core.deletion_cost import ANNOTATION, PlacedPod, parse_cost
 from kernel.errors import PermanentError
 from kernel.informer import Informer
 
@@ -21,14 +23,16 @@ GPU = "nvidia.com/gpu"
 
 
 class _Pod:
-    __slots__ = ("labels", "live", "name", "node")
+    __slots__ = ("cost", "labels", "live", "name", "node")
 
     def __init__(self, obj: dict[str, Any]) -> None:
         meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
         self.name = str(meta.get("name", ""))
         self.labels: dict[str, str] = meta.get("labels") or {}
-        self.node = spec.get("nodeName")
+        self.node: str | None = spec.get("nodeName") or None
         self.live = status.get("phase") not in ("Succeeded", "Failed") and not meta.get("deletionTimestamp")
+        cost = (meta.get("annotations") or {}).get(ANNOTATION)
+        self.cost = None if cost is None else parse_cost(cost)
 
 
 def wants_gpu(obj: dict[str, Any]) -> bool:
@@ -102,16 +106,23 @@ class ClusterTargets:
                 return workload_view(obj, kind, api_version)
         return self.scale.read(namespace, api_version, kind, name)
 
-    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> list[PlacedPod]:
         if fresh:
             listed = self.scale.get_json(f"/api/v1/namespaces/{namespace}/pods", f"list pods in {namespace}")
             pods = [_Pod(obj) for obj in listed.get("items") or []]
         else:
             with self._lock:
                 pods = list(self._pods.get(namespace, {}).values())
-        names, placed = [], 0
-        for p in pods:
-            if p.live and selector.requirements and selector.matches(p.labels):
-                names.append(p.name)
-                placed += p.node is not None
-        return names, placed
+        return [
+            PlacedPod(p.name, p.node, p.cost)
+            for p in pods
+            if p.live and selector.requirements and selector.matches(p.labels)
+        ]
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        # a merge patch of the one annotation: no read, no conflict with the kubelet's status updates
+        self.scale.merge_patch(
+            f"/api/v1/namespaces/{namespace}/pods/{pod}",
+            f"pod {pod} in {namespace}: setting its deletion cost to {cost}",
+            {"metadata": {"annotations": {ANNOTATION: str(cost)}}},
+        )

@@ -31,7 +31,7 @@ RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15
 REACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 # the kinds of a failed act step (`CycleReport.failures`), exported at 0 from the start so that a rate over
 # them is 0, not "no data", until the first failure
-FAILURE_KINDS = ("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected")
+FAILURE_KINDS = ("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected", "DeletionCost")
 
 
 def direction(decision: Decision) -> str:
@@ -71,7 +71,8 @@ class ControllerMetrics:
             "tidescale_scale_failures",
             "Failed act steps, by kind: NotFound (target gone), Conflict, Temporary (server error, no "
             "answer), Permanent (refused: forbidden, invalid), Unexpected (an exception the loop did not "
-            "expect).",
+            "expect), DeletionCost (a pod-deletion-cost annotation not set before a scale-down, which went "
+            "ahead).",
             ["reason"],
             registry=r,
         )

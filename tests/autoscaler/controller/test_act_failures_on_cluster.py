@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +18,11 @@ import pytest
 from kubernetes import client
 
 from autoscaler.controller.kube.api import ScaleClient
-from autoscaler.controller.ports import MetricRequest, ReadingKey, ScalingEvent
+from autoscaler.controller.ports import ScalingEvent
 from autoscaler.controller.wiring import Options, Running
-from autoscaler.core.triggers import Reading
 from kernel.errors import Conflict
 from tests.kube_objects import a_deployment
+from tests.readings import Load
 from tests.waiting import wait_for
 from tidescale.local import environment
 
@@ -30,20 +30,6 @@ pytestmark = pytest.mark.integration
 
 GROUP, VERSION = "tidescale.io", "v1alpha1"
 SYNC_SECONDS = 2.0  # the sweep, and the longest backoff: short, so that retries and recovery show in seconds
-
-
-@dataclass
-class Load:
-    """The metric reading of every policy, set by the test (`ReadMetrics`)."""
-
-    values: dict[str, float] = field(default_factory=dict)  # policy key → value
-
-    def __call__(self, requests: Sequence[MetricRequest], now: float) -> Mapping[ReadingKey, Reading]:
-        return {
-            (r.policy, r.trigger): Reading(value=self.values[r.policy], at=now)
-            for r in requests
-            if r.policy in self.values
-        }
 
 
 @dataclass

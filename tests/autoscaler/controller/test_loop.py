@@ -13,6 +13,7 @@ import pytest
 from autoscaler.controller.kube.selectors import Selector
 from autoscaler.controller.loop import Controller, ControllerConfig
 from autoscaler.controller.ports import MetricRequest, ReadingKey, ScaleView, ScalingEvent
+from autoscaler.core.deletion_cost import PlacedPod
 from autoscaler.core.triggers import Reading, TriggerRegistry
 from kernel.clock import FakeClock
 from kernel.errors import Conflict, NotFound, PermanentError, TemporaryError
@@ -23,9 +24,18 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 @dataclass
 class FakeTargets:
+    """Views by "namespace/name"; a view's pods are `<name>-<i>`, the first `ready` of them bound to a node
+    (`nodes`: pod → node, else "node-0"). Records the deletion costs set; `refuse_costs`: pods whose
+    annotation fails with the given error."""
+
     views: dict[str, ScaleView] = field(default_factory=dict)
     unbound_in_watch: int = 0  # bound pods whose binding the pod watch has not told yet
     fresh_reads: int = 0
+    nodes: dict[str, str] = field(default_factory=dict)
+    costs: dict[str, int] = field(default_factory=dict)  # the annotations the pods carry
+    cost_calls: list[tuple[str, int]] = field(default_factory=list)
+    refuse_costs: dict[str, Exception] = field(default_factory=dict)
+    journal: list[str] = field(default_factory=list)  # cost writes and /scale attempts, in order
 
     def view(self, namespace: str, api_version: str, kind: str, name: str) -> ScaleView:
         view = self.views.get(f"{namespace}/{name}")
@@ -33,13 +43,24 @@ class FakeTargets:
             raise NotFound(f"{kind}/{name} in {namespace}: reading /scale: HTTP 404 not found")
         return view
 
-    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> tuple[list[str], int]:
+    def pods(self, namespace: str, selector: Selector, fresh: bool = False) -> list[PlacedPod]:
         view = next(
             v for v in self.views.values() if v.namespace == namespace and v.selector == selector.text
         )
         self.fresh_reads += fresh
         bound = view.ready if fresh else max(0, view.ready - self.unbound_in_watch)
-        return [f"{view.name}-{i}" for i in range(view.replicas)], bound
+        names = [f"{view.name}-{i}" for i in range(view.replicas)]
+        return [
+            PlacedPod(n, self.nodes.get(n, "node-0") if i < bound else None, self.costs.get(n))
+            for i, n in enumerate(names)
+        ]
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self.cost_calls.append((pod, cost))
+        self.journal.append(f"cost {pod}={cost}")
+        if pod in self.refuse_costs:
+            raise self.refuse_costs[pod]
+        self.costs[pod] = cost
 
 
 @dataclass
@@ -59,6 +80,7 @@ class FakeScaler:
     def scale(self, view: ScaleView, replicas: int) -> ScaleView:
         key = f"{view.namespace}/{view.name}"
         self.attempts.append((key, replicas))
+        self.targets.journal.append(f"scale {replicas}")
         if key in self.refuse:
             raise self.refuse[key]
         if self.fail_next:
@@ -563,6 +585,73 @@ def test_pods_bound_before_the_watch_tells_are_confirmed_from_the_api_before_a_n
     world.step(0, full=True)
     assert world.targets.fresh_reads == 1
     assert provider.added == []  # counted once, on their nodes: no third node for them
+
+
+# --- scale-down that empties nodes: pod-deletion-cost before the /scale patch ------------------------------
+
+
+def four_pods_three_on_node_a(world: World, **spec: Any) -> None:
+    """svc at 4 replicas, svc-0..2 on node a and svc-3 on node b, its load low enough for 1 replica."""
+    world.controller.providers["ClusterAPI"] = FakeProvider()
+    world.controller.upsert_pool(a_pool_object())
+    world.targets.views["ml/svc"] = a_view(replicas=4)
+    world.targets.nodes = {"svc-0": "a", "svc-1": "a", "svc-2": "a", "svc-3": "b"}
+    world.metrics.values["gpu"] = Reading(per_gpu=(0.1,) * 4)
+    world.controller.upsert(
+        a_policy_object(behavior={"scaleDown": {"stabilizationWindowSeconds": 0}}, **spec)
+    )
+
+
+def test_a_scale_down_with_a_node_pool_first_gives_each_pod_the_count_of_pods_on_its_node(
+    world: World,
+) -> None:
+    four_pods_three_on_node_a(world, nodePool="h100", podRequests={"nvidia.com/gpu": 1})
+    world.step(0, full=True)
+    assert world.targets.journal == [
+        "cost svc-0=3",
+        "cost svc-1=3",
+        "cost svc-2=3",
+        "cost svc-3=1",
+        "scale 1",
+    ]
+    assert world.sink.events[-1].record["deletionCosts"] == {"set": 4, "failed": []}
+
+
+def test_only_the_pods_whose_deletion_cost_changes_are_patched(world: World) -> None:
+    four_pods_three_on_node_a(world, nodePool="h100", podRequests={"nvidia.com/gpu": 1})
+    world.targets.costs = {"svc-0": 3, "svc-1": 3, "svc-2": 3, "svc-3": 2}
+    world.step(0, full=True)
+    assert world.targets.journal == ["cost svc-3=1", "scale 1"]
+
+
+def test_a_scale_down_whose_pods_already_carry_their_costs_writes_no_annotation(world: World) -> None:
+    four_pods_three_on_node_a(world, nodePool="h100", podRequests={"nvidia.com/gpu": 1})
+    world.targets.costs = {"svc-0": 3, "svc-1": 3, "svc-2": 3, "svc-3": 1}
+    world.step(0, full=True)
+    assert world.targets.journal == ["scale 1"]
+    assert "deletionCosts" not in world.sink.events[-1].record
+
+
+def test_a_scale_down_without_a_node_pool_leaves_the_pods_unannotated(world: World) -> None:
+    four_pods_three_on_node_a(world)
+    world.step(0, full=True)
+    assert world.targets.journal == ["scale 1"]
+
+
+def test_a_refused_annotation_is_logged_and_recorded_and_the_scale_down_goes_ahead(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    four_pods_three_on_node_a(world, nodePool="h100", podRequests={"nvidia.com/gpu": 1})
+    world.targets.refuse_costs["svc-3"] = PermanentError("pod svc-3 in ml: HTTP 403 forbidden")
+    report = world.step(0, full=True)
+    assert world.scaler.calls == [("ml/svc", 1)]
+    assert report.failures == {"DeletionCost": 1}
+    assert world.sink.events[-1].record["deletionCosts"] == {
+        "set": 3,
+        "failed": ["svc-3: pod svc-3 in ml: HTTP 403 forbidden"],
+    }
+    assert any("1 of 4 pod deletion cost(s) not set" in r.getMessage() for r in caplog.records)
+    assert world.conditions("ml/svc")["Ready"]["status"] == "True"
 
 
 # --- misconfigurations: a condition, an Event on the policy and a log line when they start and clear ------

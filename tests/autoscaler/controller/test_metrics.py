@@ -178,4 +178,6 @@ def test_every_kind_of_failed_act_step_is_exported_at_zero_from_the_start() -> N
         for (name, labels), v in got.items()
         if name == "tidescale_scale_failures_total"
     }
-    assert kinds == dict.fromkeys(("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected"), 0)
+    assert kinds == dict.fromkeys(
+        ("NotFound", "Conflict", "Temporary", "Permanent", "Unexpected", "DeletionCost"), 0
+    )

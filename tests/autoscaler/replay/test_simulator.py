@@ -67,6 +67,30 @@ def test_scaled_down_replicas_finish_their_request_and_stop_taking_new_ones() ->
 
 
 @pytest.mark.parametrize(
+    ("costs", "survivors_on"),
+    [
+        pytest.param((), ["node-0", "node-1"], id="without-costs-the-crowded-node-loses-one"),
+        pytest.param(
+            (("pod-0", 2), ("pod-1", 2), ("pod-2", 1)), ["node-0", "node-0"], id="the-lowest-cost-goes-first"
+        ),
+    ],
+)
+def test_a_scale_down_deletes_by_the_deletion_cost_set_on_the_pods_before_co_location(
+    costs: tuple[tuple[str, int], ...], survivors_on: list[str]
+) -> None:
+    # two 2-GPU nodes, MostAllocated: pod-0 and pod-1 on node-0, pod-2 on node-1
+    model = replace(MODEL, gpus_per_node=2, initial_nodes=2)
+    sim = Simulation(requests_at([100.0]), model, initial_replicas=3)
+    assert {p.name: p.node for p in sim.live.values()} == {
+        "pod-0": "node-0",
+        "pod-1": "node-0",
+        "pod-2": "node-1",
+    }
+    sim.apply(Actions(replicas=2, deletion_costs=costs), 1)
+    assert sorted(str(p.node) for p in sim.live.values()) == survivors_on
+
+
+@pytest.mark.parametrize(
     ("t", "pipeline", "sample"),
     [(19, PROMETHEUS, 0), (20, PROMETHEUS, 15), (4, PROMETHEUS, None), (7, Pipeline(2.0), 6)],
     ids=["before the next scrape", "scraped and visible", "nothing yet", "direct read"],
