@@ -58,14 +58,15 @@ unit: $(VENV)/.installed
 integration: setup
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-# The modules that start environments of their own and mostly wait on them (and the streaming fault tests,
-# whose broker outages are waits too): a second pytest lane beside the rest (tests/lanes.sh).
-SECOND_LANE := tests/tidescale/test_demo.py tests/tidescale/test_readme_controller.py \
-	tests/tidescale/test_bench_controller.py tests/tidescale/test_local_restart.py \
-	tests/tidescale/test_local_errors.py tests/streaming/test_flink_restart.py \
+# Modules that bring up environments of their own run beside the rest (tests/lanes.sh): the streaming fault
+# tests and the demo, which work the CPU, in one lane; the README's commands, the controller benchmark and the
+# local restarts, which mostly wait (scale-down windows, restarts), in another.
+SECOND_LANE := tests/tidescale/test_demo.py tests/streaming/test_flink_restart.py \
 	tests/streaming/test_spark_faults.py tests/tidescale/test_bench_streaming.py
+THIRD_LANE := tests/tidescale/test_readme_controller.py tests/tidescale/test_bench_controller.py \
+	tests/tidescale/test_local_restart.py tests/tidescale/test_local_errors.py
 test: setup lint
-	tests/lanes.sh $(VENV)/bin/pytest $(PYTEST_ARGS) -- $(SECOND_LANE)
+	tests/lanes.sh $(VENV)/bin/pytest $(PYTEST_ARGS) -- $(SECOND_LANE) -- $(THIRD_LANE)
 
 demo: setup
 	$(VENV)/bin/tidescale demo
