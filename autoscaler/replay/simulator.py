@@ -81,9 +81,6 @@ class Actions:
     add_nodes: int = 0
     remove_nodes: tuple[str, ...] = ()
     drain_nodes: tuple[str, ...] = ()
-    # Pods carry `controller.kubernetes.io/pod-deletion-cost` = replicas on their node, so that a scale-down
-    # empties the emptiest nodes first (the ReplicaSet ranks deletion cost before co-location).
-    pack: bool = False
     # (pod, cost): pod-deletion-cost annotations the controller set, kept on the pods (before `replicas`)
     deletion_costs: tuple[tuple[str, int], ...] = ()
     cordon: tuple[str, ...] = ()
@@ -410,7 +407,7 @@ class Simulation:
 
     _draining: list[Pod]
 
-    def set_replicas(self, n: int, t: int, pack: bool = False) -> None:
+    def set_replicas(self, n: int, t: int) -> None:
         n = max(0, n)
         if n == self.spec:
             return
@@ -429,7 +426,7 @@ class Simulation:
                 return (
                     int(assigned),
                     int(ready),
-                    on_node if pack else (p.deletion_cost or 0),
+                    p.deletion_cost or 0,
                     -on_node,
                     -(p.ready_at or 0),
                     -p.created,
@@ -468,7 +465,7 @@ class Simulation:
             if pname in self.live:
                 self.live[pname].deletion_cost = cost
         if actions.replicas is not None:
-            self.set_replicas(actions.replicas, t, actions.pack)
+            self.set_replicas(actions.replicas, t)
         for name in [n for n, node in self.nodes.items() if node.removed_at is not None and not node.pods]:
             del self.nodes[name]
 
