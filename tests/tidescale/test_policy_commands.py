@@ -116,9 +116,11 @@ def test_backtest_input_errors_exit_2(
 def test_the_controller_benchmark_prints_decisions_per_second_as_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["bench", "controller", "--policies", "12", "--rounds", "3", "--json"]) == 0
+    assert main(["bench", "controller", "--policies", "12", "--rounds", "3", "--runs", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert out["decisions"] == 36 and out["decisions_per_second"] > 0
+    assert out["decisions"] == 36 and len(out["runs"]) == 3 and out["peak_rss_mib"] > 0
+    rates = sorted(r["decisions_per_second"] for r in out["runs"])
+    assert out["decisions_per_second"] == rates[1] and out["decisions_per_second_min"] == rates[0] > 0
 
 
 def test_the_end_to_end_controller_benchmark_needs_the_environment_the_composition_root_passes_in(

@@ -27,6 +27,8 @@ import dataclasses
 import json
 import logging
 import os
+import resource
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -179,6 +181,7 @@ def add_benchmarks(
     c = bench_sub.add_parser("controller", help="decisions per second of the pure decision core (in process)")
     c.add_argument("--policies", type=int, default=1000, help="number of distinct policies (default 1000)")
     c.add_argument("--rounds", type=int, default=20, help="decisions per policy (default 20)")
+    c.add_argument("--runs", type=int, default=5, help="timed runs, one after another (default 5)")
     c.add_argument(
         "--e2e", action="store_true", help="the end-to-end controller benchmark (the controller issue)"
     )
@@ -557,23 +560,42 @@ def controller_bench_command(args: argparse.Namespace) -> int:
         if args.e2e_handler is None:
             return _fail("--e2e needs the local environment: run it through the `tidescale` command")
         return int(args.e2e_handler(args))
-    if args.policies < 1 or args.rounds < 1:
-        return _fail("--policies and --rounds must be at least 1")
-    result = bench.run(args.policies, _triggers(), args.rounds)
+    if args.policies < 1 or args.rounds < 1 or args.runs < 1:
+        return _fail("--policies, --rounds and --runs must be at least 1")
+    runs = []
+    for _ in range(args.runs):
+        load = round(os.getloadavg()[0], 2)  # how busy the machine was as the run started
+        result = bench.run(args.policies, _triggers(), args.rounds)
+        runs.append(
+            {
+                "decisions_per_second": round(result.decisions_per_second, 1),
+                "seconds": round(result.seconds, 4),
+                "load_average": load,
+            }
+        )
+    rates = [r["decisions_per_second"] for r in runs]
     out = {
-        "decisions_per_second": round(result.decisions_per_second, 1),
+        "decisions_per_second": round(statistics.median(rates), 1),
+        "decisions_per_second_min": min(rates),
         "policies": result.policies,
         "decisions": result.decisions,
-        "seconds": round(result.seconds, 4),
+        "runs": runs,
+        "peak_rss_mib": _peak_rss_mib(),
     }
     if args.json:
         print(json.dumps(out))
     else:
         print(
-            f"{result.decisions} decisions for {result.policies} policies in {result.seconds:.3f} s: "
-            f"{result.decisions_per_second:,.0f} decisions/s"
+            f"{result.decisions} decisions for {result.policies} policies, {len(runs)} runs: "
+            f"median {out['decisions_per_second']:,.0f} decisions/s (min {min(rates):,.0f}), "
+            f"peak RSS {out['peak_rss_mib']} MiB"
         )
     return 0
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (ru_maxrss is KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def autoscaler_bench_command(args: argparse.Namespace) -> int:
