@@ -159,9 +159,14 @@ def largest_burst(requests: Requests, model: ServiceModel, bin_s: int = 10) -> t
 class Simulation:
     """The replayed cluster at the current second; it is the `ClusterView` controllers observe."""
 
-    def __init__(self, requests: Requests, model: ServiceModel, initial_replicas: int = 1) -> None:
+    def __init__(
+        self, requests: Requests, model: ServiceModel, initial_replicas: int = 1, measure_from: float = 0.0
+    ) -> None:
         self.req = requests
         self.model = model
+        # What the result counts starts here: GPU- and node-seconds from this second on, and the requests
+        # that arrive from it (the start-up, every controller scaling up from one warm replica, left out).
+        self.measure_from = max(0.0, measure_from)
         self.t = 0
         n = len(requests)
         self.tick = model.tick_for(requests.duration_s)
@@ -554,7 +559,8 @@ class Simulation:
             self.live_at[t + 1 : t + k + 1] = bound
             self.replicas_at[t : t + k] = self.spec
             self.ready_at[t : t + k] = len(serving)
-            gpu_seconds += (bound + len(self._draining)) * self.model.gpus_per_replica * k
+            counted = max(0.0, t + k - max(float(t), self.measure_from))
+            gpu_seconds += (bound + len(self._draining)) * self.model.gpus_per_replica * counted
             t += k
             if t >= self.horizon - k or (t > last_arrival and self.done == len(self.req)):
                 break
@@ -563,12 +569,13 @@ class Simulation:
 
     def _result(self, controller: Controller, gpu_seconds: float, end: int) -> Result:
         model = self.model
-        lat = self.ttft
+        measured = self.req.arrival >= self.measure_from
+        lat = self.ttft[measured]
         served = lat[~np.isnan(lat)]
         unserved = int(np.isnan(lat).sum())
         slo = model.slo_ttft_s
         violations = int((served > slo).sum()) + unserved
-        minute = (self.req.arrival // 60).astype(np.int64)
+        minute = (self.req.arrival[measured] // 60).astype(np.int64)
         filled = np.where(np.isnan(lat), np.inf, lat)
         bad_minutes = 0
         if len(filled):
@@ -582,7 +589,7 @@ class Simulation:
         node_s = 0.0
         for node in self.all_nodes:
             stop = node.removed_at if node.removed_at is not None else end
-            node_s += (stop - node.requested_at) * node.gpus
+            node_s += max(0.0, stop - max(node.requested_at, self.measure_from)) * node.gpus
         onset, work = largest_burst(self.req, model)
         reaction = next((t - onset for t in sorted(self.first_scale_up_after) if t >= onset), None)
         need = math.ceil(work - 1e-9)
@@ -593,7 +600,7 @@ class Simulation:
         return Result(
             policy=controller.name,
             description=controller.description,
-            requests=len(self.req),
+            requests=int(measured.sum()),
             gpu_hours=gpu_seconds / 3600.0,
             node_gpu_hours=node_s / 3600.0,
             cost=node_s / 3600.0 / max(1, model.gpus_per_node) * model.node_hourly_price,
@@ -613,7 +620,13 @@ class Simulation:
 
 
 def replay(
-    requests: Requests, model: ServiceModel, controller: Controller, initial_replicas: int = 1
+    requests: Requests,
+    model: ServiceModel,
+    controller: Controller,
+    initial_replicas: int = 1,
+    measure_from: float = 0.0,
 ) -> Result:
-    """Replay `requests` under `controller`; every controller starts from the same state."""
-    return Simulation(requests, model, initial_replicas).run(controller)
+    """Replay `requests` under `controller`; every controller starts from the same state. With
+    `measure_from`, GPU-hours, node GPU-hours, cost and SLO figures count from that second on (`latency`
+    holds the requests that arrived from it)."""
+    return Simulation(requests, model, initial_replicas, measure_from).run(controller)

@@ -237,10 +237,12 @@ def replay_point(
     model: ServiceModel,
     triggers: TriggerRegistry,
     kind: str = "",
+    measure_from: float = 0.0,
 ) -> Result:
     """One point of the sweep: the trace replayed under `name` with its knob (tidescale's: `kind`) at
-    `value`."""
-    return replay(requests, model, controller_at(name, value, policy, pool, model, triggers, kind))
+    `value`, counted from `measure_from` (`simulator.replay`)."""
+    controller = controller_at(name, value, policy, pool, model, triggers, kind)
+    return replay(requests, model, controller, measure_from=measure_from)
 
 
 # --- the report -------------------------------------------------------------------------------------------
@@ -271,6 +273,7 @@ class Report:
     frontiers: Mapping[str, frontier.Frontier]
     savings: Mapping[str, frontier.Saving]  # by baseline, and "best" (the lowest of them at each level)
     notes: tuple[str, ...] = ()
+    measured_from_s: float = 0.0  # GPU-hours and violations count from here (`replay_point`)
 
     def render_json(self) -> dict[str, Any]:
         points: dict[str, list[dict[str, Any]]] = {}
@@ -283,6 +286,7 @@ class Report:
             "trace": self.trace,
             "requests": self.requests,
             "trace_notes": list(self.notes),
+            "measured_from_s": self.measured_from_s,
             "policy": self.policy,
             "service_model": self.model.render(),
             "knobs": {name: k.render() for name, k in self.knobs.items()},
@@ -303,6 +307,7 @@ def report(
     runs: Sequence[Run],
     notes: Sequence[str] = (),
     samples: int = frontier.SAMPLES,
+    measured_from_s: float = 0.0,
 ) -> Report:
     """Every run placed: each controller's lower frontier and tidescale's saving against each baseline's."""
     by: dict[str, list[Run]] = {name: [] for name in knobs}
@@ -315,13 +320,20 @@ def report(
     savings = {name: frontier.saving(ours, [fronts[name]], samples) for name in others}
     if len(others) > 1:
         savings["best"] = frontier.saving(ours, [fronts[name] for name in others], samples)
-    return Report(trace, requests, policy, model, knobs, ordered, fronts, savings, tuple(notes))
+    return Report(
+        trace, requests, policy, model, knobs, ordered, fronts, savings, tuple(notes), measured_from_s
+    )
 
 
 def format_report(rep: Report) -> str:
     lines = [
         f"trace: {rep.trace} ({rep.requests:,} requests); policy {rep.policy}",
         *(f"  {n}" for n in rep.notes),
+        *(
+            [f"  counted from {rep.measured_from_s:g} s: the start-up before it is left out"]
+            if rep.measured_from_s
+            else []
+        ),
         *(f"  {d}" for d in rep.model.describe()),
         "",
     ]

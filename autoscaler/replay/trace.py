@@ -281,27 +281,29 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def parse_duration(text: str, flag: str = "duration") -> float:
+    """Seconds from a number with an optional unit (s, m, h, d): `90`, `10m`, `2d`."""
+    part = text.strip().lower()
+    unit = UNITS.get(part[-1:]) if part else None
+    number = part[:-1] if unit is not None else part
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: not a duration (a number with s, m, h or d)") from None
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"{flag} {text!r}: want a duration ≥ 0")
+    return seconds
+
+
 def parse_window(text: str) -> tuple[float, float | None]:
     """`START,END` in seconds from the trace's start, each with an optional unit (s, m, h, d), END optional:
     `0,3d`, `2d,`, `3600,7200`."""
     start, sep, end = text.partition(",")
     if not sep:
         raise ValueError(f"--window {text!r}: want START,END (e.g. 0,3d or 2d,)")
-
-    def seconds(part: str, what: str) -> float:
-        part = part.strip().lower()
-        unit = UNITS.get(part[-1:]) if part else None
-        number = part[:-1] if unit is not None else part
-        try:
-            return float(number) * (unit or 1.0)
-        except ValueError:
-            raise ValueError(
-                f"--window {text!r}: {what} {part!r} is not a duration (a number with s, m, h or d)"
-            ) from None
-
-    a = seconds(start, "START") if start.strip() else 0.0
-    b = seconds(end, "END") if end.strip() else None
-    if a < 0 or (b is not None and b <= a):
+    a = parse_duration(start, f"--window {text!r}: START") if start.strip() else 0.0
+    b = parse_duration(end, f"--window {text!r}: END") if end.strip() else None
+    if b is not None and b <= a:
         raise ValueError(f"--window {text!r}: want 0 ≤ START < END")
     return a, b
 

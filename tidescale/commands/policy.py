@@ -56,6 +56,7 @@ from autoscaler.replay.trace import (
     Requests,
     load_trace,
     multiply,
+    parse_duration,
     parse_window,
     synthetic,
     window,
@@ -122,6 +123,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         choices=sweep.TIDESCALE_KNOBS,
         default=None,
         help="tidescale's knob (default: slo-target with an SLO trigger, else trigger-target)",
+    )
+    f.add_argument(
+        "--warmup",
+        default="0",
+        metavar="DURATION",
+        help=(
+            "count GPU-hours and violations from this time on (e.g. 10m): the start-up, every controller "
+            "scaling up from one warm replica, left out (default 0: the whole trace)"
+        ),
     )
     f.add_argument(
         "--samples", type=int, default=20, help="violation levels the saving is sampled at (default 20)"
@@ -397,11 +407,24 @@ _SWEEP: dict[str, Any] = {}
 
 
 def _frontier_setup(
-    requests: Requests, policy: ScalingPolicy, pool: NodePool, model: ServiceModel, kind: str
+    requests: Requests,
+    policy: ScalingPolicy,
+    pool: NodePool,
+    model: ServiceModel,
+    kind: str,
+    measure_from: float,
 ) -> None:
     # the replayed controller's log lines speak of simulated targets (see `_replayed`)
     logging.getLogger("autoscaler.controller").setLevel(logging.ERROR)
-    _SWEEP.update(requests=requests, policy=policy, pool=pool, model=model, triggers=_triggers(), kind=kind)
+    _SWEEP.update(
+        requests=requests,
+        policy=policy,
+        pool=pool,
+        model=model,
+        triggers=_triggers(),
+        kind=kind,
+        measure_from=measure_from,
+    )
 
 
 def _frontier_point(controller: str, value: float) -> tuple[sweep.Run, float]:
@@ -473,6 +496,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         model = service_model_for(policy, pool, model)
         pool = pool or default_pool(model)
         knobs = _knobs(args, policy, model)
+        warmup = parse_duration(args.warmup, "--warmup")
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -488,7 +512,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         flush=True,
     )
     kind = knobs["tidescale"].kind if "tidescale" in knobs else ""
-    runs = _sweep_runs(tasks, (requests, policy, pool, model, kind), jobs, knobs)
+    runs = _sweep_runs(tasks, (requests, policy, pool, model, kind, warmup), jobs, knobs)
     rep = sweep.report(
         requests.name,
         len(requests),
@@ -498,6 +522,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         runs,
         requests.notes,
         args.samples,
+        warmup,
     )
     if args.plot is not None:
         try:
@@ -547,7 +572,8 @@ def plot_frontiers(rep: sweep.Report, path: Path) -> None:
     violations = [r.point.violations for runs in rep.runs.values() for r in runs if r.point.violations > 0]
     if violations and max(violations) / min(violations) > 100:
         ax.set_xscale("log")
-    ax.set_title(f"{rep.policy} on {rep.trace}", fontsize=10)
+    counted = f", counted from {rep.measured_from_s:g} s" if rep.measured_from_s else ""
+    ax.set_title(f"{rep.policy} on {rep.trace}{counted}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -59,6 +59,21 @@ def test_gpu_hours_count_bound_replicas_and_node_hours_count_nodes() -> None:
     assert r.node_gpu_hours == pytest.approx(8.0, rel=0.01)
 
 
+def test_counted_from_a_second_the_result_leaves_out_the_start_up_before_it() -> None:
+    model = ServiceModel(gpus_per_node=8, initial_nodes=1)
+    # three requests at once on one replica: the third waits past the 2 s objective; one more an hour later
+    requests = requests_at([0.0, 0.0, 0.0, 3599.0], prompt=8000)
+    whole = replay(requests, model, Fixed(), initial_replicas=2)
+    later = replay(requests, model, Fixed(), initial_replicas=2, measure_from=1800.0)
+    assert (whole.requests, whole.slo_violations) == (4, 0)
+    assert (later.requests, later.slo_violations) == (1, 0)
+    assert later.gpu_hours == pytest.approx(whole.gpu_hours - 1.0, rel=0.01)  # 2 GPUs for half an hour
+    assert later.node_gpu_hours == pytest.approx(whole.node_gpu_hours - 4.0, rel=0.01)
+    one = replay(requests, model, Fixed())
+    assert one.slo_violations == 1 and replay(requests, model, Fixed(), measure_from=1.0).slo_violations == 0
+    assert len(later.latency) == 1
+
+
 def test_scaled_down_replicas_finish_their_request_and_stop_taking_new_ones() -> None:
     ctl = Fixed({1: Actions(replicas=1)})
     r = replay(requests_at([0.5, 0.5, 1.5], prompt=16000), MODEL, ctl, initial_replicas=2)

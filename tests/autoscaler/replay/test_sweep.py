@@ -3,6 +3,7 @@ frontier` end to end on a small generated GenTD26-format trace (no trace data in
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,6 +190,34 @@ def test_frontier_json_has_every_point_each_frontier_and_the_savings_and_plots_t
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_frontier_counted_after_a_warm_up_leaves_the_start_up_out_of_every_point(
+    lora_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def points(*extra: str) -> dict[str, Any]:
+        args = [
+            "--controllers",
+            "tidescale,hpa",
+            "--grid",
+            "tidescale=5000",
+            "--grid",
+            "hpa=40",
+            "--jobs",
+            "1",
+        ]
+        assert (
+            main(["policy", "frontier", str(IMAGES), "--trace", str(lora_trace), *args, *extra, "--json"])
+            == 0
+        )
+        out: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return out
+
+    whole, later = points(), points("--warmup", "4m")
+    assert (whole["measured_from_s"], later["measured_from_s"]) == (0, 240)
+    for name in ("tidescale", "hpa"):
+        (w,), (lt,) = whole["points"][name], later["points"][name]
+        assert lt["gpu_hours"] < w["gpu_hours"] and lt["slo_violations"] <= w["slo_violations"]
+
+
 def test_backtest_on_a_gentd26_log_counts_queueing_delay(
     lora_trace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,9 +234,16 @@ def test_backtest_on_a_gentd26_log_counts_queueing_delay(
         (["--grid", "argo=1,2"], "--grid 'argo=1,2': want CONTROLLER=V1,V2,…"),
         (["--controllers", "hpa,vpa"], "--controllers 'hpa,vpa': want some of"),
         (["--window", "2h,1h"], "want 0 ≤ START < END"),
+        (["--warmup", "soon"], "--warmup 'soon': not a duration"),
         (["--tidescale-knob", "history-percentile"], "needs forecast.historySeconds"),
     ],
-    ids=["unknown controller in a grid", "unknown controller", "reversed window", "no forecast to turn"],
+    ids=[
+        "unknown controller in a grid",
+        "unknown controller",
+        "reversed window",
+        "bad warm-up",
+        "no forecast to turn",
+    ],
 )
 def test_frontier_input_errors_exit_2(
     lora_trace: Path, tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -8,6 +8,7 @@ from autoscaler.replay.trace import (
     Requests,
     load_trace,
     multiply,
+    parse_duration,
     parse_trace,
     parse_window,
     synthetic,
@@ -200,12 +201,29 @@ def test_window_bounds_take_seconds_or_a_unit(text: str, bounds: tuple[float, fl
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("3d", "want START,END"), ("2h,1h", "want 0 ≤ START < END"), ("1w,2w", "START '1w' is not a duration")],
+    [("3d", "want START,END"), ("2h,1h", "want 0 ≤ START < END"), ("1w,2w", "START '1w': not a duration")],
     ids=["one bound", "reversed", "unknown unit"],
 )
 def test_a_bad_window_says_what_it_wants(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_window(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0.0), ("90", 90.0), ("10m", 600.0), ("1.5h", 5400.0), ("2d", 172800.0)]
+)
+def test_a_duration_takes_seconds_or_a_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--warmup") == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("ten", "--warmup 'ten': not a duration"), ("-5m", "--warmup '-5m': want a duration ≥ 0")],
+    ids=["not a number", "negative"],
+)
+def test_a_bad_duration_names_the_flag_and_what_it_wants(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_duration(text, "--warmup")
 
 
 def test_a_window_with_no_request_in_it_is_refused() -> None:
