@@ -18,6 +18,13 @@ from streaming.engine import Rendered, RunOptions, RunReport
 from streaming.plan import Plan
 
 SPARK_VERSION = "4.1.1"
+# The executor JVMs of a `local-cluster` master (the fault harness's): C1 only and the serial collector. An
+# executor killed mid-run is replaced by a new JVM that loads Spark and the connector and compiles the task's
+# code while the records wait; on this 2-core machine C2's compiler threads and the parallel collector took
+# about half of that JVM's CPU (14.5 → 8.0 CPU-seconds for the executor and its Python workers from the kill
+# to the last record, docs/benchmarks.md, "Faults, counted"). A real cluster's long-lived executors keep
+# Spark's defaults.
+LOCAL_CLUSTER_EXECUTOR_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def session(parallelism: int = 1, app_name: str = "tidescale") -> Any:
@@ -33,8 +40,11 @@ def session(parallelism: int = 1, app_name: str = "tidescale") -> Any:
     # plain local[N] tries it once and fails the query. TIDESCALE_SPARK_MASTER replaces the master
     # (`local-cluster[1,1,1024]`: a standalone Master and Worker in this JVM, the executor a JVM of its own).
     master = os.environ.get("TIDESCALE_SPARK_MASTER") or f"local[{parallelism},4]"
+    builder = SparkSession.builder
+    if master.startswith("local-cluster"):
+        builder = builder.config("spark.executor.extraJavaOptions", LOCAL_CLUSTER_EXECUTOR_JAVA_OPTIONS)
     return (
-        SparkSession.builder.master(master)
+        builder.master(master)
         .appName(app_name)
         .config("spark.jars", jars)
         .config("spark.driver.host", "127.0.0.1")

@@ -13,7 +13,14 @@ import pytest
 from streaming.engines.spark import SparkEngine
 from tests.streaming.faults import fault_plan, kept
 from tidescale.local import environment
-from tidescale.local.faults import EXECUTOR, RECOVERY_S, RESTART_RECOVERY_S, spark_cluster, survive
+from tidescale.local.faults import (
+    EXECUTOR,
+    EXECUTOR_RECOVERY_S,
+    RECOVERY_S,
+    RESTART_RECOVERY_S,
+    spark_cluster,
+    survive,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +60,7 @@ def test_a_spark_query_whose_executor_jvm_is_killed_gets_a_new_executor_and_lose
     with spark_cluster():  # a standalone Master and Worker in the driver's JVM, the executor in its own
         outcome = survive(EXECUTOR, SparkEngine, fault_plan(), local_env.kafka_bootstrap, tmp_path)
     assert outcome.killed, "no executor JVM was killed"
-    kept(outcome, RESTART_RECOVERY_S, exactly=False)  # the Worker starts a new executor JVM first
+    kept(outcome, EXECUTOR_RECOVERY_S, exactly=False)  # the Worker starts a new executor JVM first
 
 
 @pytest.mark.parametrize("fault", ["poison", "oversize"])

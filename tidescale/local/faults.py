@@ -45,6 +45,10 @@ OUTAGE_S = 10  # a broker outage lasts this long
 RECOVERY_S = 30  # every record committed within this long after the fault's end (README, Reliability)
 # … after a restart is issued or an executor JVM killed: a new JVM (an engine, an executor) starts first
 RESTART_RECOVERY_S = 90
+# … after Spark's executor JVM is killed: the Worker starts a new one (C1 only, the serial collector:
+# `streaming.engines.spark`), 7–17 s on this 2-core machine at load 3–7 (docs/benchmarks.md, "Faults,
+# counted"); 45 s leaves a CI machine busier than that 2.5 times the slowest run
+EXECUTOR_RECOVERY_S = 45
 PATIENCE_S = 180  # how long a run waits for its records before counting the rest as lost
 INPUT_KEYS = 8  # input records are keyed k0…k7: records of one key share an input partition
 INPUT_PARTITIONS = 2
