@@ -23,6 +23,16 @@ CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
 # PyFlink's switch between "loopback" (workers as threads of the client, its default on a local
 # mini-cluster) and "process" (one worker process per subtask); `TableEnvironment._open` reads it.
 PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
+# Extra options of the JVM PyFlink starts for a local mini-cluster (its gateway, which runs the JobManager and
+# the TaskManager); `pyflink_gateway_server` puts `JVM_ARGS` before Flink's own `env.java.opts.all`. C1 only:
+# every job of a process is new code to the JIT (the benchmark runs one per measurement), and C2 kept
+# compiling through every run, ≈ 4-6 s of CPU per 200,000 records, half of the JVM's CPU, on a machine of
+# 2 cores the Python workers need. With C1 alone the JVM took 5.2-5.7 s per run instead of 9.3-12.2 s
+# (C2 0.6-0.7 s against 4.4-5.7), the task thread and producer somewhat more (C1's code is slower), and
+# Flink went from 17.5-19.3k to 24.2-35.8k records/s, measured alternating on a busy machine (issue #16).
+# A cluster's long-running TaskManager keeps the JVM's default (the rendered FlinkDeployment sets nothing).
+LOCAL_JVM_ARGS_VARIABLE = "JVM_ARGS"
+LOCAL_JVM_ARGS = "-XX:TieredStopAtLevel=1"
 
 
 def _data_type(kind: str) -> Any:
@@ -62,6 +72,9 @@ def table_environment(parallelism: int = 1) -> Any:
     # parallelism 2 gets one core of Python. Separate worker processes (what a cluster runs) use both
     # cores (docs/benchmarks.md, stop 23). Read once, when the environment is created.
     os.environ.setdefault(PYTHON_WORKER_MODE_VARIABLE, "process")
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # Read when the gateway JVM starts (the first environment of a process); in a pod the JVM is there.
+        os.environ.setdefault(LOCAL_JVM_ARGS_VARIABLE, LOCAL_JVM_ARGS)
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = env.get_config()
     config.set("parallelism.default", str(parallelism))

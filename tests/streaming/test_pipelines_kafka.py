@@ -202,3 +202,15 @@ def test_a_local_flink_environment_runs_the_python_workers_as_processes_not_thre
     # PyFlink sets this address when it serves the workers as threads of this process ("loopback"): all
     # subtasks would then share one GIL (docs/benchmarks.md, stop 23).
     assert env.get_config().get("python.loopback-server.address", "") == ""
+
+
+def test_the_local_flink_jvm_compiles_with_c1_only() -> None:
+    from pyflink.java_gateway import get_gateway
+
+    from streaming.engines.flink import LOCAL_JVM_ARGS, table_environment
+
+    table_environment(1)
+
+    # C2 recompiled through every job of a process, half of the JVM's CPU (issue #16, `LOCAL_JVM_ARGS`).
+    runtime = get_gateway().jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert LOCAL_JVM_ARGS in list(runtime.getInputArguments())
