@@ -469,11 +469,17 @@ def _sweep_runs(
     """Replay every (controller, value): on `jobs` worker processes, or here when jobs is 1."""
     runs: list[sweep.Run] = []
     if jobs <= 1:
-        _frontier_setup(*setup)
-        for controller, value in tasks:
-            run, seconds = _frontier_point(controller, value)
-            runs.append(run)
-            _progress(len(runs), len(tasks), run, knobs[controller], seconds)
+        # here, the setup quiets this process's controller logger: as it was once the sweep is done
+        quieted = logging.getLogger("autoscaler.controller")
+        level = quieted.level
+        try:
+            _frontier_setup(*setup)
+            for controller, value in tasks:
+                run, seconds = _frontier_point(controller, value)
+                runs.append(run)
+                _progress(len(runs), len(tasks), run, knobs[controller], seconds)
+        finally:
+            quieted.setLevel(level)
         return runs
     with ProcessPoolExecutor(max_workers=jobs, initializer=_frontier_setup, initargs=setup) as pool:
         pending: set[Future[tuple[sweep.Run, float]]] = {pool.submit(_frontier_point, c, v) for c, v in tasks}

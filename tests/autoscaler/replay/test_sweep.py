@@ -2,6 +2,7 @@
 frontier` end to end on a small generated GenTD26-format trace (no trace data involved)."""
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,10 @@ def test_a_frontier_counted_after_a_warm_up_leaves_the_start_up_out_of_every_poi
         out: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         return out
 
+    quieted = logging.getLogger("autoscaler.controller")
+    before = quieted.level
     whole, later = points(), points("--warmup", "4m")
+    assert quieted.level == before  # the sweep in this process leaves the logger as it found it
     assert (whole["measured_from_s"], later["measured_from_s"]) == (0, 240)
     for name in ("tidescale", "hpa"):
         (w,), (lt,) = whole["points"][name], later["points"][name]
