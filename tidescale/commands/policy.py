@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import os
-import resource
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -61,6 +60,7 @@ from autoscaler.replay.trace import (
     synthetic,
     window,
 )
+from jobs.bench import peak_rss_mib
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import InvalidSpec
 from tidescale.bench import decisions as bench
@@ -612,7 +612,7 @@ def controller_bench_command(args: argparse.Namespace) -> int:
         "policies": result.policies,
         "decisions": result.decisions,
         "runs": runs,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
     if args.json:
         print(json.dumps(out))
@@ -623,11 +623,6 @@ def controller_bench_command(args: argparse.Namespace) -> int:
             f"peak RSS {out['peak_rss_mib']} MiB"
         )
     return 0
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident set (ru_maxrss is KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def autoscaler_bench_command(args: argparse.Namespace) -> int:
