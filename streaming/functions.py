@@ -26,6 +26,9 @@ class Registered:
 _SPACE = re.compile(r"\s+")
 # A simple, deterministic tokenizer: runs of letters/digits, and each other non-space character.
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# `_TOKEN` within ASCII, spelt out: a class of ASCII characters is a bitmap, `\w` a Unicode lookup per
+# character. (`re.ASCII` would not do: its `\s` leaves out \x1c-\x1f, which Unicode counts as spaces.)
+_ASCII_TOKEN = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_\s]")
 
 # A few very common function words per language; enough to tell short prompts apart.
 _STOPWORDS: dict[str, frozenset[str]] = {
@@ -183,6 +186,8 @@ _STOPWORD_LANGUAGES: dict[str, tuple[str, ...]] = {
     for word in sorted(set().union(*_STOPWORDS.values()))
 }
 _WORD = re.compile(r"[^\W\d_]+")
+_DOTTED_I = "\u0130"
+_ASCII_WORD = re.compile(r"[a-z]+")  # `_WORD` within lowered ASCII, where a letter is one of these
 # Characters above Latin Extended-B: only these can name a script in `_SCRIPTS`.
 _BEYOND_LATIN = re.compile("[^\x00-\u024f]")
 _SCRIPT_OF: dict[str, str | None] = {}  # a cache of `_script_language`, bounded
@@ -217,27 +222,40 @@ def detect_language(text: str | None) -> str:
     """An ISO 639-1 code from the script (non-Latin) or from stop words (Latin); `und` when unsure."""
     if not text:
         return "und"
-    counts: dict[str, int] = {}
-    for char in _BEYOND_LATIN.findall(text):
-        if char.isalpha():
-            language = _script_language(char)
-            if language is not None:
-                counts[language] = counts.get(language, 0) + 1
-    if counts:
-        # Japanese mixes kana with CJK ideographs; any kana decides.
-        return "ja" if "ja" in counts else max(sorted(counts), key=lambda k: counts[k])
-    scores = dict.fromkeys(_LANGUAGES, 0)
-    for word in _WORD.findall(text):
-        for language in _STOPWORD_LANGUAGES.get(word.lower(), ()):
-            scores[language] += 1
-    # The highest score wins; a tie goes to the first language in alphabetical order.
-    best = max(_LANGUAGES, key=lambda k: scores[k])
-    return best if scores[best] > 0 else "und"
+    if text.isascii():
+        # Nothing beyond Latin, and lowering maps each letter to one letter: the words of the lowered text
+        # are the text's words lowered, and within ASCII a letter is a-z.
+        words = _ASCII_WORD.findall(text.lower())
+    else:
+        beyond = _BEYOND_LATIN.findall(text)
+        counts: dict[str, int] = {}
+        for char in beyond:
+            if char.isalpha():
+                language = _script_language(char)
+                if language is not None:
+                    counts[language] = counts.get(language, 0) + 1
+        if counts:
+            # Japanese mixes kana with CJK ideographs; any kana decides.
+            return "ja" if "ja" in counts else max(sorted(counts), key=counts.__getitem__)
+        if beyond or _DOTTED_I in text:
+            words = [word.lower() for word in _WORD.findall(text)]
+        else:
+            # Up to Latin Extended-B only İ lowers to more than one character (one of them no letter).
+            words = _WORD.findall(text.lower())
+    scores: dict[str, int] = {}
+    for languages in map(_STOPWORD_LANGUAGES.get, words):
+        if languages is not None:
+            for language in languages:
+                scores[language] = scores.get(language, 0) + 1
+    # The highest score wins; a tie goes to the first language in alphabetical order; no stop word: `und`.
+    return max(sorted(scores), key=scores.__getitem__) if scores else "und"
 
 
 def count_tokens(text: str | None) -> int:
     """Word pieces and punctuation marks, the way a simple pre-tokenizer splits them."""
-    return len(_TOKEN.findall(text)) if text else 0
+    if not text:
+        return 0
+    return len((_ASCII_TOKEN if text.isascii() else _TOKEN).findall(text))
 
 
 def word_count(text: str | None) -> int:

@@ -189,8 +189,29 @@ def test_a_failing_function_makes_a_dead_letter_naming_its_step() -> None:
         ("東京で一番おいしいラーメンはどこですか", "ja"),
         ("Объясни, как работает трансформер", "ru"),
         ("12345", "und"),
+        ("THE Cat AND the Dog", "en"),
+        ("DER Hund UND die Katze", "de"),
+        # Latin with a dotted capital I: lowered it is two characters, so words are lowered one by one.
+        ("İstanbul ist schön und der Bosporus", "de"),
+        ("Le café est chaud", "fr"),
+        ("de la", "es"),  # a tie (Spanish and French stop words alike) goes to the first alphabetically
+        ("xyz qqq", "und"),
     ],
-    ids=["en", "de", "fr", "es", "ja", "ru", "digits"],
+    ids=[
+        "en",
+        "de",
+        "fr",
+        "es",
+        "ja",
+        "ru",
+        "digits",
+        "en-upper",
+        "de-upper",
+        "dotted-i",
+        "fr-latin",
+        "tie",
+        "none",
+    ],
 )
 def test_the_language_heuristic_tells_common_languages_apart(text: str, language: str) -> None:
     assert functions.detect_language(text) == language
@@ -198,8 +219,16 @@ def test_the_language_heuristic_tells_common_languages_apart(text: str, language
 
 @pytest.mark.parametrize(
     ("text", "tokens"),
-    [("Hello, world!", 4), ("", 0), (None, 0), ("don't stop", 4)],
-    ids=["punct", "empty", "none", "apostrophe"],
+    [
+        ("Hello, world!", 4),
+        ("", 0),
+        (None, 0),
+        ("don't stop", 4),
+        ("a\x1cb\x1fc", 3),  # Unicode counts \x1c-\x1f as spaces, in ASCII text too
+        ("snake_case 42x", 2),
+        ("Grüße, Welt!", 4),
+    ],
+    ids=["punct", "empty", "none", "apostrophe", "separators", "underscore-digits", "beyond-ascii"],
 )
 def test_the_tokenizer_counts_words_and_punctuation(text: str | None, tokens: int) -> None:
     assert functions.count_tokens(text) == tokens
@@ -260,3 +289,40 @@ def test_a_record_within_the_size_limit_is_written_whole() -> None:
     raw = json.dumps({"id": "ok", "text": "x" * 3000}).encode()
     result = Processor(a_limited_plan(4096)).process(raw)
     assert (result.kind, result.key, json.loads(result.value)["text"]) == ("out", "ok", "x" * 3000)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"id": "a", "text": "x"}', id="one-object"),
+        pytest.param(b' \n{"id": "a", "text": "x"}\t', id="surrounded-by-whitespace"),
+        pytest.param(b'{"id": "a", "text": "x"} {"id": "b"}', id="extra-data"),
+        pytest.param(b'{"id": "a", "text": "x"', id="cut-short"),
+        pytest.param(b'{"id": "a", "text": "x", "id": "b"}', id="a-repeated-key"),
+        pytest.param(b'{"id": "a", "text": "\\ud83d\\ude00 \\u00e9"}', id="escapes"),
+        pytest.param("\ufeff".encode() + b'{"id": "a", "text": "x"}', id="byte-order-mark"),
+        pytest.param(b"{" * 100_000, id="too-deep"),
+    ],
+)
+def test_a_record_is_parsed_as_json_loads_parses_it_with_its_own_messages(raw: bytes) -> None:
+    p = a_plan([])
+    result = Processor(p).process(raw)
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        assert result.kind == "dead"
+        assert json.loads(result.value or "")["reason"] == f"not JSON: {exc}"
+    else:
+        assert result.kind == "out"
+        assert json.loads(result.value or "") == {"id": document["id"], "text": document["text"], "n": None}
+
+
+def test_an_output_that_is_not_json_is_a_dead_letter_and_the_next_record_is_written() -> None:
+    p = a_plan([], schema={"id": "string", "x": "double"})
+    processor = Processor(p)
+    bad = processor.process(b'{"id": "a", "x": NaN}')
+    good = processor.process(b'{"id": "b", "x": 1.5}')
+    letter = json.loads(bad.value or "")
+    assert (bad.kind, letter["step"]) == ("dead", "serialise")
+    assert "Out of range float values are not JSON compliant" in letter["reason"]
+    assert (good.kind, good.value) == ("out", '{"id":"b","x":1.5}')
