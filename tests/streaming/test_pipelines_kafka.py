@@ -214,3 +214,20 @@ def test_the_local_flink_jvm_compiles_with_c1_only() -> None:
     # C2 recompiled through every job of a process, half of the JVM's CPU (issue #16, `LOCAL_JVM_ARGS`).
     runtime = get_gateway().jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert LOCAL_JVM_ARGS in list(runtime.getInputArguments())
+
+
+def test_the_local_flink_jvm_has_the_kafka_connector_on_its_own_class_path_not_per_job() -> None:
+    from pyflink.java_gateway import get_gateway
+
+    from streaming.engines.flink import CONNECTOR, KAFKA_SOURCE_CLASS, table_environment
+
+    env = table_environment(1)
+
+    # A connector in `pipeline.jars` is loaded, interpreted and compiled again by every job (issue #16):
+    # locally it sits in the gateway's lib/, as in a cluster's image, and jobs carry none.
+    jvm = get_gateway().jvm
+    loaded = jvm.java.lang.Class.forName(
+        KAFKA_SOURCE_CLASS, False, jvm.java.lang.ClassLoader.getSystemClassLoader()
+    )
+    assert CONNECTOR in str(loaded.getProtectionDomain().getCodeSource().getLocation())
+    assert env.get_config().get("pipeline.jars", "") == ""
