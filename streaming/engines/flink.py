@@ -6,14 +6,18 @@ Shell: starts a JVM through PyFlink. The connector jar comes from the cache `mak
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
+from kernel.errors import PermanentError
 from streaming.engine import Rendered, RunOptions, RunReport
 from streaming.plan import Plan
 from streaming.render import EXECUTION_MODE, python_settings
@@ -77,19 +81,31 @@ def _pyflink_home() -> Path:
 
 
 def local_lib_directory() -> Path | None:
-    """PyFlink's lib/ jars and the Kafka connector, linked into one folder of the cache (made once, reused);
-    None without the connector (then `pipeline.jars` carries whatever the cache has)."""
-    connector = [p for p in artefacts.jars("flink") if p.name == CONNECTOR]
+    """PyFlink's lib/ jars and the Kafka connector, linked into one folder of the cache; None without the
+    connector (then `pipeline.jars` carries whatever the cache has).
+
+    The folder is named by what it links to (so another checkout's PyFlink, or another connector, gets its
+    own) and, once made, never changes: it is built aside and renamed into place, so processes starting
+    together (parallel test lanes) neither see it half made nor trip over each other."""
+    try:
+        connector = [p for p in artefacts.jars("flink") if p.name == CONNECTOR]
+    except PermanentError:  # never fetched: `table_environment` says so when it needs the jars
+        return None
     if not connector:
         return None
-    bundled = sorted((_pyflink_home() / "lib").glob("*.jar"))
-    folder = artefacts.cache_dir() / "flink-lib" / f"pyflink-{FLINK_VERSION}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for jar in [*bundled, connector[0]]:
-        link = folder / jar.name
-        if not link.exists():
-            link.unlink(missing_ok=True)  # a dangling link from an earlier install
-            link.symlink_to(jar)
+    jars = [*sorted((_pyflink_home() / "lib").glob("*.jar")), connector[0].resolve()]
+    key = hashlib.sha256("\n".join(str(j) for j in jars).encode()).hexdigest()[:12]
+    folder = artefacts.cache_dir() / "flink-lib" / f"pyflink-{FLINK_VERSION}-{key}"
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    for jar in jars:
+        (staging / jar.name).symlink_to(jar)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process made it first
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
