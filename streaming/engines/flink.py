@@ -18,7 +18,7 @@ from typing import Any
 from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import PermanentError
-from streaming.engine import Rendered, RunOptions, RunReport
+from streaming.engine import PRODUCER_BATCH_BYTES, PRODUCER_LINGER_MS, Rendered, RunOptions, RunReport
 from streaming.plan import Plan
 from streaming.render import EXECUTION_MODE, python_settings
 
@@ -208,6 +208,8 @@ def sink_options(plan: Plan, bootstrap: str, value_format: str, role: str) -> di
         "value.format": value_format,
         "value.fields-include": "EXCEPT_KEY",
         "sink.delivery-guarantee": plan.delivery.guarantee,
+        "properties.linger.ms": str(PRODUCER_LINGER_MS),
+        "properties.batch.size": str(PRODUCER_BATCH_BYTES),
     }
     if plan.delivery.guarantee == "exactly-once":
         # Stable per pipeline and sink, so a restart from a checkpoint aborts the old transactions.

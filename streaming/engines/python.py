@@ -14,7 +14,7 @@ from typing import Any
 
 from kernel.clock import SYSTEM_CLOCK, Clock, Deadline
 from kernel.errors import PermanentError
-from streaming.engine import Rendered, RunOptions, RunReport
+from streaming.engine import PRODUCER_BATCH_BYTES, PRODUCER_LINGER_MS, Rendered, RunOptions, RunReport
 from streaming.plan import Plan
 from streaming.stateless import Processor
 
@@ -53,7 +53,12 @@ def run_confluent(plan: Plan, options: RunOptions, progress: Progress, clock: Cl
         }
     )
     producer = Producer(
-        {"bootstrap.servers": options.bootstrap, "linger.ms": 5, "batch.size": 262144, "acks": 1}
+        {
+            "bootstrap.servers": options.bootstrap,
+            "linger.ms": PRODUCER_LINGER_MS,
+            "batch.size": PRODUCER_BATCH_BYTES,
+            "acks": 1,
+        }
     )
     bounded = options.bounded or options.max_records is not None
     ends: dict[int, int] = {}
@@ -128,7 +133,12 @@ def run_kafka_python(
         isolation_level="read_committed",
         max_poll_records=BATCH,
     )
-    producer = KafkaProducer(bootstrap_servers=options.bootstrap, linger_ms=5, batch_size=262144, acks=1)
+    producer = KafkaProducer(
+        bootstrap_servers=options.bootstrap,
+        linger_ms=PRODUCER_LINGER_MS,
+        batch_size=PRODUCER_BATCH_BYTES,
+        acks=1,
+    )
     bounded = options.bounded or options.max_records is not None
     ends: dict[int, int] = {}
     if bounded:

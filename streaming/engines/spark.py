@@ -14,7 +14,7 @@ from typing import Any
 
 from kernel import artefacts
 from kernel.clock import SYSTEM_CLOCK
-from streaming.engine import Rendered, RunOptions, RunReport
+from streaming.engine import PRODUCER_BATCH_BYTES, PRODUCER_LINGER_MS, Rendered, RunOptions, RunReport
 from streaming.plan import Plan
 
 SPARK_VERSION = "4.1.1"
@@ -98,6 +98,15 @@ def _window_output(plan: Plan, good: Any) -> Any:
         F.struct(*[F.col(f"`{n}`") for n, _ in plan.output_fields]), {"ignoreNullFields": "false"}
     )
     return out.select(topic.alias("topic"), key.alias("key"), value.alias("value"))
+
+
+def producer_options(bootstrap: str) -> dict[str, str]:
+    """The Kafka sink's options: the broker and how its producer batches (`streaming.engine`)."""
+    return {
+        "kafka.bootstrap.servers": bootstrap,
+        "kafka.linger.ms": str(PRODUCER_LINGER_MS),
+        "kafka.batch.size": str(PRODUCER_BATCH_BYTES),
+    }
 
 
 class SparkEngine:
@@ -184,16 +193,17 @@ class SparkEngine:
                 else:
                     good = good.dropDuplicates(list(plan.dedupe.key))
                 outputs.append(("dedupe", good.select("topic", "key", "value")))
+        producer = producer_options(options.bootstrap)
         try:
             if batch:
                 for _, frame in outputs:
-                    frame.write.format("kafka").option("kafka.bootstrap.servers", options.bootstrap).save()
+                    frame.write.format("kafka").options(**producer).save()
                 return RunReport(self.name, SYSTEM_CLOCK.monotonic() - started)
             queries = []
             for label, frame in outputs:
                 writer = (
                     frame.writeStream.format("kafka")
-                    .option("kafka.bootstrap.servers", options.bootstrap)
+                    .options(**producer)
                     .option("checkpointLocation", str(checkpoint / label))
                     .outputMode("append")
                 )
