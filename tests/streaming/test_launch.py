@@ -5,12 +5,12 @@ the credential files."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from kernel.clock import SYSTEM_CLOCK, Deadline
 from kernel.errors import PermanentError
 from streaming import launch
 
@@ -32,9 +32,9 @@ def test_a_client_past_its_timeout_is_killed_with_the_processes_it_started(tmp_p
     assert status is None
     assert "started" in output
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 5  # SIGKILL is delivered at once, but the exit itself is not
-    while alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    exiting = Deadline(5)  # SIGKILL is delivered at once, but the exit itself is not
+    while alive(child) and not exiting.expired():
+        SYSTEM_CLOCK.sleep(0.05)
     assert not alive(child)
 
 
