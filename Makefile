@@ -27,12 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	# Byte-compiled once here, on every core, rather than by pip one file at a time: Python only reads a .pyc
 	# where PYTHONDONTWRITEBYTECODE is set (as on CI), so without this every process — each Flink or Spark
 	# Python worker, each CLI call of the tests — compiled pandas, Beam and PyFlink again (2 CPU-s a start).
-	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null
+	$(PY) -m compileall -q -j 0 $(VENV)/lib
 	touch $@
 
 # The project's own modules, byte-compiled where they changed (the same reason; a second when nothing did).
 bytecode: $(VENV)/.installed
-	$(PY) -m compileall -q -j 0 autoscaler exporter jobs kernel streaming tidescale > /dev/null
+	$(PY) -m compileall -q -j 0 autoscaler exporter jobs kernel streaming tidescale
 
 # Jars from Maven Central, resolved with mvn from the pinned poms under deps/maven/ (skipped when cached).
 jars:
