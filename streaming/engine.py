@@ -19,7 +19,7 @@ TARGETS = ("kubernetes",)
 
 # How every engine's Kafka producer batches (the Python engine's clients too): up to 5 ms and 256 KiB per
 # batch. The Java client's defaults (send at once, 16 KiB) cost the broker twice the CPU per record and,
-# on two cores, the JVM engines a tenth of their throughput (docs/benchmarks.md, stop 26).
+# on two cores, the JVM engines 5-14 % of their throughput (docs/benchmarks.md, stop 26).
 PRODUCER_LINGER_MS = 5
 PRODUCER_BATCH_BYTES = 262_144
 
