@@ -24,15 +24,18 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	PIP_CACHE_DIR=$(TIDESCALE_CACHE)/pip $(PY) -m pip install -q --upgrade pip
 	PIP_CACHE_DIR=$(TIDESCALE_CACHE)/pip $(PY) -m pip install -q --no-compile -e '.[engines,dev]'
-	# Byte-compiled once here, on every core, rather than by pip one file at a time: Python only reads a .pyc
-	# where PYTHONDONTWRITEBYTECODE is set (as on CI), so without this every process — each Flink or Spark
-	# Python worker, each CLI call of the tests — compiled pandas, Beam and PyFlink again (2 CPU-s a start).
-	$(PY) -m compileall -q -j 0 $(VENV)/lib
 	touch $@
 
-# The project's own modules, byte-compiled where they changed (the same reason; a second when nothing did).
-bytecode: $(VENV)/.installed
+# The venv byte-compiled once, on every core, rather than by pip one file at a time: Python only reads a .pyc
+# where PYTHONDONTWRITEBYTECODE is set (as on CI), so without this every process — each Flink or Spark Python
+# worker, each CLI call of the tests — compiled pandas, Beam and PyFlink again (2 CPU-s a start). The
+# project's own modules are compiled where they changed (well under a second when nothing did).
+bytecode: $(VENV)/.compiled
 	$(PY) -m compileall -q -j 0 autoscaler exporter jobs kernel streaming tidescale
+
+$(VENV)/.compiled: $(VENV)/.installed
+	$(PY) -m compileall -q -j 0 $(VENV)/lib
+	touch $@
 
 # Jars from Maven Central, resolved with mvn from the pinned poms under deps/maven/ (skipped when cached).
 jars:
