@@ -30,13 +30,29 @@ def test_the_longest_pause_is_the_largest_gap_between_consecutive_records(
     assert (timing.records, round(timing.span_s, 6), timing.longest_pause_s) == (records, span, pause)
 
 
+def test_the_steady_rate_counts_blocks_of_output_by_their_time_and_leaves_out_the_first() -> None:
+    # Four blocks of 25 records a second apart: one block's work a second. The first block's work came
+    # before the first record, so the span's rate (100 over 3 s) is a third too high.
+    blocks = [1000] * 25 + [2000] * 25 + [3000] * 25 + [4000] * 25
+    timing = OutputTiming.of(blocks)
+    assert round(timing.records / timing.span_s, 1) == 33.3
+    assert timing.steady_per_second == 25.0
+
+    even = list(range(0, 1000, 10))  # a record every 10 ms: both rates are 100 a second
+    assert OutputTiming.of(even).steady_per_second == 100.0
+    assert round(OutputTiming.of(even).records / OutputTiming.of(even).span_s) == 101
+    assert OutputTiming.of([5, 5, 5]).steady_per_second == 3 / 1e-3  # no time between the marks: the span's
+
+
 def a_run(rate: float, pause: float, loop: float, ceiling: float) -> dict[str, float]:
     return {
         "records_out": 100,
         "records_per_second": rate,
+        "steady_records_per_second": rate / 2,
         "longest_pause_s": pause,
         "engine_wall_seconds": 10.0,
         "confluent_kafka_records_per_second": loop,
+        "confluent_kafka_steady_records_per_second": loop,
         "confluent_kafka_longest_pause_s": 0.1,
         "broker_ceiling_records_per_second": ceiling,
         "broker_produce_records_per_second": 2 * ceiling,
@@ -53,6 +69,9 @@ def test_the_summary_shows_the_worst_run_beside_the_median() -> None:
     assert got["vs_confluent_kafka"] == 1.0  # median of 1.5, 0.5 and 1.0
     assert got["vs_confluent_kafka_min"] == 0.5
     assert got["fraction_of_ceiling_min"] == 0.1
+    assert got["steady_records_per_second"] == 125
+    assert got["steady_vs_confluent_kafka"] == 0.5  # median of 0.75, 0.25 and 0.5
+    assert got["steady_vs_confluent_kafka_min"] == 0.25
 
 
 @pytest.mark.integration
@@ -66,6 +85,7 @@ def test_the_benchmark_reports_every_run_with_the_loop_the_ceiling_and_the_load_
     for run in result["runs"]:
         assert run["records_out"] == 300  # the example filters nothing out: every record, once
         assert run["records_per_second"] > 0 and run["confluent_kafka_records_per_second"] > 0
+        assert run["steady_records_per_second"] > 0 and run["confluent_kafka_steady_records_per_second"] > 0
         assert run["broker_ceiling_records_per_second"] > 0
         assert run["longest_pause_s"] >= 0
         assert run["load_average"] >= 0 and run["confluent_kafka_load_average"] >= 0

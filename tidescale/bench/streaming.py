@@ -4,7 +4,9 @@ consume-transform-produce loops in this Python process (kafka-python and conflue
 
 Each pipeline run reads the same N input records (2 partitions) into its own output topics. Its rate is
 N over the span between the first and the last record it wrote (Kafka CreateTime), so engine start-up
-(a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in. `--warmup N`
+(a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in; beside it,
+`steady_records_per_second` counts only what was written between the 20 % and the 80 % marks of the output,
+once the run flows (see `OutputTiming`). `--warmup N`
 unmeasured engine runs (of at most `WARMUP_RECORDS`, on a topic of their own) come first, in the same process,
 so that the measured runs find the JVM started and its code compiled as a long-running job would; they are
 reported under `warmup`, outside the medians. Every engine and loop run carries the 1-minute load average
@@ -28,6 +30,7 @@ import shutil
 import statistics
 import tempfile
 import uuid
+from bisect import bisect_right
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
@@ -113,14 +116,25 @@ class OutputTiming:
     records: int
     span_s: float  # first to last record
     longest_pause_s: float  # the largest gap between consecutive records (all output topics together)
+    # Records written after the 20 % mark up to the 80 % mark, over the time between them: the rate once a run
+    # is flowing. The span's rate also counts what an engine emits in its first step, whose work came before
+    # the span (a Flink subtask's first bundle): the larger that step, the higher the span's rate alone.
+    steady_per_second: float
 
     @classmethod
     def of(cls, stamps_ms: list[int]) -> OutputTiming:
         ordered = sorted(stamps_ms)
         if not ordered:
-            return cls(0, 1e-3, 0.0)
+            return cls(0, 1e-3, 0.0, 0.0)
+        span = max((ordered[-1] - ordered[0]) / 1000, 1e-3)
         gaps = (b - a for a, b in pairwise(ordered))
-        return cls(len(ordered), max((ordered[-1] - ordered[0]) / 1000, 1e-3), max(gaps, default=0) / 1000)
+        low, high = ordered[len(ordered) // 5], ordered[len(ordered) * 4 // 5]
+        if high > low:
+            # Counted by time, not by position: output that comes in blocks is one step at each mark.
+            steady = (bisect_right(ordered, high) - bisect_right(ordered, low)) / ((high - low) / 1000)
+        else:
+            steady = len(ordered) / span
+        return cls(len(ordered), span, max(gaps, default=0) / 1000, steady)
 
 
 def output_timing(bootstrap: str, topics: list[str]) -> OutputTiming:
@@ -179,6 +193,7 @@ def measure(
     return {
         "records": timing.records,
         "records_per_second": timing.records / timing.span_s,
+        "steady_records_per_second": timing.steady_per_second,
         "longest_pause_s": timing.longest_pause_s,
         "wall_seconds": wall,
         "load_average": load,
@@ -195,6 +210,7 @@ def engine_row(engine: dict[str, float]) -> dict[str, float]:
     return {
         "records_out": engine["records"],
         "records_per_second": round(engine["records_per_second"]),
+        "steady_records_per_second": round(engine["steady_records_per_second"]),
         "longest_pause_s": round(engine["longest_pause_s"], 3),
         "engine_wall_seconds": round(engine["wall_seconds"], 1),
         "load_average": engine["load_average"],
@@ -206,6 +222,7 @@ def run_row(engine: dict[str, float], loop: dict[str, float], ceiling: dict[str,
     return {
         **engine_row(engine),
         "confluent_kafka_records_per_second": round(loop["records_per_second"]),
+        "confluent_kafka_steady_records_per_second": round(loop["steady_records_per_second"]),
         "confluent_kafka_longest_pause_s": round(loop["longest_pause_s"], 3),
         "confluent_kafka_load_average": loop["load_average"],
         "broker_ceiling_records_per_second": round(ceiling["combined"]),
@@ -223,6 +240,7 @@ def summary(runs: list[dict[str, float]]) -> dict[str, float]:
 
     fractions = [r["records_per_second"] / r["broker_ceiling_records_per_second"] for r in runs]
     versus = [r["records_per_second"] / r["confluent_kafka_records_per_second"] for r in runs]
+    steady = [r["steady_records_per_second"] / r["confluent_kafka_steady_records_per_second"] for r in runs]
     return {
         "records_out": min(r["records_out"] for r in runs),
         "records_per_second": round(median("records_per_second")),
@@ -237,6 +255,12 @@ def summary(runs: list[dict[str, float]]) -> dict[str, float]:
         "fraction_of_ceiling_min": round(min(fractions), 3),
         "vs_confluent_kafka": round(statistics.median(versus), 2),
         "vs_confluent_kafka_min": round(min(versus), 2),
+        "steady_records_per_second": round(median("steady_records_per_second")),
+        "confluent_kafka_steady_records_per_second": round(
+            median("confluent_kafka_steady_records_per_second")
+        ),
+        "steady_vs_confluent_kafka": round(statistics.median(steady), 2),
+        "steady_vs_confluent_kafka_min": round(min(steady), 2),
     }
 
 
