@@ -62,7 +62,7 @@ lint: $(VENV)/.installed
 
 check: lint unit
 
-unit: $(VENV)/.installed bytecode
+unit: bytecode
 	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
 
 integration: setup
