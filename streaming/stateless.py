@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from streaming import functions
@@ -40,7 +40,7 @@ DEAD = "dead"
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_TOPIC_LENGTH = 249  # Kafka refuses longer topic names
 _JSON_ESCAPE_BYTES = 6  # the most one character can take in JSON (a control character as \\u00XX)
-_INT32 = (-(2**31), 2**31 - 1)
+INT32 = (-(2**31), 2**31 - 1)
 
 
 class Result(NamedTuple):
@@ -86,7 +86,7 @@ def _coerce(name: str, kind: str, optional: bool, value: Any) -> Any:
     if kind == "string" and isinstance(value, str):
         return value
     if kind in ("long", "int") and isinstance(value, int) and not isinstance(value, bool):
-        if kind == "int" and not _INT32[0] <= value <= _INT32[1]:
+        if kind == "int" and not INT32[0] <= value <= INT32[1]:
             raise StepFailed("parse", f"field {name!r}: {value} does not fit an int")
         if not -(2**63) <= value < 2**63:
             raise StepFailed("parse", f"field {name!r}: {value} does not fit a long")
@@ -222,10 +222,10 @@ def _compiled(index: int, step: Filter | Project | Map | Enrich) -> Step:
     return enriched
 
 
-_ROUTES_CACHED = 4096  # the most routeBy values a processor keeps the topic of
+ROUTES_CACHED = 4096  # the most routeBy values a processor keeps the topic of
 # The C scanner `json.loads` ends in, called without its Python layers (bytes sniffing, two whitespace
 # matches, an error-wrapping frame): ≈ 2 µs of the ≈ 28 µs a record takes in the example pipeline.
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+SCAN_OBJECT: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _parsed(text: str) -> Any:
@@ -234,7 +234,7 @@ def _parsed(text: str) -> Any:
     `json.loads` itself, so values and messages are its own."""
     if text[:1] == "{":
         try:
-            document, end = _SCAN(text, 0)
+            document, end = SCAN_OBJECT(text, 0)
         except (ValueError, StopIteration, RecursionError):
             pass
         else:
@@ -271,18 +271,18 @@ class Processor:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._schema = [(name, *field_type(declared)) for name, declared in plan.source.schema_.items()]
+        self.schema = [(name, *field_type(declared)) for name, declared in plan.source.schema_.items()]
         self._fields = [name for name, _ in plan.fields]
         self._steps = [_compiled(i, step) for i, step in enumerate(plan.stateless)]
         # Routing and keys apply here only when nothing stateful follows; otherwise the engine applies
         # them to what the Window/Dedupe emits.
-        self._route = None if plan.stateful else plan.sink.route_by
-        self._key = None if plan.stateful else plan.sink.key
-        self._limit = plan.delivery.max_record_bytes
-        self._topics: dict[str, str] = {}
+        self.route_by = None if plan.stateful else plan.sink.route_by
+        self.key_field = None if plan.stateful else plan.sink.key
+        self.limit = plan.delivery.max_record_bytes
+        self.topics: dict[str, str] = {}
         # `_ENCODER.encode` without building its C encoder anew for every record (≈ 1 µs of ≈ 3).
-        self._markers: dict[int, Any] = {}
-        self._encode = _encoder(self._markers)
+        self.markers: dict[int, Any] = {}
+        self.encode = _encoder(self.markers)
 
     def process(self, raw: bytes | str | None) -> Result:
         try:
@@ -301,7 +301,7 @@ class Processor:
         if not isinstance(document, dict):
             raise StepFailed("parse", f"not a JSON object but {type(document).__name__}")
         record = {}
-        for name, kind, optional in self._schema:
+        for name, kind, optional in self.schema:
             value = document.get(name)
             # The common case first: a string where a string is declared needs no checks.
             record[name] = (
@@ -314,30 +314,30 @@ class Processor:
             record = stepped
         output = {name: record.get(name) for name in self._fields}
         try:
-            value = "".join(self._encode(output, 0))
+            value = "".join(self.encode(output, 0))
         except (TypeError, ValueError) as exc:
-            self._markers.clear()  # what the failed call left (`json` starts each call with new ones)
+            self.markers.clear()  # what the failed call left (`json` starts each call with new ones)
             raise StepFailed("serialise", f"output is not JSON: {exc}") from exc
         topic = self.plan.sink.topic
-        if self._route is not None:
-            route = output.get(self._route)
+        if self.route_by is not None:
+            route = output.get(self.route_by)
             if route is None:
-                raise StepFailed("route", f"routeBy field {self._route!r} is null")
+                raise StepFailed("route", f"routeBy field {self.route_by!r} is null")
             # A route's topic is cached by its text (only a str: 1 and True are equal keys but other topics).
-            cached = self._topics.get(route) if type(route) is str else None
+            cached = self.topics.get(route) if type(route) is str else None
             if cached is None:
                 cached = route_topic(topic, route)
-                if type(route) is str and len(self._topics) < _ROUTES_CACHED:
-                    self._topics[route] = cached
+                if type(route) is str and len(self.topics) < ROUTES_CACHED:
+                    self.topics[route] = cached
             topic = cached
-        raw_key = output.get(self._key) if self._key is not None else None
+        raw_key = output.get(self.key_field) if self.key_field is not None else None
         key = None if raw_key is None else str(raw_key)
         size = len(value) + (len(key) if key else 0)
         # characters are at most 4 UTF-8 bytes: only a record that might be over the limit is encoded
-        if size * 4 > self._limit:
+        if size * 4 > self.limit:
             size = len(value.encode("utf-8")) + (len(key.encode("utf-8")) if key else 0)
-            if size > self._limit:
-                raise StepFailed("size", f"result of {size} bytes is over the limit of {self._limit}")
+            if size > self.limit:
+                raise StepFailed("size", f"result of {size} bytes is over the limit of {self.limit}")
         return Result(OUT, topic, key, value, output)
 
     def dead_letter(self, raw: bytes | str | None, step: str, reason: str) -> Result:
@@ -352,7 +352,7 @@ class Processor:
         else:
             letter["record"] = raw
         text = json.dumps(letter, ensure_ascii=False)
-        if len(text) * 4 > self._limit and len(text.encode("utf-8")) > self._limit:
+        if len(text) * 4 > self.limit and len(text.encode("utf-8")) > self.limit:
             text = self._shortened(letter, raw)
         return Result(DEAD, self.plan.dead_letter.topic, None, text)
 
@@ -361,27 +361,12 @@ class Processor:
         record cannot be written to Kafka)."""
         data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw or b"")
         field = "record" if "record" in letter else "recordBase64"
-        room = (self._limit - 1024) // _JSON_ESCAPE_BYTES  # characters that fit, whatever they are
+        room = (self.limit - 1024) // _JSON_ESCAPE_BYTES  # characters that fit, whatever they are
         short = {k: v for k, v in letter.items() if k not in ("record", "recordBase64")}
         short[field] = str(letter[field])[:room]
         digest = hashlib.sha256(data).hexdigest()
         short |= {"truncated": True, "recordBytes": len(data), "recordSha256": digest}
         return json.dumps(short, ensure_ascii=False)
-
-    def columns(self, raws: Iterable[bytes | str | None]) -> dict[str, list[Any]]:
-        """The vectorised form the engines' pandas/Arrow UDFs call: `kind`, `topic`, `key`, `value`
-        and, for a stateful plan, one typed column per field of `plan.fields` (null unless `out`)."""
-        typed = [name for name, _ in self.plan.fields] if self.plan.stateful else []
-        columns: dict[str, list[Any]] = {c: [] for c in (*RESULT_COLUMNS, *(FIELD_PREFIX + n for n in typed))}
-        for raw in raws:
-            result = self.process(raw)
-            columns["kind"].append(result.kind)
-            columns["topic"].append(result.topic)
-            columns["key"].append(result.key)
-            columns["value"].append(result.value)
-            for name in typed:
-                columns[FIELD_PREFIX + name].append(result.record.get(name) if result.record else None)
-        return columns
 
 
 def processor(plan: Plan) -> Processor:

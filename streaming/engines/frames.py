@@ -1,6 +1,7 @@
 """The vectorised UDF body both JVM engines call: a pandas Series of raw Kafka values → a DataFrame of
 `kind`, `topic`, `key`, `value` (and the typed fields of a stateful plan), computed by the plan's
-`stateless.Processor`.
+`stateless.Processor`
+over the whole batch (`columnar.BatchProcessor`).
 
 Imported inside the engines' Python workers (by reference), so it must stay importable and cheap.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from streaming.columnar import BatchProcessor
 from streaming.plan import Plan
 from streaming.stateless import FIELD_PREFIX, RESULT_COLUMNS, Processor
 
@@ -22,18 +24,18 @@ def result_columns(plan: Plan) -> list[tuple[str, str]]:
 
 
 class VectorProcess:
-    """Picklable: carries the plan; builds its `Processor` once per worker."""
+    """Picklable: carries the plan; builds its `BatchProcessor` once per worker."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._processor: Processor | None = None
+        self._processor: BatchProcessor | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"plan": self.plan, "_processor": None}
 
     def __call__(self, values: pd.Series) -> pd.DataFrame:
         if self._processor is None:
-            self._processor = Processor(self.plan)
+            self._processor = BatchProcessor(Processor(self.plan))
         columns = self._processor.columns(values.tolist())
         # Object columns: a null long stays None (not NaN), and both engines convert them to Arrow with
         # a null mask (pandas' nullable extension dtypes refuse one in PyFlink's converter).
