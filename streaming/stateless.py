@@ -2,8 +2,10 @@
 
 `Processor.process(raw)` parses the JSON against the declared schema, runs Filter, Project, Map and
 Enrich in order, and returns where the record goes: the sink (with its topic and key), the dead-letter
-topic (with the reason, the step and the original record), or nowhere (filtered out). Every engine
-runs this same function over the raw value, so they agree record for record and byte for byte.
+topic (with the reason, the step and the original record), or nowhere (filtered out). It is the reference:
+the Python engine runs it record by record, and the JVM engines' vectorised UDFs run its batch form
+(`streaming.columnar`), which gives every record what this gives it, so all engines agree record for record
+and byte for byte.
 
 Pure: no I/O, no engine, no clock; conditions are evaluated by walking the spec's condition tree —
 never `eval`.

@@ -1,7 +1,6 @@
 """The vectorised UDF body both JVM engines call: a pandas Series of raw Kafka values → a DataFrame of
-`kind`, `topic`, `key`, `value` (and the typed fields of a stateful plan), computed by the plan's
-`stateless.Processor`
-over the whole batch (`columnar.BatchProcessor`).
+`kind`, `topic`, `key`, `value` (and the typed fields of a stateful plan), computed one step at a time
+over the whole batch (`columnar.BatchProcessor`; `stateless.Processor` for a record off the common path).
 
 Imported inside the engines' Python workers (by reference), so it must stay importable and cheap.
 """
