@@ -18,13 +18,13 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from streaming import functions
 from streaming.spec import AllOf, AnyOf, Comparison, Condition, Enrich, Filter, Map, NotOf, Project
 from streaming.stateless import (
+    COMPARE,
     FIELD_PREFIX,
     INT32,
     OUT,
@@ -82,7 +82,7 @@ def _document(text: str) -> dict[str, Any]:
 
 
 def _typed(kind: str, optional: bool) -> Callable[[Any], bool]:
-    """Whether a value of the column needs no coercion but the one `_coerce` does for `double`."""
+    """Whether `stateless._coerce` takes a value as it is (an int for a `double` is made a float after)."""
     if kind == "string":
         return (lambda v: v is None or type(v) is str) if optional else (lambda v: type(v) is str)
     if kind in ("long", "int"):
@@ -98,18 +98,6 @@ def _typed(kind: str, optional: bool) -> Callable[[Any], bool]:
     return (lambda v: v is None or type(v) is bool) if optional else (lambda v: type(v) is bool)
 
 
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "in": lambda a, b: a in b,
-    "not in": lambda a, b: a not in b,
-    "contains": lambda a, b: str(b) in str(a),
-    "startswith": lambda a, b: str(a).startswith(str(b)),
-}
 Mask = Callable[[Columns, int], tuple[list[bool], set[int]]]
 
 
@@ -148,14 +136,14 @@ def _mask(condition: Condition) -> Mask:
             return ([null] * rows if column is None else [(v is None) is null for v in column]), set()
 
         return nulls
-    compare = _COMPARE[op]
+    compare = COMPARE[op]
 
     def compared(columns: Columns, rows: int) -> tuple[list[bool], set[int]]:
         column = columns.get(field)
         if column is None:
             return [False] * rows, set()
         # SQL-like: a comparison with a null is false
-        return each(lambda v: v is not None and bool(compare(v, operand)), column)
+        return each(lambda v: v is not None and compare(v, operand), column)
 
     return compared
 

@@ -100,7 +100,7 @@ def _coerce(name: str, kind: str, optional: bool, value: Any) -> Any:
     raise StepFailed("parse", f"field {name!r}: expected {kind}, got {type(value).__name__} {value!r:.40}")
 
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": lambda a, b: bool(a == b),
     "!=": lambda a, b: bool(a != b),
     ">": lambda a, b: bool(a > b),
@@ -135,7 +135,7 @@ def predicate(condition: Condition) -> Predicate:
         return lambda record: record.get(field) is None
     if op == "not null":
         return lambda record: record.get(field) is not None
-    compare = _COMPARE[op]
+    compare = COMPARE[op]
 
     def compared(record: dict[str, Any]) -> bool:
         value = record.get(field)
