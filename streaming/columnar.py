@@ -19,6 +19,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from streaming import functions
@@ -46,21 +47,23 @@ _LONG = (-(2**63), 2**63)
 
 
 def each(function: Callable[[Any], Any], column: Iterable[Any]) -> tuple[list[Any], set[int]]:
-    """`function` over `column`, and the positions where it raised (their value is None). One comprehension
-    when nothing raises, which is the common case; element by element only when something did."""
+    """`function` over `column`, and the positions where it raised (their value is None). One `map` when
+    nothing raises, which is the common case; element by element only when something did."""
     values = column if isinstance(column, list) else list(column)
     try:
-        return [function(v) for v in values], set()
+        out = list(map(function, values))
     except Exception:  # whatever it is, the reference decides what becomes of the record
-        out: list[Any] = []
-        failed: set[int] = set()
-        for i, v in enumerate(values):
-            try:
-                out.append(function(v))
-            except Exception:
-                out.append(None)
-                failed.add(i)
-        return out, failed
+        out = []
+    if len(out) == len(values):  # shorter: a StopIteration `function` raised ended `map` early
+        return out, set()
+    out, failed = [], set()
+    for i, v in enumerate(values):
+        try:
+            out.append(function(v))
+        except Exception:
+            out.append(None)
+            failed.add(i)
+    return out, failed
 
 
 def _text(raw: Any) -> str:
@@ -79,6 +82,35 @@ def _document(text: str) -> dict[str, Any]:
     if end != len(text):
         raise ValueError("trailing text")
     return document  # type: ignore[no-any-return]  # the scanner returns an object for "{"
+
+
+def _types(kind: str, optional: bool) -> frozenset[type]:
+    """The types a column of `kind` may hold as they are (`_typed` says which values)."""
+    kinds: dict[str, tuple[type, ...]] = {
+        "string": (str,),
+        "long": (int,),
+        "int": (int,),
+        "double": (float, int),
+        "boolean": (bool,),
+    }
+    return frozenset((*kinds[kind], *((type(None),) if optional else ())))
+
+
+def _fits(kind: str, optional: bool) -> Callable[[list[Any]], bool]:
+    """Whether every value of a column fits (`_typed`), in C where it can be: the set of the column's types,
+    and for integers their least and greatest."""
+    types = _types(kind, optional)
+    if kind not in ("long", "int"):
+        return lambda column: set(map(type, column)) <= types
+    low, high = (INT32[0], INT32[1] + 1) if kind == "int" else _LONG
+
+    def integers(column: list[Any]) -> bool:
+        if not set(map(type, column)) <= types:
+            return False
+        values = [v for v in column if v is not None] if optional else column
+        return not values or (low <= min(values) and max(values) < high)
+
+    return integers
 
 
 def _typed(kind: str, optional: bool) -> Callable[[Any], bool]:
@@ -205,7 +237,10 @@ class BatchProcessor:
     def __init__(self, processor: Processor) -> None:
         self.reference = processor
         plan = processor.plan
-        self._schema = [(name, kind, _typed(kind, optional)) for name, kind, optional in processor.schema]
+        self._schema = [
+            (name, kind, _fits(kind, optional), _typed(kind, optional))
+            for name, kind, optional in processor.schema
+        ]
         self._steps = [_step(step) for step in plan.stateless]
         self._fields = [name for name, _ in plan.fields]
         self._typed = self._fields if plan.stateful else []
@@ -233,22 +268,27 @@ class BatchProcessor:
         texts, failed = each(_text, raws)
         documents, misread = each(_document, texts)
         kept = leave(failed | misread, None)
+        if kept is not None:
+            documents = [d if d is not None else {} for d in documents]
         columns: Columns = {}
-        for name, kind, fits in self._schema:
-            column = [d.get(name) if d is not None else None for d in documents]
-            if not all(map(fits, column)):
+        for name, kind, fits_all, fits in self._schema:
+            column = list(map(dict.get, documents, repeat(name)))
+            if not fits_all(column):
                 kept = leave({i for i, v in enumerate(column) if not fits(v)}, kept)
-            if kind == "double":
+            if kind == "double" and int in set(map(type, column)):
                 column = [float(v) if type(v) is int else v for v in column]
             columns[name] = column
-        if kept is not None:
+        if kept is not None and not all(kept):
             columns, positions = _keep(columns, positions, kept)
         for step in self._steps:
             columns, kept, failed = step(columns, len(positions))
             kept = leave(failed, kept)
-            if kept is not None:  # a filtered row stays null in every column
+            if kept is not None and not all(kept):  # a filtered row stays null in every column
                 columns, positions = _keep(columns, positions, kept)
         topics, keys, values, failed = self._written(columns, len(positions))
+        if not slow and not failed and len(positions) == n:  # the common batch: every record written
+            written = dict(zip(RESULT_COLUMNS, ([OUT] * n, topics, keys, values), strict=True))
+            return written | {FIELD_PREFIX + f: columns.get(f, [None] * n) for f in self._typed}
         for i in failed:
             slow.add(positions[i])
         for name, column in zip(RESULT_COLUMNS, ([OUT] * len(positions), topics, keys, values), strict=True):
@@ -278,22 +318,30 @@ class BatchProcessor:
         fields = self._fields
         missing = [None] * rows
         inputs = [columns.get(f, missing) for f in fields]
-        outputs = [dict(zip(fields, row, strict=True)) for row in zip(*inputs, strict=True)]
+        outputs = list(map(dict, map(zip, repeat(fields), zip(*inputs, strict=True))))
         if not fields:
             outputs = [{} for _ in range(rows)]
+        encode, markers = p.encode, p.markers
 
         def written(output: dict[str, Any]) -> str:
             try:
-                return "".join(p.encode(output, 0))
+                return "".join(encode(output, 0))
             except Exception:
-                p.markers.clear()  # what the failed call left, as `Processor._process` clears it
+                markers.clear()  # what the failed call left, as `Processor._process` clears it
                 raise
 
-        values, failed = each(written, outputs)
+        try:
+            values = list(map("".join, map(encode, outputs, repeat(0))))
+        except Exception:  # a value that is not JSON: row by row below, the failed ones to the reference
+            markers.clear()
+            values = []
+        failed: set[int] = set()
+        if len(values) != rows:
+            values, failed = each(written, outputs)
         topic = p.plan.sink.topic
         topics: list[str | None] = [topic] * rows
         if p.route_by is not None:
-            routes = [o.get(p.route_by) for o in outputs]
+            routes = columns.get(p.route_by, missing)
             named = p.topics
             # a route the processor has not named yet is named (and kept) here; one that is not a string, or
             # whose topic cannot be named, goes through the reference
@@ -304,11 +352,17 @@ class BatchProcessor:
                     continue
                 if len(named) < ROUTES_CACHED:
                     named[route] = name
-            topics = [named.get(r) if type(r) is str else None for r in routes]
-            failed |= {i for i, t in enumerate(topics) if t is None}
-        keys: list[str | None] = [None] * rows
+            if set(map(type, routes)) <= {str}:
+                topics = list(map(named.get, routes))
+            else:
+                topics = [named.get(r) if type(r) is str else None for r in routes]
+            if None in topics:
+                failed |= {i for i, t in enumerate(topics) if t is None}
+        keys: list[Any] = missing
         if p.key_field is not None:
-            keys = [None if (k := o.get(p.key_field)) is None else str(k) for o in outputs]
+            keys = columns.get(p.key_field, missing)
+            if not set(map(type, keys)) <= {str}:
+                keys = [None if k is None else str(k) for k in keys]
         # characters take at most 4 UTF-8 bytes: the reference measures a row that might be over the limit
         limit = p.limit
         failed |= {

@@ -376,7 +376,7 @@ def flink(plan: Plan, target: Target, access: ClusterAccess, workdir: Path, clie
         "taskmanager.numberOfTaskSlots": str(whole_cores(plan)),
         "parallelism.default": str(plan.parallelism),
         "execution.checkpointing.interval": f"{plan.delivery.checkpoint_interval} ms",
-        **render.python_settings(),
+        **render.flink_settings(),
         "table.local-time-zone": "UTC",
     }
     if plan.delivery.checkpoint_dir:

@@ -20,7 +20,7 @@ from kernel.clock import SYSTEM_CLOCK
 from kernel.errors import PermanentError
 from streaming.engine import PRODUCER_BATCH_BYTES, PRODUCER_LINGER_MS, Rendered, RunOptions, RunReport
 from streaming.plan import Plan
-from streaming.render import EXECUTION_MODE, python_settings
+from streaming.render import EXECUTION_MODE, flink_settings
 
 FLINK_VERSION = "2.2.0"
 CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
@@ -373,7 +373,7 @@ class FlinkEngine:
             config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         if options.restore_from is not None:
             config.set("execution.state-recovery.path", options.restore_from.absolute().as_uri())
-        for key, value in {**python_settings(self.execution_mode), **self.settings}.items():
+        for key, value in {**flink_settings(self.execution_mode), **self.settings}.items():
             config.set(key, value)
         row = DataTypes.ROW([DataTypes.FIELD(c, _data_type(t)) for c, t in result_columns(plan)])
         if self.function_type == "general":
