@@ -96,13 +96,18 @@ def _types(kind: str, optional: bool) -> frozenset[type]:
     return frozenset((*kinds[kind], *((type(None),) if optional else ())))
 
 
+def _bounds(kind: str) -> tuple[int, int]:
+    """The least integer a `long` or `int` column takes and the first it does not."""
+    return (INT32[0], INT32[1] + 1) if kind == "int" else _LONG
+
+
 def _fits(kind: str, optional: bool) -> Callable[[list[Any]], bool]:
     """Whether every value of a column fits (`_typed`), in C where it can be: the set of the column's types,
     and for integers their least and greatest."""
     types = _types(kind, optional)
     if kind not in ("long", "int"):
         return lambda column: set(map(type, column)) <= types
-    low, high = (INT32[0], INT32[1] + 1) if kind == "int" else _LONG
+    low, high = _bounds(kind)
 
     def integers(column: list[Any]) -> bool:
         if not set(map(type, column)) <= types:
@@ -115,19 +120,11 @@ def _fits(kind: str, optional: bool) -> Callable[[list[Any]], bool]:
 
 def _typed(kind: str, optional: bool) -> Callable[[Any], bool]:
     """Whether `stateless._coerce` takes a value as it is (an int for a `double` is made a float after)."""
-    if kind == "string":
-        return (lambda v: v is None or type(v) is str) if optional else (lambda v: type(v) is str)
-    if kind in ("long", "int"):
-        low, high = (INT32[0], INT32[1] + 1) if kind == "int" else _LONG
-        if optional:
-            return lambda v: v is None or (type(v) is int and low <= v < high)
-        return lambda v: type(v) is int and low <= v < high
-    if kind == "double":
-        if optional:
-            return lambda v: v is None or type(v) is float or type(v) is int
-        return lambda v: type(v) is float or type(v) is int
-    assert kind == "boolean"
-    return (lambda v: v is None or type(v) is bool) if optional else (lambda v: type(v) is bool)
+    types = _types(kind, optional)
+    if kind not in ("long", "int"):
+        return lambda v: type(v) in types
+    low, high = _bounds(kind)
+    return lambda v: type(v) in types and (v is None or low <= v < high)
 
 
 Mask = Callable[[Columns, int], tuple[list[bool], set[int]]]
@@ -250,8 +247,6 @@ class BatchProcessor:
         `plan.fields` (null unless `out`): what `Processor.process` gives each record, in order. A filtered
         record is null in every column."""
         n = len(raws)
-        names = (*RESULT_COLUMNS, *(FIELD_PREFIX + f for f in self._typed))
-        result: dict[str, list[Any]] = {c: [None] * n for c in names}
         slow: set[int] = set()  # positions in the batch the reference takes
         positions = list(range(n))  # the batch position of each row still here
 
@@ -285,23 +280,20 @@ class BatchProcessor:
             kept = leave(failed, kept)
             if kept is not None and not all(kept):  # a filtered row stays null in every column
                 columns, positions = _keep(columns, positions, kept)
-        topics, keys, values, failed = self._written(columns, len(positions))
-        if not slow and not failed and len(positions) == n:  # the common batch: every record written
-            written = dict(zip(RESULT_COLUMNS, ([OUT] * n, topics, keys, values), strict=True))
-            return written | {FIELD_PREFIX + f: columns.get(f, [None] * n) for f in self._typed}
+        rows = len(positions)
+        topics, keys, values, failed = self._written(columns, rows)
+        written = dict(zip(RESULT_COLUMNS, ([OUT] * rows, topics, keys, values), strict=True))
+        written |= {FIELD_PREFIX + f: columns.get(f, [None] * rows) for f in self._typed}
+        if not slow and not failed and rows == n:  # the common batch: every record written, in order
+            return written
         for i in failed:
             slow.add(positions[i])
-        for name, column in zip(RESULT_COLUMNS, ([OUT] * len(positions), topics, keys, values), strict=True):
+        result: dict[str, list[Any]] = {name: [None] * n for name in written}  # a filtered record: all null
+        for name, column in written.items():
             target = result[name]
             for i, at in enumerate(positions):
                 if i not in failed:
                     target[at] = column[i]
-        for name in self._typed:
-            target, source = result[FIELD_PREFIX + name], columns.get(name)
-            if source is not None:
-                for i, at in enumerate(positions):
-                    if i not in failed:
-                        target[at] = source[i]
         for at in sorted(slow):
             reference = self.reference.process(raws[at])
             for name, value in zip(RESULT_COLUMNS, reference[:4], strict=True):
