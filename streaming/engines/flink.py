@@ -28,15 +28,20 @@ CONNECTOR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
 # mini-cluster) and "process" (one worker process per subtask); `TableEnvironment._open` reads it.
 PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
 # Extra options of the JVM PyFlink starts for a local mini-cluster (its gateway, which runs the JobManager and
-# the TaskManager); `pyflink_gateway_server` puts `JVM_ARGS` before Flink's own `env.java.opts.all`. C1 only:
-# every job of a process is new code to the JIT (the benchmark runs one per measurement), and C2 kept
-# compiling through every run, ≈ 4-6 s of CPU per 200,000 records, half of the JVM's CPU, on a machine of
-# 2 cores the Python workers need. With C1 alone the JVM took 5.2-5.7 s per run instead of 9.3-12.2 s
-# (C2 0.6-0.7 s against 4.4-5.7), the task thread and producer somewhat more (C1's code is slower), and
-# Flink went from 17.5-19.3k to 24.2-35.8k records/s, measured alternating on a busy machine (issue #16).
+# the TaskManager); `pyflink_gateway_server` puts `JVM_ARGS` before Flink's own `env.java.opts.all`. Both
+# compilers, but C2 only for code hot enough to be a record's path: every job of a process brings new
+# classes (the planner's generated code, its operators), so at the JVM's default thresholds C2 recompiled
+# through every job, 0.4-1.3 CPU-s per 200,000 records on a machine of 2 cores the Python workers need; C1
+# alone (this engine's choice before) compiles little but runs the record's path about twice as slowly (the
+# task threads 0.8-1.2 CPU-s against 0.3-0.5). With C2's thresholds raised (invocations 10×, back edges
+# 10×), once the path is compiled (after one run of the benchmark's size) the JVM took 1.13-1.27 CPU-s per
+# run against 1.41-2.10 with C1 alone, measured alternating, per process (docs/benchmarks.md, stop 28).
 # A cluster's long-running TaskManager keeps the JVM's default (the rendered FlinkDeployment sets nothing).
 LOCAL_JVM_ARGS_VARIABLE = "JVM_ARGS"
-LOCAL_JVM_ARGS = "-XX:TieredStopAtLevel=1"
+LOCAL_JVM_ARGS = (
+    "-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=20000 "
+    "-XX:Tier4CompileThreshold=60000 -XX:Tier4BackEdgeThreshold=400000"
+)
 # The lib/ directory PyFlink's gateway JVM takes its classpath from (`pyflink_gateway_server`). Locally it is
 # PyFlink's own lib/ with the Kafka connector beside it, as a cluster's image has it: a connector passed in
 # `pipeline.jars` instead is loaded again by every job's own class loader, so each job (every benchmark

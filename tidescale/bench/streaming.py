@@ -6,9 +6,9 @@ Each pipeline run reads the same N input records (2 partitions) into its own out
 N over the span between the first and the last record it wrote (Kafka CreateTime), so engine start-up
 (a JVM, a mini-cluster, a group join) is reported apart as `*_wall_seconds`, not mixed in; beside it,
 `steady_records_per_second` counts only what was written between the 20 % and the 80 % marks of the output,
-once the run flows (see `OutputTiming`). `--warmup N`
-unmeasured engine runs (of at most `WARMUP_RECORDS`, on a topic of their own) come first, in the same process,
-so that the measured runs find the JVM started and its code compiled as a long-running job would; they are
+once the run flows (see `OutputTiming`). `--warmup N` unmeasured engine runs of the same records come first,
+in the same process, so that the measured runs find the JVM started and its code compiled as a long-running
+job would (the local Flink JVM compiles a record's path with C2 only once it is that hot); they are
 reported under `warmup`, outside the medians. Every engine and loop run carries the 1-minute load average
 taken just before it.
 
@@ -50,7 +50,6 @@ from tidescale.traffic import MODELS, llm_requests
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "llm-preprocessor.yaml"
 PARTITIONS = 2
-WARMUP_RECORDS = 50_000  # the most records of one warm-up run
 
 
 def add_benchmarks(bench_sub: Any) -> None:
@@ -72,8 +71,8 @@ def add_benchmarks(bench_sub: Any) -> None:
         "--warmup",
         type=int,
         default=1,
-        help="unmeasured engine runs of min(--records, 50,000) records before the measured ones, in the same "
-        "process (JVM start, JIT); reported under `warmup`, not in the medians (default 1; not with --fault)",
+        help="unmeasured engine runs of the same records before the measured ones, in the same process (JVM "
+        "start, JIT); reported under `warmup`, not in the medians (default 1; not with --fault)",
     )
     bench.add_argument(
         "--fault",
@@ -353,16 +352,10 @@ def run(args: argparse.Namespace) -> int:
         create_topic(bootstrap, source)
         produce(bootstrap, source, values)
         base = plan(pipeline_file.load(EXAMPLE))
-        warmup_source = f"bench-warmup-{uuid.uuid4().hex[:8]}"
-        if args.warmup:
-            create_topic(bootstrap, warmup_source)
-            produce(bootstrap, warmup_source, values[:WARMUP_RECORDS])
         with PeakSampler([os.getpid()]) as rss:
             # Unmeasured: the first engine run of a process pays for the JVM's start and its JIT.
             warmup = [
-                engine_row(
-                    measure(args.engine, base, bootstrap, warmup_source, args.parallelism, engines=engines)
-                )
+                engine_row(measure(args.engine, base, bootstrap, source, args.parallelism, engines=engines))
                 for _ in range(args.warmup)
             ]
             kafka_python = measure(
