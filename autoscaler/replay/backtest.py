@@ -144,11 +144,13 @@ class Backtest:
     policy: str
     # the seasonal forecast's error on 5-minute request counts one model start ahead, beside the recent level
     forecast: ForecastError | None = None
+    measured_from_s: float = 0.0  # GPU-hours and violations count from here (`simulator.replay`)
 
     def render_json(self) -> dict[str, Any]:
         return {
             "trace": self.trace,
             "policy": self.policy,
+            "measured_from_s": self.measured_from_s,
             "service_model": self.model.render(),
             "rows": [r.row() | {"config": r.description} for r in self.results],
             "forecast": self.forecast.render() if self.forecast is not None else None,
@@ -180,23 +182,25 @@ def run_backtest(
     policy_name: str | None = None,
     *,
     triggers: TriggerRegistry,
+    measure_from: float = 0.0,
 ) -> Backtest:
-    """`triggers`: the trigger types the policy is compiled against (built once by the caller)."""
+    """`triggers`: the trigger types the policy is compiled against (built once by the caller);
+    `measure_from`: GPU-hours and SLO figures count from that second on (`simulator.replay`)."""
     policy, pool = pick(file, policy_name)
     model = service_model_for(policy, pool, base or ServiceModel())
     pool = pool or default_pool(model)
-    results = [replay(requests, model, LoopController(policy, pool, triggers))]
+    results = [replay(requests, model, LoopController(policy, pool, triggers), measure_from=measure_from)]
     registry = default_registry()
     for name in baselines:
-        results.append(
-            replay(requests, model, BaselineController(registry.build(name, policy, model), pool, policy))
-        )
+        controller = BaselineController(registry.build(name, policy, model), pool, policy)
+        results.append(replay(requests, model, controller, measure_from=measure_from))
     return Backtest(
         requests.name,
         model,
         tuple(results),
         f"{policy.metadata.namespace}/{policy.metadata.name}",
         for_policy(policy, T0 + requests.arrival),
+        measure_from,
     )
 
 
@@ -208,6 +212,11 @@ def format_table(bt: Backtest) -> str:
     lines = [
         f"trace: {bt.trace} ({bt.results[0].requests} requests); policy {bt.policy}",
         *(f"  {d}" for d in bt.model.describe()),
+        *(
+            [f"  counted from {bt.measured_from_s:g} s: the start-up before it is left out"]
+            if bt.measured_from_s
+            else []
+        ),
         "",
         head,
     ]

@@ -19,8 +19,11 @@ Three families, on the replay's service model (a c-server FIFO; latency = wait +
 Both families start as the replay does (one warm replica, the first node's other GPUs after a model start,
 more after a node's provisioning and a model start), so a constant level is exactly what the replay gives a
 controller that writes it in its first second (tested); beyond that they are free to move capacity when
-they like. A goal the best constant level misses and a clairvoyant schedule meets only with W-second
-windows asks a controller to forecast the load W seconds at a time, one model start ahead.
+they like. With `measure_from` (`--warmup`) GPU-hours and violations count from that second on, as in the
+replay: a constant level is still served from the trace's start, and the windows that end by then are left
+out (each window starts empty anyway). A goal the best constant level misses and a clairvoyant schedule meets
+only with W-second windows asks a controller to forecast the load W seconds at a time, one model start
+ahead.
 
 Pure: no I/O, no clock.
 """
@@ -99,10 +102,16 @@ class Work:
     warm: int = 1 << 30
     slots: int = 1 << 30
     node_s: float = 0.0
+    # GPU-seconds and violations count from this second on (`Simulation(measure_from=…)`): the start-up,
+    # served as the replay serves it, left out of the figures
+    measure_from: float = 0.0
 
     @classmethod
-    def of(cls, requests: Requests, model: ServiceModel, initial_replicas: int = 1) -> Work:
-        """`initial_replicas`: the warm replicas the replay starts with (`simulator.replay`)."""
+    def of(
+        cls, requests: Requests, model: ServiceModel, initial_replicas: int = 1, measure_from: float = 0.0
+    ) -> Work:
+        """`initial_replicas`: the warm replicas the replay starts with (`simulator.replay`); `measure_from`:
+        as the replay's."""
         service, prefill = model.times(requests)
         return cls(
             arrival=np.asarray(requests.arrival, dtype=np.float64),
@@ -116,7 +125,13 @@ class Work:
             warm=initial_replicas,
             slots=model.initial_nodes * model.gpus_per_node // max(1, model.gpus_per_replica),
             node_s=model.node_provisioning_s,
+            measure_from=max(0.0, measure_from),
         )
+
+    @property
+    def measured_s(self) -> float:
+        """The seconds the figures count: from `measure_from` to the trace's end."""
+        return max(1.0, self.duration_s - self.measure_from)
 
     def ready_at(self, replicas: int, t0: float) -> list[float]:
         """When each of `replicas` replicas can first serve, from `t0` on (ascending: a heap as it is)."""
@@ -134,16 +149,18 @@ class Work:
         return (first + rest) * self.gpus_per_replica
 
     def replicas_of_work(self) -> float:
-        """Mean load in replicas (busy replica-seconds per second)."""
-        return float(self.service.sum()) / self.duration_s
+        """Mean load in replicas (busy replica-seconds per second) over the measured part."""
+        measured = self.arrival >= self.measure_from
+        return float(self.service[measured].sum()) / self.measured_s
 
 
 def fifo(
     work: Work, replicas: int, lo: int = 0, hi: int | None = None, t0: float | None = None
 ) -> tuple[int, int]:
     """(violations, reachable) for requests lo:hi served by `replicas` from an empty start at `t0` (default
-    the first arrival). `reachable` counts violations that arrived ≥ start_s + delay_s after their congestion
-    episode began (the last arrival that found a replica free)."""
+    the first arrival), of those that arrived from `work.measure_from` on. `reachable` counts violations that
+    arrived ≥ start_s + delay_s after their congestion episode began (the last arrival that found a replica
+    free)."""
     hi = len(work.arrival) if hi is None else hi
     if hi <= lo:
         return 0, 0
@@ -155,7 +172,7 @@ def fifo(
     arrivals = work.arrival[lo:hi].tolist()
     services = work.service[lo:hi].tolist()
     prefills = work.prefill[lo:hi].tolist()
-    slo, lead = work.slo_s, work.start_s + work.delay_s
+    slo, lead, counted = work.slo_s, work.start_s + work.delay_s, work.measure_from
     violations = reachable = 0
     onset = start
     for a, busy, first in zip(arrivals, services, prefills, strict=True):
@@ -165,7 +182,7 @@ def fifo(
             onset = a
         else:
             begin = f
-        if begin - a + first > slo:
+        if begin - a + first > slo and a >= counted:
             violations += 1
             if a - onset >= lead:
                 reachable += 1
@@ -190,17 +207,29 @@ def _pareto(points: Sequence[Point]) -> tuple[Point, ...]:
     return tuple(out)
 
 
+def window_bounds(work: Work, window_s: float) -> list[tuple[float, float, float]]:
+    """(start, counted from, end) of each window the figures count: windows of `window_s` from the trace's
+    start, those that end by `work.measure_from` left out, the first counted from it and the last only as
+    long as the trace."""
+    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    first = min(n_windows - 1, int(work.measure_from // window_s))
+    return [
+        (w * window_s, max(w * window_s, work.measure_from), min((w + 1) * window_s, work.duration_s))
+        for w in range(first, n_windows)
+    ]
+
+
 def window_violations(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """Violations per (window, level) when each window starts with an empty queue. Levels ascending; once a
     level has none, the higher ones have none either (more replicas never start a FIFO request later)."""
-    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
-    edges = np.searchsorted(work.arrival, np.arange(n_windows + 1) * window_s, side="left")
-    edges[-1] = len(work.arrival)
-    out = np.zeros((n_windows, len(levels)))
-    for w in range(n_windows):
-        lo, hi = int(edges[w]), int(edges[w + 1])
+    bounds = window_bounds(work, window_s)
+    out = np.zeros((len(bounds), len(levels)))
+    for w, (start, _, end) in enumerate(bounds):
+        lo = int(np.searchsorted(work.arrival, start, side="left"))
+        last = w == len(bounds) - 1
+        hi = len(work.arrival) if last else int(np.searchsorted(work.arrival, end, side="left"))
         for j, c in enumerate(levels):
-            v, _ = fifo(work, int(c), lo, hi, t0=w * window_s)
+            v, _ = fifo(work, int(c), lo, hi, t0=start)
             out[w, j] = v
             if v == 0:
                 break
@@ -208,12 +237,11 @@ def window_violations(work: Work, window_s: float, levels: npt.NDArray[np.int64]
 
 
 def window_gpu_seconds(work: Work, window_s: float, levels: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """GPU-seconds per (window, level), the last window only as long as the trace."""
-    n_windows = max(1, math.ceil(work.duration_s / window_s + 1e-9))
+    """GPU-seconds per (window, level) over the part of each window the figures count."""
     return np.array(
         [
-            [work.gpu_seconds(int(c), w * window_s, min((w + 1) * window_s, work.duration_s)) for c in levels]
-            for w in range(n_windows)
+            [work.gpu_seconds(int(c), counted, end) for c in levels]
+            for _, counted, end in window_bounds(work, window_s)
         ]
     )
 
@@ -264,15 +292,13 @@ def _point(
     chosen = levels[path]
     starts = int(np.maximum(0, np.diff(chosen)).sum())
     rows = np.arange(len(path))
-    # the last window is only as long as the trace
-    spans = np.full(len(chosen), window_s)
-    spans[-1] = max(0.0, work.duration_s - window_s * (len(chosen) - 1))
+    spans = np.array([end - counted for _, counted, end in window_bounds(work, window_s)])
     gpu_s = float(gpu[rows, path].sum()) + starts * work.start_s * work.gpus_per_replica
     violations = int(cost[rows, path].sum())
     return Point(
         gpu_s / 3600.0,
         violations,
-        float((chosen * spans).sum()) / work.duration_s,
+        float((chosen * spans).sum()) / work.measured_s,
         starts,
     )
 
@@ -350,6 +376,7 @@ class Report:
     references: tuple[Reference, ...]
     # (level, violations, reachable by reaction) of the constant levels nearest each reference's GPU-hours
     reaction: tuple[tuple[int, int, int], ...]
+    measured_from_s: float = 0.0  # GPU-hours and violations count from here
 
     def best(self, family: str, gpu_hours: float) -> Point | None:
         f = next(f for f in self.frontiers if f.family == family)
@@ -357,6 +384,7 @@ class Report:
 
     def render(self) -> dict[str, object]:
         return {
+            "measured_from_s": self.measured_from_s,
             "mean_replicas_of_work": round(self.mean_replicas_of_work, 2),
             "references": [
                 {
@@ -394,19 +422,25 @@ def _row(p: Point | None) -> dict[str, float | int] | None:
 
 
 def _level_within(work: Work, gpu_hours: float) -> int:
-    """The most replicas held the whole trace within `gpu_hours`."""
+    """The most replicas held over the measured part within `gpu_hours`."""
     c = 0
-    while work.gpu_seconds(c + 1, 0.0, work.duration_s) <= gpu_hours * 3600 + 1e-6:
+    while work.gpu_seconds(c + 1, work.measure_from, work.duration_s) <= gpu_hours * 3600 + 1e-6:
         c += 1
     return c
 
 
 def report(
-    requests: Requests, model: ServiceModel, references: Sequence[Reference], windows: Sequence[float]
+    requests: Requests,
+    model: ServiceModel,
+    references: Sequence[Reference],
+    windows: Sequence[float],
+    measure_from: float = 0.0,
 ) -> Report:
     """The constant and clairvoyant frontiers on `requests`, each searched around the references' budgets,
-    and how much of a constant level's violations a reaction could reach."""
-    work = Work.of(requests, model)
+    and how much of a constant level's violations a reaction could reach; GPU-hours and violations counted
+    from `measure_from` (a constant level is served from the trace's start, as the replay serves it; a
+    window's schedule starts empty, so the windows before are left out)."""
+    work = Work.of(requests, model, measure_from=measure_from)
     levels = levels_for(work)
     # constant levels: the grid, stopping at the first level without violations, plus the level each
     # reference's GPU-hours would buy
@@ -419,7 +453,8 @@ def report(
     for c in near:
         seen.setdefault(c, fifo(work, c))
     points = [
-        Point(work.gpu_seconds(c, 0.0, work.duration_s) / 3600, v, float(c)) for c, (v, _) in seen.items()
+        Point(work.gpu_seconds(c, work.measure_from, work.duration_s) / 3600, v, float(c))
+        for c, (v, _) in seen.items()
     ]
     const = Frontier("constant", _pareto(points))
     budgets = [r.gpu_hours for r in references]
@@ -429,7 +464,7 @@ def report(
         families += [clairvoyant(work, w, levels, budgets, matrices), previous(work, w, levels, matrices)]
     frontiers = tuple(families)
     reaction = tuple((c, *seen[c]) for c in near)
-    return Report(work.replicas_of_work(), frontiers, tuple(references), reaction)
+    return Report(work.replicas_of_work(), frontiers, tuple(references), reaction, work.measure_from)
 
 
 def format_report(rep: Report) -> str:
@@ -439,6 +474,11 @@ def format_report(rep: Report) -> str:
     lines = [
         f"mean load {rep.mean_replicas_of_work:.1f} replicas of work; fewest violations within each policy's "
         "GPU-hours (violations @ GPU-h; ≥ N: no clairvoyant schedule within them has fewer):",
+        *(
+            [f"counted from {rep.measured_from_s:g} s: the start-up before it is left out"]
+            if rep.measured_from_s
+            else []
+        ),
         head,
     ]
     for r in rep.references:

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,3 +162,32 @@ def test_hindsight_places_the_policy_and_the_baselines_against_the_frontiers(
 def test_hindsight_refuses_a_window_of_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "hindsight", str(LLM), "--windows", "0"]) == 2
     assert "every window must be > 0 s" in capsys.readouterr().err
+
+
+def test_backtest_and_hindsight_count_from_the_warmup_on(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(command: str, *extra: str) -> dict[str, Any]:
+        assert main(["policy", command, str(LLM), "--trace", str(small_trace), *extra, "--json"]) == 0
+        out: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return out
+
+    whole, later = run("backtest"), run("backtest", "--warmup", "4m")
+    assert (whole["measured_from_s"], later["measured_from_s"]) == (0, 240)
+    for w, lt in zip(whole["rows"], later["rows"], strict=True):
+        # the burst at 200–230 s is before the count starts
+        assert lt["gpu_hours"] < w["gpu_hours"] and lt["slo_violations"] <= w["slo_violations"]
+    seen = run("hindsight", "--windows", "60", "--warmup", "4m")
+    assert seen["measured_from_s"] == 240
+    rows = {r["policy"]: r for r in seen["references"]}
+    assert rows["hpa"]["gpu_hours"] == pytest.approx(later["rows"][1]["gpu_hours"], abs=1e-3)
+    # a constant level over the last four minutes costs what four minutes of it cost
+    top = seen["frontiers"]["constant"][-1]
+    assert top["gpu_hours"] == pytest.approx(top["mean_replicas"] * 240 / 3600, rel=0.05)
+
+
+def test_a_warmup_that_leaves_nothing_to_count_is_refused(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "backtest", str(LLM), "--trace", str(small_trace), "--warmup", "1h"]) == 2
+    assert "--warmup 1h: the trace lasts" in capsys.readouterr().err

@@ -125,15 +125,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="tidescale's knob (default: slo-target with an SLO trigger, else trigger-target)",
     )
     f.add_argument(
-        "--warmup",
-        default="0",
-        metavar="DURATION",
-        help=(
-            "count GPU-hours and violations from this time on (e.g. 10m): the start-up, every controller "
-            "scaling up from one warm replica, left out (default 0: the whole trace)"
-        ),
-    )
-    f.add_argument(
         "--samples", type=int, default=20, help="violation levels the saving is sampled at (default 20)"
     )
     f.add_argument(
@@ -218,6 +209,15 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     )
     _trace_arguments(p)
     p.add_argument("--policy", default=None, help="the ScalingPolicy to replay when the file has several")
+    p.add_argument(
+        "--warmup",
+        default="0",
+        metavar="DURATION",
+        help=(
+            "count GPU-hours and violations from this time on (e.g. 10m): the start-up, every controller "
+            "scaling up from one warm replica, left out (default 0: the whole trace)"
+        ),
+    )
 
 
 def _trace_arguments(p: argparse.ArgumentParser, multiplier: bool = True) -> None:
@@ -358,11 +358,24 @@ def _workload(args: argparse.Namespace) -> tuple[ServiceModel, Requests]:
     return model.for_trace(requests), requests
 
 
+def _warmup(args: argparse.Namespace, requests: Requests) -> float:
+    """`--warmup` in seconds; ValueError when it leaves nothing of the trace to count."""
+    warmup = parse_duration(args.warmup, "--warmup")
+    if warmup > 0 and warmup >= requests.duration_s:
+        raise ValueError(
+            f"--warmup {args.warmup}: the trace lasts {requests.duration_s:.0f} s, nothing would be counted"
+        )
+    return warmup
+
+
 def backtest_command(args: argparse.Namespace) -> int:
     try:
         model, requests = _workload(args)
         file = read_policy_file(args.file)
-        bt = _replayed(run_backtest)(file, requests, model, policy_name=args.policy, triggers=_triggers())
+        warmup = _warmup(args, requests)
+        bt = _replayed(run_backtest)(
+            file, requests, model, policy_name=args.policy, triggers=_triggers(), measure_from=warmup
+        )
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -381,7 +394,10 @@ def hindsight_command(args: argparse.Namespace) -> int:
         windows = [float(w) for w in args.windows.split(",") if w.strip()]
         if any(w <= 0 for w in windows):
             raise ValueError(f"--windows {args.windows!r}: every window must be > 0 s")
-        bt = _replayed(run_backtest)(file, requests, model, policy_name=args.policy, triggers=_triggers())
+        warmup = _warmup(args, requests)
+        bt = _replayed(run_backtest)(
+            file, requests, model, policy_name=args.policy, triggers=_triggers(), measure_from=warmup
+        )
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:
@@ -391,7 +407,7 @@ def hindsight_command(args: argparse.Namespace) -> int:
     refs += [
         hindsight.Reference("hpa ×0.8", 0.8 * r.gpu_hours, None) for r in bt.results if r.policy == "hpa"
     ]
-    rep = hindsight.report(requests, bt.model, refs, windows)
+    rep = hindsight.report(requests, bt.model, refs, windows, warmup)
     if args.json:
         out = {"trace": bt.trace, "policy": bt.policy, "service_model": bt.model.render(), **rep.render()}
         print(json.dumps(out, separators=(",", ":")))
@@ -502,7 +518,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         model = service_model_for(policy, pool, model)
         pool = pool or default_pool(model)
         knobs = _knobs(args, policy, model)
-        warmup = parse_duration(args.warmup, "--warmup")
+        warmup = _warmup(args, requests)
     except InvalidSpec as e:
         return _fail(str(e))
     except (NoPolicy, ValueError, KeyError) as e:

@@ -221,3 +221,54 @@ def test_no_clairvoyant_schedule_within_a_budget_beats_the_lagrangian_bound() ->
         bound = frontier.violations_at_least(p.gpu_hours)
         assert bound is not None and bound <= p.violations + 1e-6
     assert h.Frontier("constant", frontier.points).violations_at_least(1.0) is None
+
+
+def test_counted_from_a_second_a_constant_level_is_still_the_replay_of_a_controller_that_holds_it() -> None:
+    # the start-up is served as the replay serves it; only the figures leave it out
+    rng = np.random.default_rng(8)
+    arrival = np.sort(np.concatenate([rng.uniform(0, 900, 2000), rng.uniform(100, 120, 800)]))
+    requests = Requests(
+        "gen", arrival, rng.integers(500, 6000, len(arrival)).astype(float), np.full(len(arrival), 20.0)
+    )
+    model = ServiceModel(initial_nodes=1)
+    work = h.Work.of(requests, model, measure_from=300.0)
+    whole = h.Work.of(requests, model)
+    for replicas in (6, 12):
+        replayed = replay(requests, model, _Constant(replicas), measure_from=300.0)
+        violations, _ = h.fifo(work, replicas, t0=0.0)
+        assert replayed.slo_violations == violations
+        # the burst at 100 s is before the count starts
+        assert violations < h.fifo(whole, replicas, t0=0.0)[0]
+        assert replayed.gpu_hours == pytest.approx(work.gpu_seconds(replicas, 300.0, 900.0) / 3600, rel=1e-3)
+
+
+def test_counted_from_a_second_the_windows_before_it_are_left_out() -> None:
+    work = burst_every_ten_minutes()  # bursts at 300 s and 900 s, 1,200 s long
+    later = h.Work(**{**work.__dict__, "measure_from": 600.0})
+    levels = h.levels_for(work)
+    whole = h.Windows.of(work, 60.0, levels)
+    counted = h.Windows.of(later, 60.0, levels)
+    # the windows from the tenth minute on, figure for figure
+    assert counted.violations.shape == (whole.violations.shape[0] - 10, len(levels))
+    assert np.array_equal(counted.violations, whole.violations[10:])
+    assert np.array_equal(counted.gpu, whole.gpu[10:])
+    # a window cut by the start of the count counts only its measured part
+    cut = h.Windows.of(h.Work(**{**work.__dict__, "measure_from": 630.0}), 60.0, levels)
+    assert cut.gpu.shape[0] == counted.gpu.shape[0] and cut.gpu[0, 1] == 30.0 and cut.gpu[1, 1] == 60.0
+    # one burst left to pay for: the least a clairvoyant schedule without violations needs is lower
+    free_whole = h.clairvoyant(work, 60.0, levels).least_gpu_hours_within(0)
+    free_later = h.clairvoyant(later, 60.0, levels).least_gpu_hours_within(0)
+    assert free_whole is not None and free_later is not None
+    assert free_later.gpu_hours < free_whole.gpu_hours
+    # the replicas held over the ten measured minutes, and the model starts, make up the GPU-hours
+    held = free_later.mean_replicas * 600 + free_later.starts * 60
+    assert free_later.gpu_hours * 3600 == pytest.approx(held)
+    rep = h.report(
+        Requests("gen", work.arrival, np.full(len(work.arrival), 500.0), np.full(len(work.arrival), 20.0)),
+        ServiceModel(),
+        [h.Reference("hpa", 1.0, 10)],
+        [60.0],
+        measure_from=600.0,
+    )
+    assert rep.measured_from_s == 600.0 and rep.render()["measured_from_s"] == 600.0
+    assert "counted from 600 s" in h.format_report(rep)
