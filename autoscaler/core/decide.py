@@ -586,10 +586,10 @@ def decide(
     )
 
 
-def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float] | None]:
+def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float, float] | None]:
     """The proposal the forecast follows (the first sized by a queueing model — an SLO trigger's —, else the
     one with the largest demand) and, for the former, its queueing model (mean service s, waiting budget s,
-    quantile) that sizes demand into replicas (otherwise one replica per replica of work)."""
+    quantile, variability) that sizes demand into replicas (otherwise one replica per replica of work)."""
     for p in step.proposals:
         if p.sizing is not None and not p.failed:
             return p, p.sizing
@@ -604,10 +604,10 @@ def _ceil(x: float) -> int:
     return max(0, math.ceil(x - 1e-9))
 
 
-def _replicas_for(load: float, model: tuple[float, float, float] | None, max_replicas: int) -> int:
+def _replicas_for(load: float, model: tuple[float, float, float, float] | None, max_replicas: int) -> int:
     """Replicas for `load` replicas of work: by the proposal's queueing model when it has one."""
     if model is not None:
-        return erlang_c_replicas(load, model[0], model[1], model[2], max_replicas)
+        return erlang_c_replicas(load, model[0], model[1], model[2], max_replicas, model[3])
     return _ceil(load)
 
 

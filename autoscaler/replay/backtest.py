@@ -33,12 +33,49 @@ from autoscaler.replay.forecast_error import ForecastError, for_policy
 from autoscaler.replay.ports import LoopController, SimNodePools
 from autoscaler.replay.service_model import ServiceModel
 from autoscaler.replay.simulator import Actions, Result, Simulation, replay
-from autoscaler.replay.trace import Requests
+from autoscaler.replay.trace import Requests, index_of_dispersion
 from jobs.snapshot import ClusterState
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 T0 = EPOCH.timestamp()
 BASELINES = ("hpa", "keda", "kpa")
+
+
+# the time scales the arrivals' index of dispersion is reported at
+DISPERSION_WINDOWS_S = (1.0, 10.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Variability:
+    """How bursty the replayed arrivals are (the index of dispersion of their counts per window) and how
+    variable their service times (cs²): what an SLO trigger's `arrivalVariability` and
+    `capacity.serviceVariability` describe, measured on the counted part of the trace."""
+
+    dispersion: tuple[tuple[float, float], ...]  # (window s, index of dispersion)
+    service: float | None  # cs²
+
+    @classmethod
+    def of(cls, requests: Requests, model: ServiceModel, measure_from: float = 0.0) -> Variability:
+        counted = requests.arrival >= measure_from
+        service, _ = model.times(requests)
+        mean = float(service[counted].mean()) if counted.any() else 0.0
+        cs2 = float(service[counted].var()) / mean**2 if mean > 0 else None
+        rows = ((w, index_of_dispersion(requests.arrival, w, measure_from)) for w in DISPERSION_WINDOWS_S)
+        return cls(tuple((w, d) for w, d in rows if d is not None), cs2)
+
+    def render(self) -> dict[str, Any]:
+        return {
+            "index_of_dispersion": {f"{w:g}s": round(d, 2) for w, d in self.dispersion},
+            "service_variability": None if self.service is None else round(self.service, 3),
+        }
+
+    def describe(self) -> str:
+        over = ", ".join(f"{d:.3g} over {w:g} s" for w, d in self.dispersion) or "too few requests"
+        cs2 = "-" if self.service is None else f"{self.service:.2f}"
+        return (
+            f"arrivals: index of dispersion {over} (Poisson: 1); service times cs² {cs2} "
+            "(an SLO trigger's arrivalVariability and capacity.serviceVariability)"
+        )
 
 
 class NoPolicy(ValueError):
@@ -145,6 +182,7 @@ class Backtest:
     # the seasonal forecast's error on 5-minute request counts one model start ahead, beside the recent level
     forecast: ForecastError | None = None
     measured_from_s: float = 0.0  # GPU-hours and violations count from here (`simulator.replay`)
+    variability: Variability | None = None
 
     def render_json(self) -> dict[str, Any]:
         return {
@@ -152,6 +190,7 @@ class Backtest:
             "policy": self.policy,
             "measured_from_s": self.measured_from_s,
             "service_model": self.model.render(),
+            "variability": self.variability.render() if self.variability is not None else None,
             "rows": [r.row() | {"config": r.description} for r in self.results],
             "forecast": self.forecast.render() if self.forecast is not None else None,
         }
@@ -201,6 +240,7 @@ def run_backtest(
         f"{policy.metadata.namespace}/{policy.metadata.name}",
         for_policy(policy, T0 + requests.arrival),
         measure_from,
+        Variability.of(requests, model, measure_from),
     )
 
 
@@ -212,6 +252,7 @@ def format_table(bt: Backtest) -> str:
     lines = [
         f"trace: {bt.trace} ({bt.results[0].requests} requests); policy {bt.policy}",
         *(f"  {d}" for d in bt.model.describe()),
+        *([f"  {bt.variability.describe()}"] if bt.variability is not None else []),
         *(
             [f"  counted from {bt.measured_from_s:g} s: the start-up before it is left out"]
             if bt.measured_from_s

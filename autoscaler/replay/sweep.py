@@ -238,10 +238,13 @@ def replay_point(
     triggers: TriggerRegistry,
     kind: str = "",
     measure_from: float = 0.0,
+    baseline_policy: ScalingPolicy | None = None,
 ) -> Result:
     """One point of the sweep: the trace replayed under `name` with its knob (tidescale's: `kind`) at
-    `value`, counted from `measure_from` (`simulator.replay`)."""
-    controller = controller_at(name, value, policy, pool, model, triggers, kind)
+    `value`, counted from `measure_from` (`simulator.replay`); a baseline reads its signals from
+    `baseline_policy` when given (the policy before a change, say), else from `policy`."""
+    source = policy if name == "tidescale" or baseline_policy is None else baseline_policy
+    controller = controller_at(name, value, source, pool, model, triggers, kind)
     return replay(requests, model, controller, measure_from=measure_from)
 
 

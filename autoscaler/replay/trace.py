@@ -73,6 +73,23 @@ class Requests:
         )
 
 
+def index_of_dispersion(
+    arrival: npt.NDArray[np.float64], window_s: float, start_s: float = 0.0
+) -> float | None:
+    """Variance ÷ mean of the request counts in consecutive windows of `window_s` seconds from `start_s`: 1
+    for Poisson arrivals, more for bursty ones — the arrivals' variability (ca²) at that time scale, what the
+    SLO trigger's `arrivalVariability` describes. None with fewer than two whole windows or no requests."""
+    later = arrival[arrival >= start_s]
+    if not len(later) or window_s <= 0:
+        return None
+    n = int((float(later[-1]) - start_s) // window_s)
+    if n < 2:
+        return None
+    counts = np.bincount(((later - start_s) // window_s).astype(np.int64), minlength=n)[:n]
+    mean = float(counts.mean())
+    return float(counts.var()) / mean if mean > 0 else None
+
+
 def _timestamp(text: str) -> float:
     text = text.strip()
     whole, _, frac = text.partition(".")

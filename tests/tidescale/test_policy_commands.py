@@ -174,6 +174,11 @@ def test_backtest_and_hindsight_count_from_the_warmup_on(
 
     whole, later = run("backtest"), run("backtest", "--warmup", "4m")
     assert (whole["measured_from_s"], later["measured_from_s"]) == (0, 240)
+    # the trace's variability, over the counted part: the burst at 200–230 s makes the whole trace burstier
+    burst, after = whole["variability"], later["variability"]
+    assert set(burst["index_of_dispersion"]) == {"1s", "10s", "60s"}
+    assert burst["index_of_dispersion"]["10s"] > after["index_of_dispersion"]["10s"]
+    assert 0 < burst["service_variability"] < 2
     for w, lt in zip(whole["rows"], later["rows"], strict=True):
         # the burst at 200–230 s is before the count starts
         assert lt["gpu_hours"] < w["gpu_hours"] and lt["slo_violations"] <= w["slo_violations"]
@@ -191,3 +196,26 @@ def test_a_warmup_that_leaves_nothing_to_count_is_refused(
 ) -> None:
     assert main(["policy", "backtest", str(LLM), "--trace", str(small_trace), "--warmup", "1h"]) == 2
     assert "--warmup 1h: the trace lasts" in capsys.readouterr().err
+
+
+def test_the_frontiers_baselines_can_be_configured_from_another_policy_file(
+    small_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the policy before a change: its GPU guard at 80 %, so KEDA's GPU scaler reads 0.8
+    before = tmp_path / "before.yaml"
+    before.write_text(LLM.read_text().replace("      target: 95\n", "      target: 80\n"))
+
+    def sweep(*extra: str) -> dict[str, Any]:
+        args = ["--controllers", "tidescale,keda", "--grid", "tidescale=2000", "--grid", "keda=64"]
+        args += ["--trace", str(small_trace), "--jobs", "1", *extra, "--json"]
+        assert main(["policy", "frontier", str(LLM), *args]) == 0
+        out: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return out
+
+    own, earlier = sweep(), sweep("--baselines-from", str(before))
+    # tidescale replays its own policy either way; KEDA the one named
+    assert own["points"]["tidescale"] == earlier["points"]["tidescale"]
+    (keda_own,), (keda_before,) = own["points"]["keda"], earlier["points"]["keda"]
+    assert "gpu Value 0.95" in keda_own["config"] and "gpu Value 0.8" in keda_before["config"]
+    assert earlier["trace_notes"][-1] == f"the baselines configured from {before}"
+    assert main(["policy", "frontier", str(LLM), "--baselines-from", str(tmp_path / "none.yaml")]) == 2

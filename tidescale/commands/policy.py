@@ -119,6 +119,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help=f"the controllers to sweep (default {','.join(sweep.CONTROLLERS)})",
     )
     f.add_argument(
+        "--baselines-from",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=(
+            "configure the baselines from this policy file's ScalingPolicy (of the same name with --policy) "
+            "instead of FILE's: e.g. the policy before a change, so that the baselines' frontiers stay the "
+            "same"
+        ),
+    )
+    f.add_argument(
         "--tidescale-knob",
         choices=sweep.TIDESCALE_KNOBS,
         default=None,
@@ -429,6 +440,7 @@ def _frontier_setup(
     model: ServiceModel,
     kind: str,
     measure_from: float,
+    baseline_policy: ScalingPolicy | None = None,
 ) -> None:
     # the replayed controller's log lines speak of simulated targets (see `_replayed`)
     logging.getLogger("autoscaler.controller").setLevel(logging.ERROR)
@@ -440,6 +452,7 @@ def _frontier_setup(
         triggers=_triggers(),
         kind=kind,
         measure_from=measure_from,
+        baseline_policy=baseline_policy,
     )
 
 
@@ -450,12 +463,18 @@ def _frontier_point(controller: str, value: float) -> tuple[sweep.Run, float]:
     return sweep.Run(controller, value, r.row(), r.description), SYSTEM_CLOCK.monotonic() - start
 
 
-def _knobs(args: argparse.Namespace, policy: ScalingPolicy, model: ServiceModel) -> dict[str, sweep.Knob]:
+def _knobs(
+    args: argparse.Namespace,
+    policy: ScalingPolicy,
+    model: ServiceModel,
+    baselines: ScalingPolicy | None = None,
+) -> dict[str, sweep.Knob]:
     names = [c.strip() for c in args.controllers.split(",") if c.strip()]
     unknown = [c for c in names if c not in sweep.CONTROLLERS]
     if unknown or not names:
         raise ValueError(f"--controllers {args.controllers!r}: want some of {', '.join(sweep.CONTROLLERS)}")
-    knobs = {name: sweep.knob(name, policy, model, args.tidescale_knob) for name in names}
+    source = {name: policy if name == "tidescale" or baselines is None else baselines for name in names}
+    knobs = {name: sweep.knob(name, source[name], model, args.tidescale_knob) for name in names}
     for item in args.grid:
         name, sep, values = item.partition("=")
         if not sep or name not in knobs:
@@ -517,7 +536,10 @@ def frontier_command(args: argparse.Namespace) -> int:
         policy, pool = pick(file, args.policy)
         model = service_model_for(policy, pool, model)
         pool = pool or default_pool(model)
-        knobs = _knobs(args, policy, model)
+        baselines = None
+        if args.baselines_from is not None:
+            baselines, _ = pick(read_policy_file(args.baselines_from), args.policy)
+        knobs = _knobs(args, policy, model, baselines)
         warmup = _warmup(args, requests)
     except InvalidSpec as e:
         return _fail(str(e))
@@ -534,7 +556,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         flush=True,
     )
     kind = knobs["tidescale"].kind if "tidescale" in knobs else ""
-    runs = _sweep_runs(tasks, (requests, policy, pool, model, kind, warmup), jobs, knobs)
+    runs = _sweep_runs(tasks, (requests, policy, pool, model, kind, warmup, baselines), jobs, knobs)
     rep = sweep.report(
         requests.name,
         len(requests),
@@ -542,7 +564,10 @@ def frontier_command(args: argparse.Namespace) -> int:
         model,
         knobs,
         runs,
-        requests.notes,
+        [
+            *requests.notes,
+            *([f"the baselines configured from {args.baselines_from}"] if baselines is not None else []),
+        ],
         args.samples,
         warmup,
     )

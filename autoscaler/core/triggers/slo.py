@@ -1,5 +1,8 @@
 """The `SLO` trigger: a latency objective and a per-replica capacity profile → the replicas that keep the
-latency percentile under target for the observed demand, with an M/M/c (Erlang C) model of the waiting time.
+latency percentile under target for the observed demand, with an M/M/c (Erlang C) model of the waiting time,
+corrected for arrivals and service times more variable than Poisson's and the exponential's (G/G/c, the
+Allen–Cunneen approximation: the wait scaled by (ca² + cs²) / 2, `arrivalVariability` and
+`capacity.serviceVariability`).
 
 Queries (all of them in the kind's one batch): the request rate over `windowSeconds` (`value`) and over a
 short window — a tenth of it, at least two scrape intervals so that `rate` has two samples — as
@@ -49,6 +52,9 @@ class CapacityProfile(Spec):
     # Used before token rates have been observed (and when the token series are not provided).
     mean_prompt_tokens: int = Field(1024, ge=0)
     mean_generated_tokens: int = Field(128, ge=0)
+    # cs², the squared coefficient of variation of one request's service time (variance ÷ mean²): 1 for
+    # exponential service times (M/M/c), 0 for constant ones; from the load test's per-request times.
+    service_variability: float = Field(1.0, ge=0, le=1000)
 
 
 class SLOTrigger(TriggerBase):
@@ -66,6 +72,14 @@ class SLOTrigger(TriggerBase):
     # A backlog is sized to drain within this time; replicas added for it serve only after their model start.
     drain_seconds: int = Field(60, ge=1)
     activation_threshold: float = Field(0, ge=0)
+    # ca², how bursty the arrivals are: the index of dispersion of request counts (variance ÷ mean) over the
+    # seconds a burst lasts; 1 for Poisson arrivals (M/M/c). `tidescale policy backtest` prints the trace's.
+    arrival_variability: float = Field(1.0, ge=0, le=1000)
+
+    @property
+    def variability(self) -> float:
+        """The Allen–Cunneen factor (ca² + cs²) / 2 that scales the M/M/c wait; 1 for M/M/c."""
+        return (self.arrival_variability + self.capacity.service_variability) / 2.0
 
 
 # --- queries and reading ----------------------------------------------------------------------------------
@@ -114,14 +128,20 @@ def reading(spec: Any, scope: Scope, queries: Mapping[str, str], results: Mappin
 # --- the queueing model -----------------------------------------------------------------------------------
 
 
-def erlang_c_replicas(load: float, service_s: float, budget_s: float, quantile: float, limit: int) -> int:
-    """The fewest servers c with P(wait > budget) ≤ 1 − quantile in an M/M/c queue with offered load `load`.
+def erlang_c_replicas(
+    load: float, service_s: float, budget_s: float, quantile: float, limit: int, variability: float = 1.0
+) -> int:
+    """The fewest servers c with P(wait > budget) ≤ 1 − quantile in an M/M/c queue with offered load `load`,
+    its wait scaled by `variability` for a G/G/c one.
 
-    P(wait > t) = C(c, a) · exp(−(c − a)·t / s), C the Erlang C probability; Erlang B is iterated upwards
+    P(wait > t) = C(c, a) · exp(−(c − a)·t / (k·s)), C the Erlang C probability and k the variability: the
+    M/M/c tail for k = 1; for k = (ca² + cs²) / 2 a G/G/c queue whose waits are k times longer
+    (Allen–Cunneen's approximation of the mean, with the tail kept exponential). Erlang B is iterated upwards
     so the search costs O(c).
     """
     if load <= 0:
         return 0
+    service_s *= max(variability, 1e-6)  # k → 0: no wait once c > a (constant arrivals and service)
     tail = max(1e-6, 1.0 - quantile)
     b = 1.0  # Erlang B for 0 servers
     c = 0
@@ -198,10 +218,11 @@ def evaluate(
     target_s = spec.latency.target_milliseconds / 1000.0
     budget = max(0.25 * target_s, target_s - 2.0 * d.prefill_s)
     q = spec.latency.percentile / 100.0
-    want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS)
+    k = spec.variability
+    want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS, k)
     if d.short_load > d.load:
         # the short window sees a burst first; sizing for it is transient (dropped when the burst is)
-        want = max(want, erlang_c_replicas(d.short_load, d.service_s, budget, q, MAX_REPLICAS))
+        want = max(want, erlang_c_replicas(d.short_load, d.service_s, budget, q, MAX_REPLICAS, k))
     backlog = ""
     if d.waiting > 0:
         # Replicas added now serve after the lead time; until then the ready ones drain the backlog (or it
@@ -220,7 +241,7 @@ def evaluate(
         want,
         active=active,
         sustained=steady,
-        template="{:.1f} req/s × {:.0f} ms = {:.1f} replicas of work{}, p{} ≤ {} ms",
+        template="{:.1f} req/s × {:.0f} ms = {:.1f} replicas of work{}, p{} ≤ {} ms{}",
         args=(
             rate,
             d.service_s * 1000,
@@ -228,10 +249,11 @@ def evaluate(
             backlog,
             spec.latency.percentile,
             spec.latency.target_milliseconds,
+            "" if k == 1.0 else f" (waits ×{k:.3g} for variability)",
         ),
         demand=d.load,
         short_demand=d.short_load,
-        sizing=(d.service_s, budget, q),
+        sizing=(d.service_s, budget, q, k),
     )
 
 

@@ -97,8 +97,8 @@ class Proposal(NamedTuple):
     # backlog and is dropped once it is gone. None: all of it.
     sustained: int | None = None
     # The queueing model behind a proposal sized by one (the SLO trigger's), (mean service s, waiting budget
-    # s, quantile), so that forecasts are sized the same way.
-    sizing: tuple[float, float, float] | None = None
+    # s, quantile, variability), so that forecasts are sized the same way.
+    sizing: tuple[float, float, float, float] | None = None
 
     @property
     def reason(self) -> str:

@@ -231,8 +231,9 @@ def test_the_backtest_reports_the_policys_own_seasonality_or_what_auto_would_do(
 
 def test_a_seasonal_policy_replays_through_the_shipped_loop_and_the_backtest_reports_its_error() -> None:
     text = EXAMPLE.read_text().replace(
-        "    historyPercentile: 75\n",
-        "    historyPercentile: 75\n    seasonality: auto\n    headroomPercentile: 90\n",
+        "  panic:",
+        "  forecast:\n    historySeconds: 1800\n    historyPercentile: 75\n"
+        "    seasonality: auto\n    headroomPercentile: 90\n  panic:",
     )
     assert "seasonality: auto" in text
     bt = run_backtest(

@@ -1,3 +1,6 @@
+import heapq
+
+import numpy as np
 import pytest
 
 from autoscaler.api.policy import ScalingPolicy
@@ -187,6 +190,61 @@ def test_erlang_c_gives_the_fewest_servers_that_meet_the_waiting_percentile(
     load: float, budget: float, quantile: float, want: int
 ) -> None:
     assert erlang_c_replicas(load, 1.0, budget, quantile, 1000) == want
+
+
+def fifo_p99_wait(arrival: np.ndarray, service: np.ndarray, servers: int) -> float:
+    """The 99th percentile wait of a FIFO queue with `servers` servers (a direct simulation)."""
+    free = [0.0] * servers
+    waits = []
+    for a, s in zip(arrival.tolist(), service.tolist(), strict=True):
+        begin = max(a, free[0])
+        waits.append(begin - a)
+        heapq.heapreplace(free, begin + s)
+    return float(np.percentile(waits, 99))
+
+
+def test_a_g_g_c_wait_k_times_longer_takes_the_servers_of_a_budget_k_times_shorter() -> None:
+    shorter = erlang_c_replicas(10.0, 1.0, 0.25, 0.99, 1000)
+    assert erlang_c_replicas(10.0, 1.0, 1.0, 0.99, 1000, 4.0) == shorter
+    assert erlang_c_replicas(10.0, 1.0, 1.0, 0.99, 1000, 1.0) == erlang_c_replicas(10.0, 1.0, 1.0, 0.99, 1000)
+    sized = [erlang_c_replicas(10.0, 1.0, 1.0, 0.99, 1000, k) for k in (0.0, 0.5, 1.0, 4.0, 40.0)]
+    assert sized == sorted(sized) and sized[0] == 11  # no variability: just more servers than load
+
+
+def test_sized_for_the_arrivals_variability_bursty_traffic_waits_far_less_than_sized_as_poisson() -> None:
+    # 10 s bursts at 30 requests/s every minute over 6 requests/s: 5 replicas of work on average, counts over
+    # 10 s with an index of dispersion near 80 (the Azure code trace's order)
+    rng = np.random.default_rng(4)
+    parts = []
+    for cycle in range(300):
+        t0 = cycle * 60.0
+        parts.append(t0 + np.sort(rng.uniform(0, 50, rng.poisson(6 * 50))))
+        parts.append(t0 + 50 + np.sort(rng.uniform(0, 10, rng.poisson(30 * 10))))
+    arrival = np.concatenate(parts)
+    service = rng.exponential(0.5, len(arrival))
+    load = len(arrival) * 0.5 / (300 * 60)
+    counts = np.bincount((arrival // 10).astype(int))
+    ca2 = float(counts.var() / counts.mean())
+    assert 60 < ca2 < 100
+    poisson = erlang_c_replicas(load, 0.5, 1.0, 0.99, 1000)
+    bursty = erlang_c_replicas(load, 0.5, 1.0, 0.99, 1000, (ca2 + 1.0) / 2)
+    assert bursty >= poisson + 4
+    as_poisson, as_bursty = fifo_p99_wait(arrival, service, poisson), fifo_p99_wait(arrival, service, bursty)
+    # sized as Poisson the p99 wait is many times the 1 s budget; the correction takes most of it back (the
+    # tail stays approximate: a burst that outlasts the budget still needs more)
+    assert as_poisson > 8.0 and as_bursty < as_poisson / 3
+
+
+def test_the_slo_trigger_sizes_for_the_variability_its_spec_states() -> None:
+    poisson = evaluate(a_policy(triggers=[slo_trigger(2000)]), rates(40.0), seen(4))
+    bursty = evaluate(a_policy(triggers=[slo_trigger(2000, arrivalVariability=40)]), rates(40.0), seen(4))
+    assert poisson.replicas is not None and bursty.replicas is not None and bursty.replicas > poisson.replicas
+    assert bursty.sizing is not None and bursty.sizing[3] == pytest.approx(20.5)  # (40 + 1) / 2
+    assert "waits ×20.5 for variability" in bursty.reason and "variability" not in poisson.reason
+    steady = slo_trigger(2000, arrivalVariability=40)
+    steady["capacity"] = {**steady["capacity"], "serviceVariability": 0.0}
+    even = evaluate(a_policy(triggers=[steady]), rates(40.0), seen(4))
+    assert even.sizing is not None and even.sizing[3] == pytest.approx(20.0)
 
 
 def test_the_slo_trigger_sizes_replicas_from_request_and_token_rates() -> None:

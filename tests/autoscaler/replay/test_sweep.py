@@ -38,7 +38,7 @@ def test_the_image_generation_example_validates(capsys: pytest.CaptureFixture[st
     ("controller", "setting", "default", "grid"),
     [
         ("tidescale", "ttft latency.targetMilliseconds", 2000, (500, 1000, 2000, 4000, 8000, 32000, 128000)),
-        ("hpa", "gpu target utilization (%)", 80, (30, 45, 60, 70, 80, 90)),
+        ("hpa", "gpu target utilization (%)", 95, (30, 45, 60, 70, 80, 90, 95)),
         ("keda", "queue threshold", 64, (16, 32, 64, 128, 256, 512)),
         ("kpa", "target concurrency per pod", 11.2, (4.8, 8, 11.2, 13.6, 16, 24)),
     ],
@@ -66,9 +66,10 @@ def test_tidescales_knob_changes_only_its_own_field() -> None:
     assert after["spec"]["triggers"][0]["latency"]["targetMilliseconds"] == 8000
     after["spec"]["triggers"][0]["latency"]["targetMilliseconds"] = 2000
     assert after == before
-    held = sweep.tidescale_policy(policy, 90, "history-percentile")
+    images, _ = pick(read_policy_file(IMAGES))  # a policy with a forecast
+    held = sweep.tidescale_policy(images, 90, "history-percentile")
     assert held.spec.forecast is not None and held.spec.forecast.history_percentile == 90
-    k = sweep.knob("tidescale", policy, ServiceModel(), "history-percentile")
+    k = sweep.knob("tidescale", images, ServiceModel(), "history-percentile")
     assert (k.setting, k.default, k.kind) == ("forecast.historyPercentile", 75, "history-percentile")
     assert 75 in k.grid
 

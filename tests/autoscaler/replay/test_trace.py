@@ -6,6 +6,7 @@ import pytest
 from autoscaler.replay.trace import (
     SYNTHETIC,
     Requests,
+    index_of_dispersion,
     load_trace,
     multiply,
     parse_duration,
@@ -250,3 +251,20 @@ def test_a_rate_multiplier_copies_each_requests_service_time_with_it() -> None:
     for t, s in ((0.0, 5.0), (50.0, 30.0), (100.0, 70.0)):
         near = (fractional.arrival >= t) & (fractional.arrival < t + 1)
         assert set(fractional.service[near].tolist()) == {s}
+
+
+def test_the_index_of_dispersion_is_one_for_poisson_arrivals_and_the_burst_size_for_bursts() -> None:
+    rng = np.random.default_rng(2)
+    poisson = np.sort(rng.uniform(0, 10_000, 50_000))
+    d = index_of_dispersion(poisson, 10.0)
+    assert d is not None and 0.85 < d < 1.15
+    # the same number of requests in groups of 10 arriving together: counts vary ten times as much
+    groups = np.repeat(np.sort(rng.uniform(0, 10_000, 5_000)), 10)
+    d = index_of_dispersion(groups, 10.0)
+    assert d is not None and 8.5 < d < 11.5
+    # counted from a second on; too few windows, or none, give no figure
+    assert index_of_dispersion(poisson, 10.0, start_s=5_000) == pytest.approx(
+        index_of_dispersion(poisson[poisson >= 5_000] - 5_000, 10.0)
+    )
+    assert index_of_dispersion(poisson[:3], 10_000.0) is None
+    assert index_of_dispersion(np.array([]), 10.0) is None
