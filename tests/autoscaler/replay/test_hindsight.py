@@ -174,21 +174,33 @@ class _Constant:
         return Actions(replicas=self.replicas, add_nodes=max(0, nodes))
 
 
-def test_a_constant_level_is_exactly_the_replay_of_a_controller_that_holds_it_from_the_start() -> None:
+@pytest.mark.parametrize(
+    ("burst_at", "measure_from"), [(300.0, 0.0), (100.0, 300.0)], ids=["whole trace", "from 300 s"]
+)
+def test_a_constant_level_is_exactly_the_replay_of_a_controller_that_holds_it_from_the_start(
+    burst_at: float, measure_from: float
+) -> None:
+    # counted from a second on, the start-up is still served as the replay serves it: only the figures
+    # leave it out
     rng = np.random.default_rng(8)
-    arrival = np.sort(np.concatenate([rng.uniform(0, 900, 2000), rng.uniform(300, 320, 800)]))
+    arrival = np.sort(np.concatenate([rng.uniform(0, 900, 2000), rng.uniform(burst_at, burst_at + 20, 800)]))
     requests = Requests(
         "gen", arrival, rng.integers(500, 6000, len(arrival)).astype(float), np.full(len(arrival), 20.0)
     )
     model = ServiceModel(initial_nodes=1)
-    work = h.Work.of(requests, model)
+    work = h.Work.of(requests, model, measure_from=measure_from)
+    whole = h.Work.of(requests, model)
+    left_out = 0
     for replicas in (6, 12, 20):
-        replayed = replay(requests, model, _Constant(replicas))
+        replayed = replay(requests, model, _Constant(replicas), measure_from=measure_from)
         violations, _ = h.fifo(work, replicas, t0=0.0)
         assert replayed.slo_violations == violations
         assert replayed.gpu_hours == pytest.approx(
-            work.gpu_seconds(replicas, 0.0, work.duration_s) / 3600, rel=1e-3
+            work.gpu_seconds(replicas, measure_from, work.duration_s) / 3600, rel=1e-3
         )
+        left_out += h.fifo(whole, replicas, t0=0.0)[0] - violations
+    # the burst's violations count only when it comes after the count starts
+    assert (left_out > 0) == (burst_at < measure_from)
 
 
 def test_the_previous_windows_level_lags_a_step_that_the_clairvoyant_schedule_meets() -> None:
@@ -221,25 +233,6 @@ def test_no_clairvoyant_schedule_within_a_budget_beats_the_lagrangian_bound() ->
         bound = frontier.violations_at_least(p.gpu_hours)
         assert bound is not None and bound <= p.violations + 1e-6
     assert h.Frontier("constant", frontier.points).violations_at_least(1.0) is None
-
-
-def test_counted_from_a_second_a_constant_level_is_still_the_replay_of_a_controller_that_holds_it() -> None:
-    # the start-up is served as the replay serves it; only the figures leave it out
-    rng = np.random.default_rng(8)
-    arrival = np.sort(np.concatenate([rng.uniform(0, 900, 2000), rng.uniform(100, 120, 800)]))
-    requests = Requests(
-        "gen", arrival, rng.integers(500, 6000, len(arrival)).astype(float), np.full(len(arrival), 20.0)
-    )
-    model = ServiceModel(initial_nodes=1)
-    work = h.Work.of(requests, model, measure_from=300.0)
-    whole = h.Work.of(requests, model)
-    for replicas in (6, 12):
-        replayed = replay(requests, model, _Constant(replicas), measure_from=300.0)
-        violations, _ = h.fifo(work, replicas, t0=0.0)
-        assert replayed.slo_violations == violations
-        # the burst at 100 s is before the count starts
-        assert violations < h.fifo(whole, replicas, t0=0.0)[0]
-        assert replayed.gpu_hours == pytest.approx(work.gpu_seconds(replicas, 300.0, 900.0) / 3600, rel=1e-3)
 
 
 def test_counted_from_a_second_the_windows_before_it_are_left_out() -> None:
