@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from autoscaler.api.policy import NodePool, ScalingPolicy, trigger_name
+from autoscaler.core import dispersion as dsp
 from autoscaler.core import forecast as fc
 from autoscaler.core.behavior import (
     History,
@@ -62,6 +63,7 @@ from autoscaler.core.triggers import (
     Evaluate,
     Observations,
     Proposal,
+    Reading,
     TriggerRegistry,
     TriggerType,
     erlang_c_replicas,
@@ -83,6 +85,8 @@ class PolicyState(NamedTuple):
     # per trigger, when the reading last counted as a failure was read (a failure counts once per read)
     failure_reads: tuple[float | None, ...] = ()
     seasonal: fc.Seasonal | None = None  # the seasonal forecast's state, when the policy asks for one
+    # the arrivals' counts seen by the SLO trigger that measures their variability (`core.dispersion`)
+    arrivals: dsp.Dispersion | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ class CompiledPolicy:
     target: str
     triggers: tuple[Any, ...]
     lo: int  # the lowest non-zero replica count
+    # the first trigger that measures the arrivals' variability (an SLO trigger's
+    # arrivalVariabilityWindowSeconds), and over how many seconds; -1: none
+    measures: int = -1
+    memory_s: float = 0.0
 
 
 def compile_policy(policy: ScalingPolicy, registry: TriggerRegistry) -> CompiledPolicy:
@@ -171,6 +179,9 @@ def compile_policy(policy: ScalingPolicy, registry: TriggerRegistry) -> Compiled
         n for n, tt in zip(names, types, strict=True) if (n in listed if listed else tt.wakes_from_zero)
     )
     b = resolve(spec.behavior)
+    memories = [float(getattr(t, "arrival_variability_window_seconds", 0)) for t in spec.triggers]
+    measures = next((i for i, m in enumerate(memories) if m > 0), -1)
+    memory = memories[measures] if measures >= 0 else 0.0
     return CompiledPolicy(
         policy,
         names,
@@ -183,6 +194,8 @@ def compile_policy(policy: ScalingPolicy, registry: TriggerRegistry) -> Compiled
         f"{spec.target_ref.kind}/{spec.target_ref.name}",
         tuple(spec.triggers),
         max(spec.min_replicas, 1),
+        measures,
+        memory,
     )
 
 
@@ -254,6 +267,7 @@ class _Step:
     """The working values of one decision; the next PolicyState is built once, in `done`."""
 
     __slots__ = (
+        "arrivals",
         "c",
         "demand",
         "failure_reads",
@@ -296,6 +310,7 @@ class _Step:
         self.demand = state.demand
         self.level = state.level
         self.seasonal = state.seasonal
+        self.arrivals = state.arrivals
         self.node_floor = 0
 
     def done(
@@ -327,6 +342,7 @@ class _Step:
             self.level,
             self.failure_reads,
             self.seasonal,
+            self.arrivals,
         )
         return Decision(
             self.c.ident,
@@ -384,6 +400,9 @@ def decide(
     evaluators = c.evaluators
     triggers = c.triggers
     ctx = c.ctx
+    if c.measures >= 0:
+        # the SLO trigger sizes for the arrivals' variability measured up to this reading (`_arrivals`)
+        ctx = replace(ctx, arrival_variability=dsp.index(step.arrivals))
     for k, name in enumerate(c.names):
         reading = readings.get(name)
         p = evaluators[k](triggers[k], name, reading, seen, ctx, now, t)
@@ -418,6 +437,8 @@ def decide(
             active = active or p.active
             wake_failed = wake_failed or p.failed
     step.proposals = tuple(proposals)
+    if c.measures >= 0:
+        _arrivals(step, readings.get(c.names[c.measures]))
     step.failures = tuple(zip(c.names, counts, strict=True)) if failed or prior else prior
     step.failure_reads = tuple(reads) if failed or prior_reads else prior_reads
     if active or step.last_active is None:
@@ -584,6 +605,21 @@ def decide(
         floor=floor,
         nodes_for=lasting,
     )
+
+
+def _arrivals(step: _Step, reading: Reading | None) -> None:
+    """The short and long rate windows that `reading` shows, added to the arrivals' moments (once per sample:
+    a reading seen again, or an older one, changes nothing)."""
+    if reading is None or reading.value is None or reading.error is not None:
+        return
+    series = reading.series
+    short, short_s, long_s = (
+        series.get(k) for k in ("requestsPerSecondShort", "shortWindowSeconds", "windowSeconds")
+    )
+    if short is None or short_s is None or long_s is None:
+        return
+    at = reading.at if reading.at is not None else step.t
+    step.arrivals = dsp.observe(step.arrivals, short, reading.value, short_s, long_s, at, step.c.memory_s)
 
 
 def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float, float] | None]:

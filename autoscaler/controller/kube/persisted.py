@@ -1,7 +1,8 @@
 """A policy's decision state as JSON for its status (`status.state`), so that a restarted controller
 continues where the last one stopped: the stabilization history (recommendations and scale events), the last
 activity time, consecutive metric failures, the panic window, the forecast's level/trend or seasonal state
-(profiles packed in half precision) and the recent demand samples behind the percentile floor.
+(profiles packed in half precision), the recent demand samples behind the percentile floor and the arrivals'
+moments behind a measured variability.
 
 Pure: no I/O, no clock. `load` never raises: state it cannot read is dropped (with the reason), and the
 policy starts fresh — a stale or foreign status must not stop the controller.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autoscaler.core import dispersion as dsp
 from autoscaler.core import forecast as fc
 from autoscaler.core.behavior import History
 from autoscaler.core.decide import PolicyState
@@ -46,6 +48,9 @@ def dump(state: PolicyState) -> dict[str, Any]:
         out["demand"] = _pairs(state.demand.samples, 4)
     if state.seasonal is not None:
         out["seasonal"] = fc.pack(state.seasonal)  # the profiles in half precision: about 7 KB at most
+    if state.arrivals is not None:
+        a = state.arrivals
+        out["arrivals"] = [round(a.mean, 6), round(a.square, 6), round(a.weight, 6), round(a.at, 3)]
     return out
 
 
@@ -71,6 +76,7 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
         samples = tuple((float(t), float(v)) for t, v in raw.get("demand", ()))
         demand = fc.Recent(samples, tuple(sorted(v for _, v in samples if v > 0)))
         seasonal = fc.unpack(raw["seasonal"]) if "seasonal" in raw else None
+        arrivals = dsp.Dispersion(*(float(x) for x in raw["arrivals"])) if "arrivals" in raw else None
         state = PolicyState(
             history=history,
             last_active=float(raw["lastActive"]) if "lastActive" in raw else None,
@@ -79,6 +85,7 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
             holt=holt,
             demand=demand,
             seasonal=seasonal,
+            arrivals=arrivals,
         )
     except (TypeError, ValueError, KeyError) as e:
         return None, f"stored state is unreadable ({type(e).__name__}: {e})"

@@ -75,11 +75,17 @@ class SLOTrigger(TriggerBase):
     # ca², how bursty the arrivals are: the index of dispersion of request counts (variance ÷ mean) over the
     # seconds a burst lasts; 1 for Poisson arrivals (M/M/c). `tidescale policy backtest` prints the trace's.
     arrival_variability: float = Field(1.0, ge=0, le=1000)
+    # > 0: measure ca² instead, as the index of dispersion of the counts in the short rate window over about
+    # this many seconds of readings (`core.dispersion`); the stated value holds until half of it is seen
+    arrival_variability_window_seconds: int = Field(0, ge=0, le=86400)
 
-    @property
-    def variability(self) -> float:
-        """The Allen–Cunneen factor (ca² + cs²) / 2 that scales the M/M/c wait; 1 for M/M/c."""
-        return (self.arrival_variability + self.capacity.service_variability) / 2.0
+    def variability(self, measured: float | None = None) -> float:
+        """The Allen–Cunneen factor (ca² + cs²) / 2 that scales the M/M/c wait (1 for M/M/c), with the
+        measured ca² when the trigger measures it and a measurement exists, else the stated one."""
+        ca2 = self.arrival_variability
+        if measured is not None and self.arrival_variability_window_seconds:
+            ca2 = min(measured, 1000.0)
+        return (ca2 + self.capacity.service_variability) / 2.0
 
 
 # --- queries and reading ----------------------------------------------------------------------------------
@@ -122,6 +128,10 @@ def reading(spec: Any, scope: Scope, queries: Mapping[str, str], results: Mappin
         series["generatedTokensPerSecond"] = got["generatedTokensPerSecond"]
     if "waiting" in got:
         series["waiting"] = got["waiting"]
+    if spec.arrival_variability_window_seconds:
+        # the windows' lengths, so that the rates can be read as counts (`core.dispersion`)
+        series["shortWindowSeconds"] = float(short_window(spec, scope.scrape_interval_s))
+        series["windowSeconds"] = float(spec.window_seconds)
     return Reading(value=rate.value, series=series, at=rate.at)
 
 
@@ -218,7 +228,7 @@ def evaluate(
     target_s = spec.latency.target_milliseconds / 1000.0
     budget = max(0.25 * target_s, target_s - 2.0 * d.prefill_s)
     q = spec.latency.percentile / 100.0
-    k = spec.variability
+    k = spec.variability(ctx.arrival_variability)
     want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS, k)
     if d.short_load > d.load:
         # the short window sees a burst first; sizing for it is transient (dropped when the burst is)
@@ -249,12 +259,20 @@ def evaluate(
             backlog,
             spec.latency.percentile,
             spec.latency.target_milliseconds,
-            "" if k == 1.0 else f" (waits ×{k:.3g} for variability)",
+            _variability_note(spec, k, ctx.arrival_variability),
         ),
         demand=d.load,
         short_demand=d.short_load,
         sizing=(d.service_s, budget, q, k),
     )
+
+
+def _variability_note(spec: SLOTrigger, k: float, measured: float | None) -> str:
+    if k == 1.0:
+        return ""
+    if measured is not None and spec.arrival_variability_window_seconds:
+        return f" (waits ×{k:.3g} for variability, ca² measured {round(measured, 2):.3g})"
+    return f" (waits ×{k:.3g} for variability)"
 
 
 TYPE = TriggerType(

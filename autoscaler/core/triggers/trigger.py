@@ -75,6 +75,9 @@ class Context:
     up: float = 0.1
     down: float = 0.1
     lead_s: float = 60.0
+    # the arrivals' index of dispersion measured over the policy's recent readings (`core.dispersion`), for an
+    # SLO trigger that measures it; None: not measured (yet)
+    arrival_variability: float | None = None
 
     def ok(self, ratio: float) -> bool:
         return 1.0 - self.down <= ratio <= 1.0 + self.up
