@@ -233,8 +233,9 @@ class Traffic:
 # 40 req/s of 2,048 + 64 tokens at 1/(2048/8000 + 64/1500) = 3.35 req/s per replica: 11.95 replicas of work.
 # After the traffic the policy holds the level under which 75 % of the last half hour's work arrived (12–14
 # replicas: the short rate window reads 40 req/s give or take Prometheus' extrapolation); with it the SLO
-# trigger sizes 20 (G/G/c for the code trace's bursts, arrivalVariability 80, p99 ≤ 2 s; M/M/c would say 13),
-# more while a backlog drains. So the traffic stops once 15 serve it, above what is held after it.
+# trigger sizes 20 (G/G/c for the code trace's stated bursts, arrivalVariability 80, p99 ≤ 2 s, until five
+# minutes of counts are measured; M/M/c would say 13), more while a backlog drains. So the traffic stops once
+# 15 serve it, above what is held after it.
 WORK_40 = 12
 ABOVE_HELD_40 = 15
 
