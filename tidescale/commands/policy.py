@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import statistics
 import sys
@@ -516,7 +517,12 @@ def _sweep_runs(
         finally:
             quieted.setLevel(level)
         return runs
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_frontier_setup, initargs=setup) as pool:
+    # workers start from a fresh interpreter, not a fork of this one: a fork copies whatever threads this
+    # process runs (a Kafka client's, in a test session) in an unknown state, and a child crashed on it
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=spawn, initializer=_frontier_setup, initargs=setup
+    ) as pool:
         pending: set[Future[tuple[sweep.Run, float]]] = {pool.submit(_frontier_point, c, v) for c, v in tasks}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
