@@ -149,6 +149,17 @@ class Forecast(Spec):
     trend_smoothing_percent: int = Field(
         10, ge=0, le=100, description="Holt's only (seasonality none); a seasonal forecast ignores it"
     )
+    trend_window_seconds: int | None = Field(
+        None,
+        ge=80,
+        le=86400,
+        description=(
+            "seasonality none: a trend that bursts do not move, in place of Holt's smoothed one "
+            "(trendSmoothingPercent is then not used): the median of the slopes between the mean demands of "
+            "the window's 8 blocks (Theil–Sen), given once half of them are seen; a seasonal forecast "
+            "ignores it"
+        ),
+    )
     band_sigmas_percent: int = Field(
         0,
         ge=0,

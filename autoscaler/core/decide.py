@@ -87,6 +87,7 @@ class PolicyState(NamedTuple):
     seasonal: fc.Seasonal | None = None  # the seasonal forecast's state, when the policy asks for one
     # the arrivals' counts seen by the SLO trigger that measures their variability (`core.dispersion`)
     arrivals: dsp.Dispersion | None = None
+    slope: fc.Slope | None = None  # the burst-robust trend's state, when the forecast asks for one
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ class _Step:
         "proposals",
         "seasonal",
         "seen",
+        "slope",
         "t",
     )
 
@@ -311,6 +313,7 @@ class _Step:
         self.level = state.level
         self.seasonal = state.seasonal
         self.arrivals = state.arrivals
+        self.slope = state.slope
         self.node_floor = 0
 
     def done(
@@ -343,6 +346,7 @@ class _Step:
             self.failure_reads,
             self.seasonal,
             self.arrivals,
+            self.slope,
         )
         return Decision(
             self.c.ident,
@@ -666,12 +670,21 @@ def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]
     t = step.t
     horizon = fspec.horizon_seconds if fspec.horizon_seconds is not None else spec.lead.model_start_seconds
     seasonality = fspec.seasonality
+    window = fspec.trend_window_seconds if seasonality == "none" else None
+    if window is None:
+        step.slope = None  # a robust trend the spec no longer asks for is not carried (nor stored)
     if seasonality == "none":
-        step.holt = fc.update(
-            step.holt, demand, t, fspec.level_smoothing_percent / 100.0, fspec.trend_smoothing_percent / 100.0
-        )
-        predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
-        how = ""
+        alpha = fspec.level_smoothing_percent / 100.0
+        if window is None:
+            step.holt = fc.update(step.holt, demand, t, alpha, fspec.trend_smoothing_percent / 100.0)
+            predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0)
+            how = ""
+        else:
+            # Holt keeps the level (and its error band); the trend is the window's Theil–Sen slope
+            step.holt = fc.update(step.holt, demand, t, alpha, 0.0)
+            step.slope = fc.slope_update(step.slope, demand, t, window / fc.TREND_BLOCKS)
+            predicted = fc.predict(step.holt, horizon, fspec.band_sigmas_percent / 100.0, step.slope.trend)
+            how = f" (trend over {window} s)"
     else:
         s = step.seasonal
         if s is None or not fc.seasonal_fits(s, seasonality):  # none yet, or the spec changed its seasons
@@ -702,11 +715,14 @@ def _floor(step: _Step, hi: int) -> tuple[int, float | None, tuple[object, ...]]
     floor = _ceil(step.level)
     if predicted > demand:  # at or below today's demand the trigger's own proposal already covers it
         floor = max(floor, _replicas_for(predicted, model, spec.max_replicas))
-    args = (predicted, horizon, how, fspec.history_percentile, fspec.history_seconds, step.level)
-    return min(hi, floor), predicted, args
+    recent: object = ""
+    if fspec.history_seconds:
+        recent = Text(_RECENT_REASON, (fspec.history_percentile, fspec.history_seconds, step.level))
+    return min(hi, floor), predicted, (predicted, horizon, how, recent)
 
 
-_FLOOR_REASON = "{:.1f} replicas of work forecast in {} s{}, p{} of the last {} s at {:.1f}"
+_FLOOR_REASON = "{:.1f} replicas of work forecast in {} s{}{}"
+_RECENT_REASON = ", p{} of the last {} s at {:.1f}"
 
 
 def _node_changes(

@@ -1,6 +1,6 @@
-"""Online demand forecasting from past samples only: Holt's linear trend with an error band, a seasonal
-ensemble that learns the day's and the week's profile of demand, and a bounded history of recent demand for
-percentile floors.
+"""Online demand forecasting from past samples only: Holt's linear trend with an error band, a trend that
+bursts do not move (Theil–Sen over the means of a window's blocks), a seasonal ensemble that learns the day's
+and the week's profile of demand, and a bounded history of recent demand for percentile floors.
 
 Samples arrive at irregular times (one per decision), so the smoothing works per elapsed second. Holt's
 forecast at horizon h is `level + trend·h + k·σ`, never below zero; the trend only ever pushes a forecast up
@@ -49,12 +49,70 @@ def update(state: Holt | None, value: float, now: float, alpha: float, beta: flo
     return Holt(level, trend, variance, now)
 
 
-def predict(state: Holt | None, horizon_s: float, sigmas: float) -> float:
-    """Demand expected `horizon_s` ahead, plus `sigmas` standard errors; 0 before the first sample."""
+def predict(state: Holt | None, horizon_s: float, sigmas: float, trend: float | None = None) -> float:
+    """Demand expected `horizon_s` ahead, plus `sigmas` standard errors; 0 before the first sample. `trend`
+    (per second), when given, replaces Holt's own (a `Slope`'s)."""
     if state is None:
         return 0.0
-    ahead = state.level + max(0.0, state.trend) * horizon_s
+    ahead = state.level + max(0.0, state.trend if trend is None else trend) * horizon_s
     return max(0.0, ahead + sigmas * math.sqrt(max(0.0, state.variance)))
+
+
+# --- a trend that bursts do not move ------------------------------------------------------------------------
+#
+# Holt's trend follows every rise of its input: fed a one-minute rate, it reads each burst that enters the
+# window as a rise that lasts, and extrapolated one model start ahead it asks for the burst again after it is
+# over. A ramp (a daily cycle's morning) differs from a burst in lasting: its rise shows between any two
+# minutes of the window, a burst's only between the minutes around it. So the robust trend is Theil–Sen's:
+# the median of the slopes between every pair of the mean demands of the window's TREND_BLOCKS blocks. A burst
+# in one block moves the slopes of 7 pairs of 28 (a quarter), and not the median; a ramp moves them all.
+
+TREND_BLOCKS = 8  # blocks in the window: 28 pairs
+MIN_TREND_BLOCKS = 4  # closed blocks before a trend is given (6 pairs)
+
+
+class Slope(NamedTuple):
+    """The robust trend's state: the block being filled (its start and ∫ demand dt so far), the last sample
+    (held until the next), the means of the last TREND_BLOCKS closed blocks (oldest first) and the trend
+    through them (per second)."""
+
+    start: float
+    at: float
+    value: float
+    area: float = 0.0
+    means: tuple[float, ...] = ()
+    trend: float = 0.0
+
+
+def theil_sen(means: tuple[float, ...], spacing_s: float) -> float:
+    """The median of the slopes (per second) between every pair of `means`, `spacing_s` apart in time; 0 with
+    fewer than MIN_TREND_BLOCKS."""
+    n = len(means)
+    if n < MIN_TREND_BLOCKS:
+        return 0.0
+    slopes = sorted((means[j] - means[i]) / ((j - i) * spacing_s) for i in range(n) for j in range(i + 1, n))
+    mid = len(slopes) // 2
+    return slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2.0
+
+
+def slope_update(state: Slope | None, value: float, now: float, block_s: float) -> Slope:
+    """The state after observing `value` at `now`: the last sample's value holds until now (time-weighted),
+    blocks that end by now close, and the trend is recomputed when one does. A gap longer than the window
+    starts afresh (what came before it says nothing about the trend now)."""
+    if state is None or now - state.at > TREND_BLOCKS * block_s:
+        return Slope(now, now, value)
+    if now <= state.at:
+        return state
+    start, at, area, means, v = state.start, state.at, state.area, state.means, state.value
+    closed = False
+    while now >= start + block_s:
+        end = start + block_s
+        means = (*means, (area + v * (end - at)) / block_s)[-TREND_BLOCKS:]
+        start = at = end
+        area = 0.0
+        closed = True
+    area += v * (now - at)
+    return Slope(start, now, value, area, means, theil_sen(means, block_s) if closed else state.trend)
 
 
 def remember(

@@ -2,7 +2,7 @@
 continues where the last one stopped: the stabilization history (recommendations and scale events), the last
 activity time, consecutive metric failures, the panic window, the forecast's level/trend or seasonal state
 (profiles packed in half precision), the recent demand samples behind the percentile floor and the arrivals'
-moments behind a measured variability.
+moments behind a measured variability, and the robust trend's blocks.
 
 Pure: no I/O, no clock. `load` never raises: state it cannot read is dropped (with the reason), and the
 policy starts fresh — a stale or foreign status must not stop the controller.
@@ -51,6 +51,13 @@ def dump(state: PolicyState) -> dict[str, Any]:
     if state.arrivals is not None:
         a = state.arrivals
         out["arrivals"] = [round(a.mean, 6), round(a.square, 6), round(a.weight, 6), round(a.at, 3)]
+    if state.slope is not None:
+        sl = state.slope
+        out["slope"] = {
+            "block": [round(sl.start, 3), round(sl.at, 3), round(sl.value, 6), round(sl.area, 6)],
+            "means": [round(m, 6) for m in sl.means],
+            "trend": round(sl.trend, 9),
+        }
     return out
 
 
@@ -77,6 +84,12 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
         demand = fc.Recent(samples, tuple(sorted(v for _, v in samples if v > 0)))
         seasonal = fc.unpack(raw["seasonal"]) if "seasonal" in raw else None
         arrivals = dsp.Dispersion(*(float(x) for x in raw["arrivals"])) if "arrivals" in raw else None
+        slope = None
+        if "slope" in raw:
+            sl = raw["slope"]
+            start, at, value, area = (float(x) for x in sl["block"])
+            means = tuple(float(m) for m in sl["means"])
+            slope = fc.Slope(start, at, value, area, means, float(sl["trend"]))
         state = PolicyState(
             history=history,
             last_active=float(raw["lastActive"]) if "lastActive" in raw else None,
@@ -86,6 +99,7 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
             demand=demand,
             seasonal=seasonal,
             arrivals=arrivals,
+            slope=slope,
         )
     except (TypeError, ValueError, KeyError) as e:
         return None, f"stored state is unreadable ({type(e).__name__}: {e})"

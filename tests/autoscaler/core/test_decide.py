@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 
 from autoscaler.api.policy import ScalingPolicy
+from autoscaler.controller.kube import persisted
 from autoscaler.core.decide import Decision, NodeView, PolicyState, pool_nodes
 from autoscaler.core.events import record, render
 from autoscaler.core.nodepool import replica_pods, template_node
@@ -381,6 +382,37 @@ def test_the_forecast_keeps_the_level_recent_work_arrived_at() -> None:
     assert ds[-1].floor >= 11  # 40 req/s × 275 ms = 11 replicas of work, seen within the last 10 min
     assert ds[-1].desired >= 11
     assert "p90 of the last 600 s" in ds[-1].reason
+
+
+def test_a_robust_trend_scales_ahead_of_a_ramp_and_not_after_a_burst() -> None:
+    p = a_policy(
+        max_replicas=200,
+        triggers=[slo_trigger(2000)],
+        forecast={"historySeconds": 0, "trendSmoothingPercent": 0, "trendWindowSeconds": 480},
+        lead={"modelStartSeconds": 120},
+    )
+    ramp = run(p, [(float(t), seen(10, ttft=rates(10.0 + 0.1 * t, at_s=t))) for t in range(0, 600, 6)])
+    last = ramp[-1]
+    assert last.forecast is not None
+    # 70 req/s now and +0.1 req/s each second: 12 more expected one model start ahead (× 275 ms of work each)
+    assert last.forecast == pytest.approx((70.0 + 0.1 * 120) * 0.275, rel=0.05)
+    assert "22.3 replicas of work forecast in 120 s (trend over 480 s):" in last.reason
+    assert last.state.slope is not None
+    back, why = persisted.load(json.loads(json.dumps(persisted.dump(last.state))))
+    assert why == "restored" and back is not None and back.slope is not None
+    assert list(back.slope) == [pytest.approx(x) for x in last.state.slope]
+
+    rps = [40.0 if 300 <= t < 330 else 10.0 for t in range(0, 600, 6)]
+    burst = run(p, [(6.0 * i, seen(10, ttft=rates(r, at_s=6 * i))) for i, r in enumerate(rps)])
+    after = burst[-1]
+    assert after.state.slope is not None and after.state.slope.trend == pytest.approx(0.0, abs=1e-9)
+    assert after.forecast == pytest.approx(10.0 * 0.275, rel=0.05)
+
+
+def test_a_forecast_without_a_trend_window_keeps_no_robust_trend() -> None:
+    p = a_policy(triggers=[slo_trigger(2000)], forecast={"historySeconds": 0})
+    ds = run(p, [(float(t), seen(10, ttft=rates(10.0 + t, at_s=t))) for t in range(0, 60, 6)])
+    assert ds[-1].state.slope is None and ds[-1].state.holt is not None
 
 
 def test_the_state_is_a_value_and_the_decision_is_pure() -> None:
