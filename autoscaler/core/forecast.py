@@ -72,10 +72,11 @@ MIN_TREND_BLOCKS = 4  # closed blocks before a trend is given (6 pairs)
 
 
 class Slope(NamedTuple):
-    """The robust trend's state: the block being filled (its start and ∫ demand dt so far), the last sample
-    (held until the next), the means of the last TREND_BLOCKS closed blocks (oldest first) and the trend
-    through them (per second)."""
+    """The robust trend's state: the blocks' length, the block being filled (its start and ∫ demand dt so
+    far), the last sample (held until the next), the means of the last TREND_BLOCKS closed blocks (oldest
+    first) and the trend through them (per second)."""
 
+    block_s: float
     start: float
     at: float
     value: float
@@ -98,9 +99,10 @@ def theil_sen(means: tuple[float, ...], spacing_s: float) -> float:
 def slope_update(state: Slope | None, value: float, now: float, block_s: float) -> Slope:
     """The state after observing `value` at `now`: the last sample's value holds until now (time-weighted),
     blocks that end by now close, and the trend is recomputed when one does. A gap longer than the window
-    starts afresh (what came before it says nothing about the trend now)."""
-    if state is None or now - state.at > TREND_BLOCKS * block_s:
-        return Slope(now, now, value)
+    starts afresh (what came before it says nothing about the trend now), and so do blocks of another length
+    (the spec changed its window)."""
+    if state is None or now - state.at > TREND_BLOCKS * block_s or state.block_s != block_s:
+        return Slope(block_s, now, now, value)
     if now <= state.at:
         return state
     start, at, area, means, v = state.start, state.at, state.area, state.means, state.value
@@ -112,7 +114,8 @@ def slope_update(state: Slope | None, value: float, now: float, block_s: float) 
         area = 0.0
         closed = True
     area += v * (now - at)
-    return Slope(start, now, value, area, means, theil_sen(means, block_s) if closed else state.trend)
+    trend = theil_sen(means, block_s) if closed else state.trend
+    return Slope(block_s, start, now, value, area, means, trend)
 
 
 def remember(

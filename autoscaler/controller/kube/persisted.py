@@ -54,7 +54,7 @@ def dump(state: PolicyState) -> dict[str, Any]:
     if state.slope is not None:
         sl = state.slope
         out["slope"] = {
-            "block": [round(sl.start, 3), round(sl.at, 3), round(sl.value, 6), round(sl.area, 6)],
+            "block": [sl.block_s, round(sl.start, 3), round(sl.at, 3), round(sl.value, 6), round(sl.area, 6)],
             "means": [round(m, 6) for m in sl.means],
             "trend": round(sl.trend, 9),
         }
@@ -87,9 +87,9 @@ def load(raw: Any) -> tuple[PolicyState | None, str]:
         slope = None
         if "slope" in raw:
             sl = raw["slope"]
-            start, at, value, area = (float(x) for x in sl["block"])
+            block_s, start, at, value, area = (float(x) for x in sl["block"])
             means = tuple(float(m) for m in sl["means"])
-            slope = fc.Slope(start, at, value, area, means, float(sl["trend"]))
+            slope = fc.Slope(block_s, start, at, value, area, means, float(sl["trend"]))
         state = PolicyState(
             history=history,
             last_active=float(raw["lastActive"]) if "lastActive" in raw else None,

@@ -87,6 +87,8 @@ def test_the_robust_trend_needs_half_the_window_and_starts_afresh_after_a_gap() 
     assert state.trend > 0
     after = slope_update(state, 5.0, state.at + TREND_BLOCKS * 60.0 + 1, 60.0)
     assert (after.means, after.trend) == ((), 0.0)
+    resized = slope_update(state, 5.0, state.at + 1, 120.0)  # the spec's window doubled
+    assert (resized.block_s, resized.means, resized.trend) == (120.0, (), 0.0)
 
 
 def test_the_robust_trend_weighs_time_not_samples() -> None:
