@@ -3,7 +3,8 @@ recent-past level it replaces.
 
 The trace is replayed as the controller sees it: a decision every `step_s` seconds reads the request rate over
 the trailing `window_s` seconds (as a `rate(…[1m])` query does) and feeds it to the shipped forecasters —
-`autoscaler.core.forecast`'s seasonal ensemble and Holt's linear trend (the forecast without seasonality). For
+`autoscaler.core.forecast`'s seasonal ensemble, Holt's linear trend (the forecast without seasonality) and
+the level with the robust trend (`trendWindowSeconds`: Theil–Sen over the window's blocks). For
 each 5-minute bucket of the clock, the forecast is the one made at the last decision at least `horizon_s`
 before the bucket starts, times 300 s; the recent-past level is the mean of the same signal over the 300 s
 before that decision, times 300 s — what a controller without a forecast holds, from the same readings.
@@ -38,6 +39,7 @@ HOLT_ALPHA, HOLT_BETA = (
     0.3,
     0.1,
 )  # the Forecast model's defaults (levelSmoothingPercent, trendSmoothingPercent)
+TREND_WINDOW_S = 480  # the robust trend's window when the policy names none (the LLM example's)
 # the timestamp column of the trace formats read here: GenTD26 (gmt_create) and the Azure LLM request log
 TIME_COLUMNS = ("gmt_create", "timestamp")
 
@@ -62,6 +64,8 @@ class ForecastError:
     forecaster: Errors  # the seasonal ensemble
     level: Errors  # the recent-past level: the last 300 s's count
     holt: Errors  # Holt's linear trend on the same rate signal
+    robust: Errors  # the level with the robust trend (Theil–Sen over `trend_window_s`)
+    trend_window_s: float = TREND_WINDOW_S
 
     def render(self) -> dict[str, object]:
         return {
@@ -73,13 +77,16 @@ class ForecastError:
             "forecaster": self.forecaster.render(),
             "recent_level": self.level.render(),
             "holt": self.holt.render(),
+            "robust_trend": {**self.robust.render(), "window_seconds": self.trend_window_s},
         }
 
     def describe(self) -> str:
         return (
             f"forecast ({self.seasonality}, {self.horizon_s:g} s ahead) on {self.busy_buckets} busy 5-minute "
             f"buckets: MAPE {self.forecaster.mape:.1%} (WAPE {self.forecaster.wape:.1%}); recent-past level "
-            f"{self.level.mape:.1%} ({self.level.wape:.1%}); Holt {self.holt.mape:.1%} ({self.holt.wape:.1%})"
+            f"{self.level.mape:.1%} ({self.level.wape:.1%}); Holt {self.holt.mape:.1%} "
+            f"({self.holt.wape:.1%}); robust trend over {self.trend_window_s:g} s {self.robust.mape:.1%} "
+            f"({self.robust.wape:.1%})"
         )
 
 
@@ -97,6 +104,7 @@ def forecast_error(
     seasonality: str = "auto",
     step_s: float = 15.0,
     window_s: float = 60.0,
+    trend_window_s: float = TREND_WINDOW_S,
 ) -> ForecastError:
     """The errors on `arrivals` (epoch seconds, sorted; the clock's buckets and days are theirs) of the
     forecasts made `horizon_s` ahead."""
@@ -127,10 +135,15 @@ def forecast_error(
             forecasts[k] = bucket
     seasonal = fc.seasonal_start(seasonality)
     holt: fc.Holt | None = None
-    rows: list[tuple[int, float, float, float]] = []
+    flat: fc.Holt | None = None  # the level the robust trend extrapolates (Holt's, with no trend of its own)
+    slope: fc.Slope | None = None
+    block_s = trend_window_s / fc.TREND_BLOCKS
+    rows: list[tuple[int, float, float, float, float]] = []
     for k, (now, r) in enumerate(zip(times.tolist(), rate.tolist(), strict=True)):
         seasonal = fc.observe(seasonal, r, now)
         holt = fc.update(holt, r, now, HOLT_ALPHA, HOLT_BETA)
+        flat = fc.update(flat, r, now, HOLT_ALPHA, 0.0)
+        slope = fc.slope_update(slope, r, now, block_s)
         target = forecasts.get(k)
         if target is not None:
             ahead = target * BUCKET_S - now
@@ -140,6 +153,7 @@ def forecast_error(
                     fc.seasonal_predict(seasonal, now, ahead) * BUCKET_S,
                     float(recent[k]),
                     fc.predict(holt, ahead, 0.0) * BUCKET_S,
+                    fc.predict(flat, ahead, 0.0, slope.trend) * BUCKET_S,
                 )
             )
     if not rows:
@@ -155,17 +169,25 @@ def forecast_error(
         _errors(columns[:, 0], actual),
         _errors(columns[:, 1], actual),
         _errors(columns[:, 2], actual),
+        _errors(columns[:, 3], actual),
+        trend_window_s,
     )
 
 
 def for_policy(policy: ScalingPolicy, arrivals: npt.NDArray[np.float64]) -> ForecastError | None:
     """The errors one model start ahead (the policy's `lead.modelStartSeconds`) of the policy's seasonal
-    forecast — `auto` when it has none, to show what one would do — on `arrivals` (epoch seconds); None when
-    the trace is too short to score one bucket."""
+    forecast — `auto` when it has none, to show what one would do — and of the robust trend over the
+    policy's `trendWindowSeconds` (TREND_WINDOW_S when it names none) on `arrivals` (epoch seconds); None
+    when the trace is too short to score one bucket."""
     f = policy.spec.forecast
     seasonality = f.seasonality if f is not None and f.seasonality != "none" else "auto"
+    window = (
+        f.trend_window_seconds if f is not None and f.trend_window_seconds is not None else TREND_WINDOW_S
+    )
     try:
-        return forecast_error(arrivals, float(policy.spec.lead.model_start_seconds), seasonality)
+        return forecast_error(
+            arrivals, float(policy.spec.lead.model_start_seconds), seasonality, trend_window_s=window
+        )
     except ValueError:
         return None
 
@@ -200,11 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("traces", type=Path, nargs="+", metavar="TRACE", help="GenTD26 or Azure LLM request logs")
     p.add_argument("--horizon", type=float, default=60.0, help="seconds ahead: one model start (default 60)")
     p.add_argument("--seasonality", default="auto", choices=fc.SEASONALITIES[1:])
+    p.add_argument(
+        "--trend-window",
+        type=float,
+        default=TREND_WINDOW_S,
+        help=f"the robust trend's window (default {TREND_WINDOW_S})",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per trace")
     args = p.parse_args(argv)
     for path in args.traces:
         try:
-            err = forecast_error(read_arrivals(path), args.horizon, args.seasonality)
+            err = forecast_error(
+                read_arrivals(path), args.horizon, args.seasonality, trend_window_s=args.trend_window
+            )
         except (InvalidSpec, ValueError) as e:
             print(f"{path}: {e}")
             return 2

@@ -62,6 +62,10 @@ def test_on_a_daily_cycle_the_seasonal_forecast_beats_the_recent_level_one_model
     assert err.forecaster.mape < 0.9 * err.level.mape, err.render()
     assert err.forecaster.mape < err.holt.mape
     assert err.forecaster.wape < err.level.wape
+    # Holt's trend chases the noise of the one-minute rate; the robust trend's median slope does not
+    assert err.robust.mape < 0.6 * err.holt.mape, err.render()
+    far = forecast_error(daily_arrivals(4), 600.0, "daily")
+    assert far.robust.mape < 0.2 * far.holt.mape, far.render()
 
 
 def test_without_a_whole_season_the_forecast_is_the_level() -> None:
