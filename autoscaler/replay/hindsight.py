@@ -1,7 +1,7 @@
 """What an autoscaler could have done on a trace, knowing it: the hindsight frontier of GPU-hours against SLO
 violations of capacity schedules chosen in hindsight, to place real controllers against.
 
-Three families, on the replay's service model (a c-server FIFO; latency = wait + prompt ÷ prefill):
+Four families, on the replay's service model (a c-server FIFO; latency = wait + prompt ÷ prefill):
 
 - **constant**: c replicas the whole time, every c — the best an autoscaler that cannot tell one minute from
   the next can do, with the level picked in hindsight. Exact (one FIFO over the whole trace).
@@ -11,6 +11,10 @@ Three families, on the replay's service model (a c-server FIFO; latency = wait +
   minimises GPU-seconds + λ·violations over the levels, and a bisection on λ finds the schedule with the
   fewest violations within a GPU-hour budget. W = 60 s is a controller that knows each coming minute one model
   start ahead; larger W know less about when inside the window the load comes.
+- **clairvoyant-W served**: the same schedules served whole, one FIFO carrying its backlog from window to
+  window — real schedules counted exactly, so points a clairvoyant controller could reach. Where the two
+  differ much, forgetting the backlog is what the clairvoyant-W figures buy (long requests near full
+  utilisation: a window that starts empty can run at its load's level).
 - **reachable by reaction**: for a constant level, the share of its violations that arrive at least one model
   start (plus the detection delay) after their congestion episode began — the only ones a replica started when
   the episode began could still have served. Near zero means no reactive controller can lower violations
@@ -58,7 +62,7 @@ class Point:
 
 @dataclass(frozen=True)
 class Frontier:
-    family: str  # "constant", "clairvoyant-<W>s" or "previous-<W>s"
+    family: str  # "constant", "clairvoyant-<W>s", "clairvoyant-<W>s-served" or "previous-<W>s"
     points: tuple[Point, ...]  # by GPU-hours, each with fewer violations than the one before
     # (λ, the schedule minimising GPU-seconds + λ·violations) for the families searched that way
     optima: tuple[tuple[float, Point], ...] = ()
@@ -303,25 +307,35 @@ def _point(
     )
 
 
-def clairvoyant(
+class Searched(NamedTuple):
+    """The schedules a λ search found: (λ, point, level index per window) by λ, and which of them to serve
+    whole (`served`): the grid's and, per budget, the one found within it."""
+
+    optima: tuple[tuple[float, Point, npt.NDArray[np.int64]], ...]
+    kept: frozenset[float]
+
+
+def search(
     work: Work,
     window_s: float,
     levels: npt.NDArray[np.int64],
     budgets: Sequence[float] = (),
     windows: Windows | None = None,
-) -> Frontier:
-    """The clairvoyant-W frontier: schedules for λ on a geometric grid, plus for each GPU-hour budget the
-    schedule that bisection on λ finds just within it."""
+) -> Searched:
+    """Schedules for λ on a geometric grid, plus for each GPU-hour budget the schedule that bisection on λ
+    finds just within it."""
     cost, gpu = windows or Windows.of(work, window_s, levels)
     start = work.start_s * work.gpus_per_replica
-    memo: dict[float, Point] = {}
+    memo: dict[float, tuple[Point, npt.NDArray[np.int64]]] = {}
 
     def at(lam: float) -> Point:
         if lam not in memo:
-            memo[lam] = _point(work, cost, gpu, levels, schedule(cost, gpu, levels, start, lam), window_s)
-        return memo[lam]
+            path = schedule(cost, gpu, levels, start, lam)
+            memo[lam] = (_point(work, cost, gpu, levels, path, window_s), path)
+        return memo[lam][0]
 
     grid = [2.0**k for k in range(-6, 14)]
+    kept = set(grid)
     for lam in grid:
         at(lam)
     for budget in budgets:
@@ -334,8 +348,79 @@ def clairvoyant(
                 lo = mid
             else:
                 hi = mid
-    optima = tuple(sorted(memo.items()))
+        if lo in memo:
+            kept.add(lo)
+    return Searched(tuple((lam, p, path) for lam, (p, path) in sorted(memo.items())), frozenset(kept))
+
+
+def clairvoyant(
+    work: Work,
+    window_s: float,
+    levels: npt.NDArray[np.int64],
+    budgets: Sequence[float] = (),
+    windows: Windows | None = None,
+    searched: Searched | None = None,
+) -> Frontier:
+    """The clairvoyant-W frontier as the windows count it (each window starting empty): schedules for λ on a
+    geometric grid, plus for each GPU-hour budget the schedule that bisection on λ finds just within it."""
+    found = searched or search(work, window_s, levels, budgets, windows)
+    optima = tuple((lam, p) for lam, p, _ in found.optima)
     return Frontier(f"clairvoyant-{window_s:g}s", _pareto([p for _, p in optima]), optima)
+
+
+def served(work: Work, window_s: float, chosen: npt.NDArray[np.int64]) -> int:
+    """Violations of a schedule — `chosen[i]` replicas in the i-th counted window (`window_bounds`) — served
+    as one FIFO from the first counted window's start: a backlog is carried from window to window, as a
+    controller holding these levels would carry it. A window's new replicas serve from its start (the
+    schedule started them a model start before, and pays for it), or once the replay's start-up allows
+    (`Work.ready_at`); a window with fewer replicas retires those free soonest (a busy one finishes its
+    request first). Requests still waiting when no replica is left violate."""
+    bounds = window_bounds(work, window_s)
+    if len(chosen) != len(bounds):
+        raise ValueError(f"a schedule of {len(chosen)} levels for {len(bounds)} windows of {window_s:g} s")
+    begin0 = bounds[0][0]
+    lo = int(np.searchsorted(work.arrival, begin0, side="left"))
+    c = int(chosen[0])
+    free = work.ready_at(c, begin0)  # ascending: a heap as it is
+    edges = [b[0] for b in bounds[1:]]
+    arrivals = work.arrival[lo:].tolist()
+    services = work.service[lo:].tolist()
+    prefills = work.prefill[lo:].tolist()
+    slo, counted = work.slo_s, work.measure_from
+    violations = 0
+    nxt = 0
+    for a, busy, first in zip(arrivals, services, prefills, strict=True):
+        while True:  # the windows that start before this request would: their levels first
+            start = max(a, free[0]) if free else math.inf
+            if nxt == len(edges) or edges[nxt] > start:
+                break
+            edge, want = edges[nxt], int(chosen[nxt + 1])
+            nxt += 1
+            if want > c:
+                for t in work.ready_at(want, edge)[c:]:
+                    heapq.heappush(free, t)
+            else:
+                for _ in range(c - want):
+                    heapq.heappop(free)
+            c = want
+        if start - a + first > slo and a >= counted:
+            violations += 1
+        if free:
+            heapq.heapreplace(free, start + busy)
+    return violations
+
+
+def clairvoyant_served(
+    work: Work, window_s: float, levels: npt.NDArray[np.int64], searched: Searched
+) -> Frontier:
+    """The clairvoyant-W schedules the search kept, each served whole (`served`): what knowing each coming
+    window buys once a backlog is not forgotten at a window's edge. Where the windows' count is far below
+    this, the clairvoyant-W frontier is flattered by forgetting."""
+    points = []
+    for lam, p, path in searched.optima:
+        if lam in searched.kept:
+            points.append(Point(p.gpu_hours, served(work, window_s, levels[path]), p.mean_replicas, p.starts))
+    return Frontier(f"clairvoyant-{window_s:g}s-served", _pareto(points))
 
 
 def previous(
@@ -461,7 +546,12 @@ def report(
     families: list[Frontier] = [const]
     for w in windows:
         matrices = Windows.of(work, w, levels)
-        families += [clairvoyant(work, w, levels, budgets, matrices), previous(work, w, levels, matrices)]
+        found = search(work, w, levels, budgets, matrices)
+        families += [
+            clairvoyant(work, w, levels, searched=found),
+            clairvoyant_served(work, w, levels, found),
+            previous(work, w, levels, matrices),
+        ]
     frontiers = tuple(families)
     reaction = tuple((c, *seen[c]) for c in near)
     return Report(work.replicas_of_work(), frontiers, tuple(references), reaction, work.measure_from)

@@ -153,7 +153,7 @@ def test_hindsight_places_the_policy_and_the_baselines_against_the_frontiers(
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["policy"] for r in out["references"]] == ["tidescale", "hpa", "keda", "kpa", "hpa ×0.8"]
-    assert set(out["frontiers"]) == {"constant", "clairvoyant-60s", "previous-60s"}
+    assert set(out["frontiers"]) == {"constant", "clairvoyant-60s", "clairvoyant-60s-served", "previous-60s"}
     hpa = out["references"][1]
     for best in hpa["fewest_violations_within"].values():
         assert best is None or best["gpu_hours"] <= hpa["gpu_hours"] + 1e-9

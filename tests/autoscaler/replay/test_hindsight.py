@@ -89,6 +89,45 @@ def test_a_clairvoyant_schedule_holds_burst_capacity_only_around_the_bursts() ->
     assert best.starts > 0
 
 
+def test_a_schedule_served_whole_at_one_level_is_the_fifo_at_that_level() -> None:
+    work = burst_every_ten_minutes()
+    n_windows = len(h.window_bounds(work, 60.0))
+    for c in (3, 8, 20):
+        assert h.served(work, 60.0, np.full(n_windows, c)) == h.fifo(work, c, t0=0.0)[0]
+
+
+def test_served_whole_a_backlog_is_carried_into_the_next_window_where_the_windows_forget_it() -> None:
+    # ten 5-second requests at 50 s on one replica: the queue runs to 100 s, past the window's end at 60 s
+    work = a_work([50.0] * 10 + [61.0], service=5.0, duration=119.0)
+    levels = np.array([0, 1], dtype=np.int64)
+    windows = h.Windows.of(work, 60.0, levels)
+    assert windows.violations[:, 1].tolist() == [9.0, 0.0]  # the window from 60 s starts empty
+    assert h.served(work, 60.0, np.array([1, 1])) == 10  # the request at 61 s waits behind the backlog
+
+
+def test_served_whole_a_lower_level_retires_the_idle_replica_not_the_busy_one() -> None:
+    work = a_work([0.0, 61.0], service=100.0, duration=119.0)
+    assert h.served(work, 60.0, np.array([2, 2])) == 0
+    # at 60 s one of two goes: the idle one; the request at 61 s waits for the other until 100 s
+    assert h.served(work, 60.0, np.array([2, 1])) == 1
+    # none left: the request never starts
+    assert h.served(work, 60.0, np.array([2, 0])) == 1
+    # none at first, one from the second window: the first request starts at 60 s
+    assert h.served(work, 60.0, np.array([0, 1])) == 2
+
+
+def test_the_served_frontier_is_never_below_the_windows_count_of_the_same_schedules() -> None:
+    work = a_work(sorted([float(t) for t in range(0, 1200, 3)] + [300 + i / 4 for i in range(200)]), 8.0)
+    levels = h.levels_for(work)
+    found = h.search(work, 60.0, levels, budgets=[0.5])
+    windowed = {p.gpu_hours: p.violations for _, p, _ in found.optima}
+    served = h.clairvoyant_served(work, 60.0, levels, found)
+    assert served.points and served.family == "clairvoyant-60s-served"
+    for p in served.points:
+        assert p.violations >= windowed[p.gpu_hours]
+    assert any(p.violations > windowed[p.gpu_hours] for p in served.points)
+
+
 def test_frontiers_trade_gpu_hours_for_violations_monotonically() -> None:
     work = burst_every_ten_minutes()
     for frontier in (h.clairvoyant(work, w, h.levels_for(work)) for w in (60.0, 300.0)):
@@ -117,8 +156,10 @@ def test_the_report_places_each_reference_against_every_family() -> None:
     assert [f.family for f in rep.frontiers] == [
         "constant",
         "clairvoyant-60s",
+        "clairvoyant-60s-served",
         "previous-60s",
         "clairvoyant-300s",
+        "clairvoyant-300s-served",
         "previous-300s",
     ]
     assert [r.policy for r in rep.references] == ["hpa", "hpa ×0.8"]
