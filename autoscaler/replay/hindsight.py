@@ -375,6 +375,12 @@ def served(work: Work, window_s: float, chosen: npt.NDArray[np.int64]) -> int:
     schedule started them a model start before, and pays for it), or once the replay's start-up allows
     (`Work.ready_at`); a window with fewer replicas retires those free soonest (a busy one finishes its
     request first). Requests still waiting when no replica is left violate."""
+    return int(served_by_window(work, window_s, chosen).sum())
+
+
+def served_by_window(work: Work, window_s: float, chosen: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """`served`'s violations per counted window, by the window each request arrived in (where a schedule
+    that carries a backlog pays for it: a repair raises those windows' levels)."""
     bounds = window_bounds(work, window_s)
     if len(chosen) != len(bounds):
         raise ValueError(f"a schedule of {len(chosen)} levels for {len(bounds)} windows of {window_s:g} s")
@@ -387,8 +393,9 @@ def served(work: Work, window_s: float, chosen: npt.NDArray[np.int64]) -> int:
     services = work.service[lo:].tolist()
     prefills = work.prefill[lo:].tolist()
     slo, counted = work.slo_s, work.measure_from
-    violations = 0
+    violations = [0] * len(bounds)
     nxt = 0
+    last = len(bounds) - 1
     for a, busy, first in zip(arrivals, services, prefills, strict=True):
         while True:  # the windows that start before this request would: their levels first
             start = max(a, free[0]) if free else math.inf
@@ -404,10 +411,10 @@ def served(work: Work, window_s: float, chosen: npt.NDArray[np.int64]) -> int:
                     heapq.heappop(free)
             c = want
         if start - a + first > slo and a >= counted:
-            violations += 1
+            violations[min(last, int((a - begin0) // window_s))] += 1
         if free:
             heapq.heapreplace(free, start + busy)
-    return violations
+    return np.array(violations, dtype=np.int64)
 
 
 def clairvoyant_served(

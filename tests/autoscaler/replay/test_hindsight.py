@@ -103,6 +103,8 @@ def test_served_whole_a_backlog_is_carried_into_the_next_window_where_the_window
     windows = h.Windows.of(work, 60.0, levels)
     assert windows.violations[:, 1].tolist() == [9.0, 0.0]  # the window from 60 s starts empty
     assert h.served(work, 60.0, np.array([1, 1])) == 10  # the request at 61 s waits behind the backlog
+    # by the window each request arrived in: the one at 61 s counts in the second
+    assert h.served_by_window(work, 60.0, np.array([1, 1])).tolist() == [9, 1]
 
 
 def test_served_whole_a_lower_level_retires_the_idle_replica_not_the_busy_one() -> None:
