@@ -424,9 +424,13 @@ def clairvoyant_served(
     window buys once a backlog is not forgotten at a window's edge. Where the windows' count is far below
     this, the clairvoyant-W frontier is flattered by forgetting."""
     points = []
+    seen: dict[bytes, int] = {}  # many λ find the same schedule: serve each once (a pass over the trace)
     for lam, p, path in searched.optima:
         if lam in searched.kept:
-            points.append(Point(p.gpu_hours, served(work, window_s, levels[path]), p.mean_replicas, p.starts))
+            key = path.tobytes()
+            if key not in seen:
+                seen[key] = served(work, window_s, levels[path])
+                points.append(Point(p.gpu_hours, seen[key], p.mean_replicas, p.starts))
     return Frontier(f"clairvoyant-{window_s:g}s-served", _pareto(points))
 
 
