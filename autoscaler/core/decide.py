@@ -64,6 +64,7 @@ from autoscaler.core.triggers import (
     Observations,
     Proposal,
     Reading,
+    Sizing,
     TriggerRegistry,
     TriggerType,
     erlang_c_replicas,
@@ -626,10 +627,10 @@ def _arrivals(step: _Step, reading: Reading | None) -> None:
     step.arrivals = dsp.observe(step.arrivals, short, reading.value, short_s, long_s, at, step.c.memory_s)
 
 
-def _followed(step: _Step) -> tuple[Proposal | None, tuple[float, float, float, float] | None]:
+def _followed(step: _Step) -> tuple[Proposal | None, Sizing | None]:
     """The proposal the forecast follows (the first sized by a queueing model — an SLO trigger's —, else the
-    one with the largest demand) and, for the former, its queueing model (mean service s, waiting budget s,
-    quantile, variability) that sizes demand into replicas (otherwise one replica per replica of work)."""
+    one with the largest demand) and, for the former, its queueing model (`Sizing`) that sizes demand into
+    replicas (otherwise one replica per replica of work)."""
     for p in step.proposals:
         if p.sizing is not None and not p.failed:
             return p, p.sizing
@@ -644,10 +645,10 @@ def _ceil(x: float) -> int:
     return max(0, math.ceil(x - 1e-9))
 
 
-def _replicas_for(load: float, model: tuple[float, float, float, float] | None, max_replicas: int) -> int:
+def _replicas_for(load: float, model: Sizing | None, max_replicas: int) -> int:
     """Replicas for `load` replicas of work: by the proposal's queueing model when it has one."""
     if model is not None:
-        return erlang_c_replicas(load, model[0], model[1], model[2], max_replicas, model[3])
+        return erlang_c_replicas(load, model[0], model[1], model[2], max_replicas, model[3], model[4])
     return _ceil(load)
 
 

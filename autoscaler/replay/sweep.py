@@ -6,8 +6,9 @@ the knob as in the policy; the service model — the SLO violations are counted 
 whatever the knob. The knobs:
 
 - tidescale (`TIDESCALE_KNOBS`): by default the objective its SLO trigger sizes for,
-  `latency.targetMilliseconds` (`slo-target`), when the policy has one, else the target of its first
-  GPUUtilization, QueueDepth or Prometheus trigger (`trigger-target`); or, asked for, the capacity its
+  `latency.targetMilliseconds` (`slo-target`), when the policy has one — or, when that trigger spends its
+  error budget by worth, `latency.lateRequestsPerReplicaHour` (`late-requests`) —, else the target of its
+  first GPUUtilization, QueueDepth or Prometheus trigger (`trigger-target`); or, asked for, the capacity its
   forecast holds, `forecast.historyPercentile` (`history-percentile`);
 - hpa: the target utilisation (%) of its GPU Pods metric when the policy has a GPU trigger, else its first
   metric's target;
@@ -48,11 +49,13 @@ from autoscaler.replay.simulator import Controller, Result, replay
 from autoscaler.replay.trace import Requests
 
 CONTROLLERS = ("tidescale", *BASELINES)
-TIDESCALE_KNOBS = ("slo-target", "trigger-target", "history-percentile")
+TIDESCALE_KNOBS = ("slo-target", "late-requests", "trigger-target", "history-percentile")
 AMOUNT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # An SLO objective moves tidescale less than a target moves a baseline (its other triggers and the capacity it
 # holds stay), so its grid reaches further to cover the violations the baselines' grids cover.
 SLO_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
+# A replica's worth in late requests an hour: the fewer, the more replicas held
+WORTH_FACTORS = (0.0625, 0.25, 0.5, 1.0, 2.0, 4.0, 16.0)
 UTILIZATION_GRID = (30.0, 45.0, 60.0, 70.0, 80.0, 90.0)
 PERCENTILE_GRID = (50.0, 60.0, 70.0, 80.0, 90.0, 95.0)
 CONCURRENCY_FACTORS = (0.3, 0.5, 0.7, 0.85, 1.0, 1.5)
@@ -96,8 +99,13 @@ def _tidescale_trigger(policy: ScalingPolicy, kind: str) -> tuple[int, str, floa
         if isinstance(t, SLOTrigger) and kind == "slo-target":
             ms = float(t.latency.target_milliseconds)
             return i, f"{t.name or 'SLO'} latency.targetMilliseconds", ms, True
+        if isinstance(t, SLOTrigger) and kind == "late-requests" and t.latency.late_requests_per_replica_hour:
+            worth = t.latency.late_requests_per_replica_hour
+            return i, f"{t.name or 'SLO'} latency.lateRequestsPerReplicaHour", worth, False
     if kind == "slo-target":
         raise NoKnob("tidescale: slo-target needs an SLO trigger in the policy")
+    if kind == "late-requests":
+        raise NoKnob("tidescale: late-requests needs an SLO trigger with latency.lateRequestsPerReplicaHour")
     for i, t in enumerate(triggers):
         if isinstance(t, GPUUtilizationTrigger):
             return i, f"{t.name or 'gpu'} target (%)", float(t.target), True
@@ -110,12 +118,20 @@ def _tidescale_trigger(policy: ScalingPolicy, kind: str) -> tuple[int, str, floa
     )
 
 
+def _default_kind(policy: ScalingPolicy) -> str:
+    """tidescale's knob when none is asked for: its SLO trigger's error-budget setting (the worth of a replica
+    when it states one, else the latency objective), else the target of its first other trigger."""
+    slo = [t for t in policy.spec.triggers if isinstance(t, SLOTrigger)]
+    if not slo:
+        return "trigger-target"
+    return "late-requests" if slo[0].latency.late_requests_per_replica_hour else "slo-target"
+
+
 def knob(controller: str, policy: ScalingPolicy, model: ServiceModel, kind: str | None = None) -> Knob:
     """`controller`'s main knob for this policy, with its default grid; `kind` chooses tidescale's (one of
     `TIDESCALE_KNOBS`; default: slo-target with an SLO trigger, else trigger-target)."""
     if controller == "tidescale":
-        has_slo = any(isinstance(t, SLOTrigger) for t in policy.spec.triggers)
-        kind = kind or ("slo-target" if has_slo else "trigger-target")
+        kind = kind or _default_kind(policy)
         if kind not in TIDESCALE_KNOBS:
             raise NoKnob(f"tidescale: no knob {kind!r} (known: {', '.join(TIDESCALE_KNOBS)})")
         if kind == "history-percentile":
@@ -128,7 +144,7 @@ def knob(controller: str, policy: ScalingPolicy, model: ServiceModel, kind: str 
         _, setting, value, integer = _tidescale_trigger(policy, kind)
         if "%" in setting:
             return Knob(controller, setting, value, _with(UTILIZATION_GRID, value), integer, kind)
-        factors = SLO_FACTORS if kind == "slo-target" else AMOUNT_FACTORS
+        factors = {"slo-target": SLO_FACTORS, "late-requests": WORTH_FACTORS}.get(kind, AMOUNT_FACTORS)
         return Knob(controller, setting, value, _amounts(value, integer, factors), integer, kind)
     if controller == "hpa":
         metrics = hpa.metrics_of(policy)
@@ -175,12 +191,13 @@ def tidescale_policy(policy: ScalingPolicy, value: float, kind: str = "") -> Sca
             raise NoKnob("tidescale: history-percentile needs a forecast in the policy")
         forecast = spec.forecast.model_copy(update={"history_percentile": round(value)})
         return policy.model_copy(update={"spec": spec.model_copy(update={"forecast": forecast})})
-    has_slo = any(isinstance(t, SLOTrigger) for t in spec.triggers)
-    i, _, _, integer = _tidescale_trigger(policy, kind or ("slo-target" if has_slo else "trigger-target"))
+    kind = kind or _default_kind(policy)
+    i, _, _, integer = _tidescale_trigger(policy, kind)
     t = policy.spec.triggers[i]
     v: float | int = round(value) if integer else value
     if isinstance(t, SLOTrigger):
-        t2: Any = t.model_copy(update={"latency": t.latency.model_copy(update={"target_milliseconds": v})})
+        field = "late_requests_per_replica_hour" if kind == "late-requests" else "target_milliseconds"
+        t2: Any = t.model_copy(update={"latency": t.latency.model_copy(update={field: v})})
     elif isinstance(t, GPUUtilizationTrigger | PrometheusTrigger):
         t2 = t.model_copy(update={"target": v})
     else:

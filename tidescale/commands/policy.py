@@ -134,7 +134,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--tidescale-knob",
         choices=sweep.TIDESCALE_KNOBS,
         default=None,
-        help="tidescale's knob (default: slo-target with an SLO trigger, else trigger-target)",
+        help=(
+            "tidescale's knob (default: late-requests with an SLO trigger that states "
+            "lateRequestsPerReplicaHour, slo-target with another SLO trigger, else trigger-target)"
+        ),
     )
     f.add_argument(
         "--samples", type=int, default=20, help="violation levels the saving is sampled at (default 20)"

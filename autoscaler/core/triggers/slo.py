@@ -2,7 +2,8 @@
 latency percentile under target for the observed demand, with an M/M/c (Erlang C) model of the waiting time,
 corrected for arrivals and service times more variable than Poisson's and the exponential's (G/G/c, the
 Allen–Cunneen approximation: the wait scaled by (ca² + cs²) / 2, `arrivalVariability` and
-`capacity.serviceVariability`).
+`capacity.serviceVariability`). With `latency.lateRequestsPerReplicaHour` the percentile is not met at every
+instant: the error budget is spent where a replica saves the fewest late requests (`erlang_c_replicas`).
 
 Queries (all of them in the kind's one batch): the request rate over `windowSeconds` (`value`) and over a
 short window — a tenth of it, at least two scrape intervals so that `rate` has two samples — as
@@ -42,6 +43,12 @@ from autoscaler.core.triggers.trigger import (
 class Latency(Spec):
     percentile: int = Field(99, ge=50, le=100)
     target_milliseconds: int = Field(ge=1)
+    # > 0: spend the error budget where it is cheapest instead of meeting the percentile at every instant —
+    # hold a replica only while it keeps at least this many requests an hour from waiting past the target
+    # (its marginal worth in the queueing model). Few requests arrive at low load, so a replica saves few
+    # there, and fewer are held; at high load more are. Over a day this holds fewer GPU-hours for the same
+    # late requests than a percentile at every instant (the percentile is then not used).
+    late_requests_per_replica_hour: float = Field(0.0, ge=0)
 
 
 class CapacityProfile(Spec):
@@ -139,29 +146,49 @@ def reading(spec: Any, scope: Scope, queries: Mapping[str, str], results: Mappin
 
 
 def erlang_c_replicas(
-    load: float, service_s: float, budget_s: float, quantile: float, limit: int, variability: float = 1.0
+    load: float,
+    service_s: float,
+    budget_s: float,
+    quantile: float,
+    limit: int,
+    variability: float = 1.0,
+    worth_per_hour: float = 0.0,
 ) -> int:
     """The fewest servers c with P(wait > budget) ≤ 1 − quantile in an M/M/c queue with offered load `load`,
-    its wait scaled by `variability` for a G/G/c one.
+    its wait scaled by `variability` for a G/G/c one; or, with `worth_per_hour` > 0, the most servers each of
+    which keeps at least that many requests an hour from waiting past the budget.
 
     P(wait > t) = C(c, a) · exp(−(c − a)·t / (k·s)), C the Erlang C probability and k the variability: the
     M/M/c tail for k = 1; for k = (ca² + cs²) / 2 a G/G/c queue whose waits are k times longer
     (Allen–Cunneen's approximation of the mean, with the tail kept exponential). Erlang B is iterated upwards
     so the search costs O(c).
+
+    The marginal rule: the c-th server is worth λ · 3600 · (P(c − 1) − P(c)) late requests an hour saved
+    (λ = a / s the arrival rate, P = 1 while c ≤ a: every request waits without bound). The tail falls
+    convexly once c > a, so the first server worth less than `worth_per_hour` ends the search: c minimises
+    c + λ · P(c) · 3600 / worth, the Lagrangian whose minimum over a day is the fewest GPU-hours for its late
+    requests (a replica-hour priced at `worth_per_hour` late requests).
     """
     if load <= 0:
         return 0
+    per_hour = 3600.0 * load / max(service_s, 1e-9)  # arrivals an hour
     service_s *= max(variability, 1e-6)  # k → 0: no wait once c > a (constant arrivals and service)
     tail = max(1e-6, 1.0 - quantile)
     b = 1.0  # Erlang B for 0 servers
     c = 0
+    late = 1.0  # P(wait > budget) with c servers
     while c < limit:
         c += 1
         b = load * b / (c + load * b)
         if c <= load:
             continue
         erlang_c = c * b / (c - load * (1.0 - b))
-        if erlang_c * math.exp(-(c - load) * budget_s / service_s) <= tail:
+        p = erlang_c * math.exp(-(c - load) * budget_s / service_s)
+        if worth_per_hour > 0.0:
+            if per_hour * (late - p) < worth_per_hour:
+                return c - 1 if c - 1 > load else c  # never fewer than the load needs to be stable
+            late = p
+        elif p <= tail:
             return c
     return limit
 
@@ -229,10 +256,11 @@ def evaluate(
     budget = max(0.25 * target_s, target_s - 2.0 * d.prefill_s)
     q = spec.latency.percentile / 100.0
     k = spec.variability(ctx.arrival_variability)
-    want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS, k)
+    worth = spec.latency.late_requests_per_replica_hour
+    want = steady = erlang_c_replicas(d.load, d.service_s, budget, q, MAX_REPLICAS, k, worth)
     if d.short_load > d.load:
         # the short window sees a burst first; sizing for it is transient (dropped when the burst is)
-        want = max(want, erlang_c_replicas(d.short_load, d.service_s, budget, q, MAX_REPLICAS, k))
+        want = max(want, erlang_c_replicas(d.short_load, d.service_s, budget, q, MAX_REPLICAS, k, worth))
     backlog = ""
     if d.waiting > 0:
         # Replicas added now serve after the lead time; until then the ready ones drain the backlog (or it
@@ -251,20 +279,27 @@ def evaluate(
         want,
         active=active,
         sustained=steady,
-        template="{:.1f} req/s × {:.0f} ms = {:.1f} replicas of work{}, p{} ≤ {} ms{}",
+        template=_BY_WORTH if worth else _BY_PERCENTILE,
         args=(
             rate,
             d.service_s * 1000,
             d.load,
             backlog,
-            spec.latency.percentile,
+            worth if worth else spec.latency.percentile,
             spec.latency.target_milliseconds,
             _variability_note(spec, k, ctx.arrival_variability),
         ),
         demand=d.load,
         short_demand=d.short_load,
-        sizing=(d.service_s, budget, q, k),
+        sizing=(d.service_s, budget, q, k, worth),
     )
+
+
+_BY_PERCENTILE = "{:.1f} req/s × {:.0f} ms = {:.1f} replicas of work{}, p{} ≤ {} ms{}"
+_BY_WORTH = (
+    "{:.1f} req/s × {:.0f} ms = {:.1f} replicas of work{}, each replica keeping ≥ {:g} requests an hour "
+    "under {} ms{}"
+)
 
 
 def _variability_note(spec: SLOTrigger, k: float, measured: float | None) -> str:

@@ -83,6 +83,11 @@ class Context:
         return 1.0 - self.down <= ratio <= 1.0 + self.up
 
 
+# A queueing model's parameters: (mean service s, waiting budget s, quantile, variability, late requests a
+# replica must save an hour or 0 for the quantile), as `slo.erlang_c_replicas` takes them.
+Sizing = tuple[float, float, float, float, float]
+
+
 class Proposal(NamedTuple):
     """One trigger's answer (a NamedTuple, like the other per-decision values: thousands a second)."""
 
@@ -99,9 +104,9 @@ class Proposal(NamedTuple):
     # The part of `replicas` that reflects lasting demand (stabilized before scale-down); the rest drains a
     # backlog and is dropped once it is gone. None: all of it.
     sustained: int | None = None
-    # The queueing model behind a proposal sized by one (the SLO trigger's), (mean service s, waiting budget
-    # s, quantile, variability), so that forecasts are sized the same way.
-    sizing: tuple[float, float, float, float] | None = None
+    # The queueing model behind a proposal sized by one (the SLO trigger's), so that forecasts are sized the
+    # same way.
+    sizing: Sizing | None = None
 
     @property
     def reason(self) -> str:

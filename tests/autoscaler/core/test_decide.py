@@ -8,7 +8,7 @@ from autoscaler.controller.kube import persisted
 from autoscaler.core.decide import Decision, NodeView, PolicyState, pool_nodes
 from autoscaler.core.events import record, render
 from autoscaler.core.nodepool import replica_pods, template_node
-from autoscaler.core.triggers import Observations, Reading
+from autoscaler.core.triggers import Observations, Reading, erlang_c_replicas
 from jobs.placement import Binpack
 from jobs.snapshot import ClusterState
 from tests.autoscaler.autoscaler_builders import (
@@ -382,6 +382,29 @@ def test_the_forecast_keeps_the_level_recent_work_arrived_at() -> None:
     assert ds[-1].floor >= 11  # 40 req/s × 275 ms = 11 replicas of work, seen within the last 10 min
     assert ds[-1].desired >= 11
     assert "p90 of the last 600 s" in ds[-1].reason
+
+
+def test_the_forecast_is_sized_into_replicas_by_the_slo_triggers_worth_rule() -> None:
+    def ahead(latency: dict[str, float]) -> Decision:
+        p = a_policy(
+            max_replicas=200,
+            triggers=[slo_trigger(2000, latency=latency)],
+            forecast={"historySeconds": 0, "trendSmoothingPercent": 0, "trendWindowSeconds": 480},
+            lead={"modelStartSeconds": 120},
+        )
+        ramp = [(float(t), seen(10, ttft=rates(10.0 + 0.1 * t, at_s=t))) for t in range(0, 600, 6)]
+        return run(p, ramp)[-1]
+
+    by_worth = ahead({"percentile": 99, "targetMilliseconds": 2000, "lateRequestsPerReplicaHour": 10})
+    by_percentile = ahead({"percentile": 99, "targetMilliseconds": 2000})
+    for d, worth in ((by_worth, 10.0), (by_percentile, 0.0)):
+        sizing = d.proposals[0].sizing
+        assert d.forecast is not None and sizing is not None and sizing[4] == worth
+        service_s, budget_s, quantile, k, _ = sizing
+        assert d.floor == erlang_c_replicas(d.forecast, service_s, budget_s, quantile, 200, k, worth)
+    # 22 replicas of work forecast, 290,000 requests an hour: a replica that keeps 10 of them in time is
+    # held beyond the p99's
+    assert by_worth.floor > by_percentile.floor
 
 
 def test_a_robust_trend_scales_ahead_of_a_ramp_and_not_after_a_burst() -> None:

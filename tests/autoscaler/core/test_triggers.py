@@ -1,4 +1,5 @@
 import heapq
+import math
 
 import numpy as np
 import pytest
@@ -190,6 +191,59 @@ def test_erlang_c_gives_the_fewest_servers_that_meet_the_waiting_percentile(
     load: float, budget: float, quantile: float, want: int
 ) -> None:
     assert erlang_c_replicas(load, 1.0, budget, quantile, 1000) == want
+
+
+def mmc_late(load: float, servers: int, budget: float, service: float) -> float:
+    """P(wait > budget) in a stable M/M/c queue (servers > load), from the closed form."""
+    top = load**servers / math.factorial(servers) * servers / (servers - load)
+    c = top / (sum(load**k / math.factorial(k) for k in range(servers)) + top)
+    return c * math.exp(-(servers - load) * budget / service)
+
+
+@pytest.mark.parametrize("load", [0.05, 0.5, 1.0, 5.0, 25.0, 50.0])
+@pytest.mark.parametrize("worth", [1.0, 4.0, 20.0, 100.0])
+def test_by_worth_the_servers_minimise_their_cost_plus_the_late_requests_priced_at_that_worth(
+    load: float, worth: float
+) -> None:
+    # 29 s requests, a 10 s wait allowed (the image service): of the stable queues, the one where
+    # c + λ·P(c)·3600 / worth is least (an unstable one makes every request late, without bound)
+    got = erlang_c_replicas(load, 29.0, 10.0, 0.99, 1000, 1.0, worth)
+    per_hour = 3600.0 * load / 29.0
+    stable = range(math.floor(load) + 1, 120)
+    cost = {c: c + per_hour * mmc_late(load, c, 10.0, 29.0) / worth for c in stable}
+    assert cost[got] == pytest.approx(min(cost.values()), rel=1e-9)
+    assert got > load  # never fewer than a stable queue needs
+
+
+def test_by_worth_fewer_replicas_are_held_at_low_load_and_more_at_high_load_than_by_a_percentile() -> None:
+    def by_percentile(load: float) -> int:
+        return erlang_c_replicas(load, 29.0, 10.0, 0.99, 1000)
+
+    def by_worth(load: float) -> int:
+        return erlang_c_replicas(load, 29.0, 10.0, 0.99, 1000, 1.0, 4.0)
+
+    # a night's trickle: the p99 holds two replicas for a tenth of one's work, each saving under a request
+    # an hour; by worth one is held
+    assert (by_percentile(0.1), by_worth(0.1)) == (2, 1)
+    # a busy hour: 3,100 requests an hour, where a replica that saves a few of them is still worth it
+    assert by_worth(25.0) > by_percentile(25.0)
+
+
+def test_the_slo_trigger_spends_its_error_budget_by_worth_when_its_spec_says_so() -> None:
+    latency = {"percentile": 99, "targetMilliseconds": 2000, "lateRequestsPerReplicaHour": 500}
+    worth = slo_trigger(2000, latency=latency)
+    # 7,200 requests an hour of 0.27 s each: a second replica keeps about 345 of them an hour under the 1.5 s
+    # wait, fewer than the 500 a replica must (the p99 holds it)
+    got = evaluate(a_policy(triggers=[worth]), rates(2.0), seen(4))
+    by_percentile = evaluate(a_policy(triggers=[slo_trigger(2000)]), rates(2.0), seen(4))
+    assert got.sizing is not None and got.sizing[4] == 500.0
+    assert by_percentile.sizing is not None and by_percentile.sizing[4] == 0.0
+    d = got.demand or 0.0
+    assert got.replicas == erlang_c_replicas(d, *got.sizing[:2], 0.99, 1000, 1.0, 500.0)
+    assert got.replicas is not None and by_percentile.replicas is not None
+    assert got.replicas < by_percentile.replicas
+    assert "each replica keeping ≥ 500 requests an hour under 2000 ms" in got.reason
+    assert "p99 ≤ 2000 ms" in by_percentile.reason
 
 
 def fifo_p99_wait(arrival: np.ndarray, service: np.ndarray, servers: int) -> float:

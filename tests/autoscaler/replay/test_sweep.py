@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.api.policy import read_policy_file
+from autoscaler.api.policy import SLOTrigger, read_policy_file
 from autoscaler.core.triggers import TriggerRegistry, register_builtins
 from autoscaler.replay import sweep
 from autoscaler.replay.backtest import BaselineController, pick
@@ -72,6 +72,27 @@ def test_tidescales_knob_changes_only_its_own_field() -> None:
     k = sweep.knob("tidescale", images, ServiceModel(), "history-percentile")
     assert (k.setting, k.default, k.kind) == ("forecast.historyPercentile", 75, "history-percentile")
     assert 75 in k.grid
+
+
+def test_a_policy_that_spends_its_error_budget_by_worth_sweeps_that_worth() -> None:
+    policy, _ = pick(read_policy_file(LLM))
+    slo = policy.spec.triggers[0]
+    assert isinstance(slo, SLOTrigger)
+    latency = slo.latency.model_copy(update={"late_requests_per_replica_hour": 400.0})
+    triggers = [slo.model_copy(update={"latency": latency}), *policy.spec.triggers[1:]]
+    by_worth = policy.model_copy(update={"spec": policy.spec.model_copy(update={"triggers": triggers})})
+    k = sweep.knob("tidescale", by_worth, ServiceModel())
+    assert (k.setting, k.default) == ("ttft latency.lateRequestsPerReplicaHour", 400.0)
+    assert k.kind == "late-requests"
+    assert k.grid == pytest.approx((25, 100, 200, 400, 800, 1600, 6400))
+    changed = sweep.tidescale_policy(by_worth, 25.0)
+    got = changed.spec.triggers[0]
+    assert isinstance(got, SLOTrigger)
+    assert (got.latency.late_requests_per_replica_hour, got.latency.target_milliseconds) == (25.0, 2000)
+    # the objective stays a knob of its own, and a policy without a worth has no such knob
+    assert sweep.knob("tidescale", by_worth, ServiceModel(), "slo-target").default == 2000
+    with pytest.raises(sweep.NoKnob, match="lateRequestsPerReplicaHour"):
+        sweep.knob("tidescale", policy, ServiceModel(), "late-requests")
 
 
 def test_each_baseline_is_built_with_its_knob_at_the_value() -> None:
