@@ -45,9 +45,10 @@ class Latency(Spec):
     target_milliseconds: int = Field(ge=1)
     # > 0: spend the error budget where it is cheapest instead of meeting the percentile at every instant —
     # hold a replica only while it keeps at least this many requests an hour from waiting past the target
-    # (its marginal worth in the queueing model). Few requests arrive at low load, so a replica saves few
-    # there, and fewer are held; at high load more are. Over a day this holds fewer GPU-hours for the same
-    # late requests than a percentile at every instant (the percentile is then not used).
+    # (its marginal worth in the queueing model; the percentile is then not used). Few requests arrive at
+    # low load, so a replica saves few there, and fewer are held; at high load more are. Where the model's
+    # rates hold (smooth daily traffic) that is fewer GPU-hours for the same late requests; bursty traffic
+    # needs the percentile's margin at low load (docs/benchmarks.md, stop 31).
     late_requests_per_replica_hour: float = Field(0.0, ge=0)
 
 
